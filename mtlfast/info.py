@@ -1,0 +1,63 @@
+"""``python -m mtlfast.info``: versions, compiled backends, CPU features, threads and GPU."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+
+def collect() -> dict:
+    import numpy
+    import torch
+
+    import mtlfast
+    from mtlfast import _backend
+    from mtlfast.cpu import cpu_count, cpu_features
+
+    info = {
+        "mtlfast": mtlfast.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "numpy": numpy.__version__,
+    }
+    for mod in ("numba", "sklearn", "scipy", "Cython", "pybind11"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:
+            info[mod] = "not installed"
+    b = _backend.backends()
+    info["_C"] = "built" if b["_C"] else f"missing ({b['error']})"
+    if b["_C"]:
+        c = _backend.require_c()
+        info["_C backends"] = ", ".join(getattr(c, "BACKENDS", ["cpu"]))
+        if hasattr(c, "cpu_kernel_paths"):
+            info["_C cpu kernel paths"] = ", ".join(c.cpu_kernel_paths())
+    info["cuda kernels"] = "built" if b["cuda_kernels"] else "not built"
+    feats = cpu_features()
+    info["cpu"] = feats["model"]
+    info["cpu features"] = " ".join(
+        f"{k}={'yes' if feats[k] else 'no'}"
+        for k in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+    )
+    info["torch cpu capability"] = feats["torch_capability"]
+    info["cores available"] = cpu_count()
+    info["torch threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    else:
+        info["gpu"] = "none"
+    return info
+
+
+def main(argv=None) -> int:
+    info = collect()
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

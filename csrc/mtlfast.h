@@ -3,8 +3,10 @@
 #include <torch/extension.h>
 
 namespace mtlfast {
-// Defined in csrc/cpu/*.cpp: adds the CPU ops to the module.
+// Each CPU source file registers its own ops (csrc/cpu/register_cpu.cpp calls them all).
 void register_cpu_ops(pybind11::module_& m);
+void register_bilstm_cpu(pybind11::module_& m);  // csrc/cpu/bilstm_cpu.cpp
+void register_optim_cpu(pybind11::module_& m);   // csrc/cpu/optim_cpu.cpp
 #ifdef MTLFAST_WITH_CUDA
 // Defined in csrc/cuda/*.cpp (torch glue around the framework-free kernels in csrc/cuda/*.cu).
 void register_cuda_ops(pybind11::module_& m);

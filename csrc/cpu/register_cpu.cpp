@@ -1,8 +1,9 @@
-// Placeholder registration until the CPU kernels land; replaced by the bi-LSTM work.
+// Collects the CPU ops of every csrc/cpu source file into mtlfast._C.
 #include "mtlfast.h"
 
 namespace mtlfast {
 void register_cpu_ops(pybind11::module_& m) {
-  m.def("cpu_kernel_paths", []() { return std::vector<std::string>{"portable"}; });
+  register_bilstm_cpu(m);
+  register_optim_cpu(m);
 }
 }  // namespace mtlfast

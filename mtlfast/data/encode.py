@@ -1,0 +1,243 @@
+"""Vocabulary, encoding of a suite into flat integer arrays, and padded batch assembly.
+
+Encoding layout (per split): ``tokens`` and ``tags`` are flat ``int32`` arrays holding every token of every
+sentence back to back; ``offsets`` (``int64``, length ``n_sentences + 1``) gives sentence ``i`` as
+``tokens[offsets[i]:offsets[i+1]]``.
+
+The vocabulary is shared by all tasks of a suite: lower-cased words of *all* splits of *all* tasks, id 0 =
+``<pad>``, id 1 = ``<unk>``, then words by decreasing frequency (ties alphabetical). Words that occur only in
+dev/test are included on purpose: with pretrained embeddings they get their pretrained vector (the model can
+use it at test time even though it never trains that row); without a vector they get a random row that no
+training step touches, which behaves like an unknown word. Nothing about dev/test labels leaks through this.
+
+Label ids are per task: the index in the task's sorted label union (``Task.labels``).
+
+The hot loops (string -> id lookup, batch assembly) have a compiled version in :mod:`mtlfast.data._fast`
+(Cython). When it is not built, the pure Python/NumPy functions here are used; both give identical results.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from mtlfast.data.io import Split, Task
+
+try:  # compiled helpers are optional
+    from mtlfast.data import _fast  # type: ignore
+except ImportError:  # pragma: no cover - depends on the build
+    _fast = None
+
+PAD_ID = 0
+UNK_ID = 1
+PAD_WORD = "<pad>"
+UNK_WORD = "<unk>"
+PAD_TAG = -100  # the tag of padded positions: torch.nn.functional.cross_entropy's default ignore_index
+
+
+def has_fast() -> bool:
+    """Whether the compiled (Cython) helpers are available."""
+    return _fast is not None
+
+
+class Vocab:
+    """Word vocabulary: ``itos`` (id -> word) and ``stoi`` (word -> id). Words are lower-cased.
+
+    Id 0 is ``"<pad>"`` and id 1 is ``"<unk>"``; :meth:`encode` maps unknown words to 1.
+    """
+
+    def __init__(self, words: Iterable[str] = ()):
+        self.itos: list[str] = [PAD_WORD, UNK_WORD]
+        self.stoi: dict[str, int] = {PAD_WORD: PAD_ID, UNK_WORD: UNK_ID}
+        for w in words:
+            self.add(w)
+
+    def add(self, word: str) -> int:
+        word = word.lower()
+        idx = self.stoi.get(word)
+        if idx is None:
+            idx = len(self.itos)
+            self.stoi[word] = idx
+            self.itos.append(word)
+        return idx
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, word: str) -> bool:
+        return word.lower() in self.stoi
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} words)"
+
+    @classmethod
+    def build(cls, tasks: Sequence[Task]) -> "Vocab":
+        """The shared vocabulary of a suite: every lower-cased word of every split, most frequent first."""
+        counts: Counter = Counter()
+        for task in tasks:
+            for split in task.splits.values():
+                for sent in split.tokens:
+                    counts.update(w.lower() for w in sent)
+        counts.pop(PAD_WORD, None)
+        counts.pop(UNK_WORD, None)
+        return cls(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def encode(self, words: Sequence[str]) -> np.ndarray:
+        """Ids (``int32``) of ``words`` (lower-cased; unknown -> 1)."""
+        return encode_tokens(list(words), self.stoi, lower=True)
+
+
+@dataclass
+class EncodedSplit:
+    """A split as flat arrays: ``tokens``/``tags`` ``int32 [N]``, ``offsets`` ``int64 [n_sentences + 1]``."""
+
+    tokens: np.ndarray
+    tags: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_sentences(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Sentence lengths, ``int64 [n_sentences]``."""
+        return np.diff(self.offsets)
+
+    def sentence(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.tokens[a:b], self.tags[a:b]
+
+
+@dataclass
+class EncodedTask:
+    name: str
+    labels: list[str]
+    outside_id: int  # id of "O", -1 if the task has none
+    splits: dict[str, EncodedSplit] = field(default_factory=dict)  # "train", "dev" (if any), "test"
+
+
+@dataclass
+class EncodedSuite:
+    vocab: Vocab
+    tasks: dict[str, EncodedTask]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure Python / NumPy implementations (the reference; the Cython versions must give identical results)
+
+def encode_tokens_py(flat: list, stoi: dict, lower: bool = True, default: int = UNK_ID) -> np.ndarray:
+    """Ids of a flat list of words: ``stoi[w.lower()]`` (``stoi[w]`` if not ``lower``), ``default`` when absent."""
+    get = stoi.get
+    if lower:
+        ids = [get(w.lower(), default) for w in flat]
+    else:
+        ids = [get(w, default) for w in flat]
+    return np.array(ids, dtype=np.int32)
+
+
+def make_batch_np(tokens: np.ndarray, tags: np.ndarray, offsets: np.ndarray, idx: np.ndarray, max_len: int):
+    """Vectorised NumPy batch assembly (see :func:`make_batch`); ``max_len <= 0`` means no limit."""
+    starts = offsets[idx]
+    lengths = offsets[idx + 1] - starts
+    if max_len > 0:
+        lengths = np.minimum(lengths, max_len)
+    T = int(lengths.max()) if len(idx) else 0
+    pos = np.arange(T, dtype=np.int64)
+    mask = pos[None, :] < lengths[:, None]
+    flat = (starts[:, None] + pos[None, :])[mask]
+    out_tok = np.zeros((len(idx), T), dtype=np.int64)
+    out_tag = np.full((len(idx), T), PAD_TAG, dtype=np.int64)
+    out_tok[mask] = tokens[flat]
+    out_tag[mask] = tags[flat]
+    return out_tok, out_tag, lengths.astype(np.int64)
+
+
+def encode_tokens(flat: list, stoi: dict, lower: bool = True, default: int = UNK_ID) -> np.ndarray:
+    """Ids (``int32``) of a flat list of strings; compiled when available, else :func:`encode_tokens_py`."""
+    if _fast is not None:
+        return _fast.encode_tokens(flat, stoi, lower, default)
+    return encode_tokens_py(flat, stoi, lower, default)
+
+
+def _check_idx(split: EncodedSplit, idx) -> np.ndarray:
+    idx = np.asarray(idx)
+    if idx.ndim != 1:
+        raise ValueError(f"make_batch: idx must be a 1-d array of sentence indices; got shape {idx.shape}")
+    if idx.dtype.kind not in "iu":
+        if idx.size == 0:
+            idx = idx.astype(np.int64)
+        else:
+            raise ValueError(f"make_batch: idx must hold integers; got dtype {idx.dtype}")
+    idx = idx.astype(np.int64, copy=False)
+    n = split.n_sentences
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"make_batch: sentence indices must be in [0, {n}); got min {idx.min()}, max {idx.max()}")
+    return idx
+
+
+def make_batch(split: EncodedSplit, idx, max_len: int | None = None):
+    """Right-padded batch of the sentences ``idx`` of ``split``.
+
+    Parameters
+    ----------
+    split : the encoded split.
+    idx : ``int [B]`` sentence indices (repeats allowed).
+    max_len : cut sentences to their first ``max_len`` tokens (``None``: no cut).
+
+    Returns
+    -------
+    tokens : ``int64 [B, T]``, padded with 0 (``<pad>``); ``T`` = the longest (cut) length in the batch.
+    tags : ``int64 [B, T]``, padded with ``PAD_TAG`` (-100).
+    lengths : ``int64 [B]``, each >= 1.
+    """
+    idx = _check_idx(split, idx)
+    ml = 0 if max_len is None else int(max_len)
+    if max_len is not None and ml < 1:
+        raise ValueError(f"make_batch: max_len must be >= 1 or None; got {max_len}")
+    if _fast is not None:
+        return _fast.make_batch(split.tokens, split.tags, split.offsets, idx, ml)
+    return make_batch_np(split.tokens, split.tags, split.offsets, idx, ml)
+
+
+def encode_split(split: Split, stoi: dict, label_ids: dict) -> EncodedSplit:
+    """Encode one split with a word index (lower-cased lookup) and a label index."""
+    lengths = np.fromiter((len(s) for s in split.tokens), dtype=np.int64, count=len(split.tokens))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat_tok = [w for s in split.tokens for w in s]
+    flat_tag = [t for s in split.tags for t in s]
+    tokens = encode_tokens(flat_tok, stoi, True)
+    tags = encode_tokens(flat_tag, label_ids, False, -1)
+    if tags.size and tags.min() < 0:
+        bad = sorted({t for t in flat_tag if t not in label_ids})
+        raise ValueError(f"encode: {split.path}: labels {bad[:5]} are not in the task's label set")
+    return EncodedSplit(tokens=tokens, tags=tags, offsets=offsets)
+
+
+def encode_task(task: Task, vocab: Vocab) -> EncodedTask:
+    labels = list(task.labels)
+    label_ids = {l: i for i, l in enumerate(labels)}
+    enc = EncodedTask(
+        name=task.name,
+        labels=labels,
+        outside_id=label_ids.get(task.outside_label, -1) if task.outside_label else -1,
+    )
+    for name, split in task.splits.items():
+        enc.splits[name] = encode_split(split, vocab.stoi, label_ids)
+    return enc
+
+
+def encode_suite(tasks: Sequence[Task], vocab: Vocab | None = None) -> EncodedSuite:
+    """Encode tasks once into flat arrays with one shared vocabulary (built from all tasks if not given)."""
+    tasks = list(tasks)
+    if vocab is None:
+        vocab = Vocab.build(tasks)
+    return EncodedSuite(vocab=vocab, tasks={t.name: encode_task(t, vocab) for t in tasks})

@@ -1,0 +1,242 @@
+"""The whole meta-analysis of one pair table: Table 3 equivalent, ablation, RFE, coefficients, leave-one-task-out.
+
+:func:`meta_analysis` returns plain dicts and lists (JSON-serialisable), which the report renders. Every
+number comes from the same seeded folds (``n_repeats`` x ``n_splits`` shuffled stratified k-fold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtlfast.meta.cv import (
+    baseline_scores,
+    cross_validate,
+    fold_scores,
+    make_folds,
+    rfe_ranking,
+)
+from mtlfast.meta.search import nested_search, search_best
+from mtlfast.meta.cv import minmax_scale_folds
+from mtlfast.meta.table import CURVE_FEATURES, DATA_FEATURES
+
+__all__ = ["PAPER_TABLE3", "MetaSettings", "meta_analysis", "leave_one_task_out"]
+
+#: Bingel & Søgaard (2017), Table 3 (DESIGN.md): mean over 100 runs of 5-fold CV
+PAPER_TABLE3 = {
+    "majority baseline": (0.555, 0.615),
+    "all features": (0.749, 0.669),
+    "best data features": (0.665, 0.542),
+    "best combination": (0.785, 0.713),
+}
+
+
+class MetaSettings(dict):
+    """Settings of the meta-analysis (a dict with defaults)."""
+
+    DEFAULTS = {
+        "n_repeats": 100,
+        "n_splits": 5,
+        "random_state": 0,
+        "stratified": True,
+        "C": 1.0,
+        "search": "auto",  # auto | exhaustive | greedy | none
+        "criterion": "accuracy",
+        "outer_repeats": 10,  # nested CV: outer repetitions of n_splits folds
+        "inner_splits": 5,
+        "inner_repeats": 2,
+        "optimistic_repeats": None,  # None: the same folds as the main CV
+        "rfe": True,
+    }
+
+    def __init__(self, **kw):
+        unknown = set(kw) - set(self.DEFAULTS)
+        if unknown:
+            raise ValueError(f"meta settings: unknown keys {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
+        super().__init__({**self.DEFAULTS, **kw})
+
+
+def _row(name, res, note=""):
+    s = res.summary()
+    return {"name": name, "accuracy": s["accuracy"], "accuracy_sd": s["accuracy_sd"], "f1": s["f1"],
+            "f1_sd": s["f1_sd"], "accuracy_sd_rep": s["accuracy_sd_rep"], "f1_sd_rep": s["f1_sd_rep"],
+            "note": note}
+
+
+def _summ(acc, f1, n_splits):
+    from mtlfast.meta.cv import CVResult
+
+    return CVResult(np.asarray(acc), np.asarray(f1), n_splits)
+
+
+def meta_analysis(table, settings=None, progress=None):
+    """Run the meta-classifier experiments on a :class:`~mtlfast.meta.table.PairTable`.
+
+    Returns a dict with ``counts``, ``table3`` (rows), ``ablation``, ``rfe``, ``coefficients``, ``loto``,
+    ``search``, ``notes`` and the ``settings`` used. Degrades instead of failing: with a single label class
+    or fewer pairs than folds, only the counts and a note are returned.
+    """
+    st = MetaSettings(**(settings or {}))
+    say = progress or (lambda msg: None)
+    table = table.dropna_columns()
+    y = table.y
+    n = len(y)
+    out = {"settings": dict(st), "notes": list(table.notes), "counts": {
+        "pairs": n, "gain": int(y.sum()), "loss": int(n - y.sum()),
+        "tasks": len(table.tasks), "columns": len(table.columns), "label_source": table.label_source}}
+    feats = list(table.features)
+    out["features"] = feats
+    if n == 0 or len(feats) == 0:
+        out["notes"].append("no pairs or no features: the meta-classifier was not run")
+        return out
+    if y.min() == y.max():
+        out["notes"].append(f"every pair has the same label ({'gain' if y[0] else 'no gain'}): "
+                            "a classifier cannot be trained or evaluated; only the counts are reported")
+        return out
+    k = min(st["n_splits"], int(np.bincount(y).min()), n)
+    if k < 2:
+        out["notes"].append("too few pairs of the minority class for cross-validation (need 2)")
+        return out
+    if k < st["n_splits"]:
+        out["notes"].append(f"only {int(np.bincount(y).min())} pairs in the minority class: "
+                            f"{k}-fold instead of {st['n_splits']}-fold CV")
+    out["settings"]["n_splits_used"] = k
+    tr, te = make_folds(y, k, st["n_repeats"], st["random_state"], st["stratified"])
+    C = st["C"]
+
+    # --- Table 3 -------------------------------------------------------------------------------------
+    rows = []
+    base = baseline_scores(y, tr, te)
+    rows.append(_row("majority baseline", base["majority"], "predicts the training folds' majority class"))
+    rows.append(_row("always gain", base["always_gain"], "predicts gain for every pair"))
+    say("meta: all features")
+    res_all = cross_validate(table.X, y, tr, te, C=C, keep=True, n_splits=k)
+    rows.append(_row("all features", res_all, f"{len(table.columns)} columns"))
+    data_f = [f for f in feats if f in DATA_FEATURES]
+    curve_f = [f for f in feats if f in CURVE_FEATURES]
+    if data_f and curve_f:
+        r = cross_validate(table.X, y, tr, te, C=C, col_mask=table.group_mask(data_f), n_splits=k)
+        rows.append(_row("data features only", r, f"{len(data_f)} features x 3"))
+        r = cross_validate(table.X, y, tr, te, C=C, col_mask=table.group_mask(curve_f), n_splits=k)
+        rows.append(_row("curve features only", r, f"{len(curve_f)} features x 3"))
+    out["table3"] = rows
+
+    group_cols = [table.groups[f] for f in feats]
+    G = len(feats)
+
+    # --- best combination: nested (honest) and non-nested (optimistic) -----------------------------
+    search = st["search"]
+    if search != "none" and G >= 1:
+        say("meta: best combination, nested CV")
+        otr, ote = make_folds(y, k, st["outer_repeats"], st["random_state"] + 1, st["stratified"])
+        nest = nested_search(table.X, y, group_cols, otr, ote, inner_splits=min(st["inner_splits"], k),
+                             inner_repeats=st["inner_repeats"], strategy=search, criterion=st["criterion"],
+                             C=C, random_state=st["random_state"] + 2)
+        freq = nest["chosen"].mean(axis=0)
+        out["search"] = {
+            "strategy": search, "criterion": st["criterion"],
+            "nested_accuracy": float(nest["accuracy"].mean()), "nested_accuracy_sd": float(nest["accuracy"].std(ddof=1)),
+            "nested_f1": float(nest["f1"].mean()), "nested_f1_sd": float(nest["f1"].std(ddof=1)),
+            "outer_folds": int(len(nest["accuracy"])),
+            "selection_frequency": {f: float(v) for f, v in zip(feats, freq)},
+        }
+        rows.append({"name": "best combination (nested CV)", "accuracy": out["search"]["nested_accuracy"],
+                     "accuracy_sd": out["search"]["nested_accuracy_sd"], "f1": out["search"]["nested_f1"],
+                     "f1_sd": out["search"]["nested_f1_sd"],
+                     "note": f"search ({search}) inside each of {len(nest['accuracy'])} outer folds"})
+        say("meta: best combination, optimistic")
+        if st["optimistic_repeats"]:
+            otr2, ote2 = make_folds(y, k, st["optimistic_repeats"], st["random_state"], st["stratified"])
+        else:
+            otr2, ote2 = tr, te
+        Xs = minmax_scale_folds(table.X, otr2)
+        best = search_best(Xs, y, otr2, ote2, group_cols, search, st["criterion"], C)
+        chosen = [f for f, s in zip(feats, best["subset"]) if s]
+        out["search"]["optimistic"] = {"features": chosen, "accuracy": best["accuracy"], "f1": best["f1"],
+                                       "n_scored": best["n_scored"]}
+        rows.append({"name": "best combination (optimistic, not nested)", "accuracy": best["accuracy"],
+                     "accuracy_sd": float("nan"), "f1": best["f1"], "f1_sd": float("nan"),
+                     "note": "chosen on the folds it is scored on (biased upwards): " + ", ".join(chosen)})
+        if data_f and curve_f:
+            dcols = [table.groups[f] for f in data_f]
+            bd = search_best(Xs, y, otr2, ote2, dcols, search, st["criterion"], C)
+            chosen_d = [f for f, s in zip(data_f, bd["subset"]) if s]
+            rows.append({"name": "best data features (optimistic, not nested)", "accuracy": bd["accuracy"],
+                         "accuracy_sd": float("nan"), "f1": bd["f1"], "f1_sd": float("nan"),
+                         "note": ", ".join(chosen_d)})
+
+    # --- ablation: drop one feature group at a time ----------------------------------------------------
+    say("meta: ablation")
+    full = res_all.summary()
+    abl = []
+    if G > 1:
+        for f in feats:
+            keep = [g for g in feats if g != f]
+            r = cross_validate(table.X, y, tr, te, C=C, col_mask=table.group_mask(keep), n_splits=k).summary()
+            abl.append({"dropped": f, "accuracy": r["accuracy"], "f1": r["f1"],
+                        "delta_accuracy": r["accuracy"] - full["accuracy"], "delta_f1": r["f1"] - full["f1"]})
+        for name, fs in (("all data features", data_f), ("all curve features", curve_f)):
+            keep = [g for g in feats if g not in fs]
+            if fs and keep:
+                r = cross_validate(table.X, y, tr, te, C=C, col_mask=table.group_mask(keep), n_splits=k).summary()
+                abl.append({"dropped": name, "accuracy": r["accuracy"], "f1": r["f1"],
+                            "delta_accuracy": r["accuracy"] - full["accuracy"],
+                            "delta_f1": r["f1"] - full["f1"]})
+    out["ablation"] = abl
+
+    # --- coefficients and RFE ranking over the repeated splits -----------------------------------------
+    coef = res_all.coef
+    ranks = rfe_ranking(table.X, y, tr, C=C).mean(axis=0) if st["rfe"] and len(table.columns) > 1 else None
+    coefs = []
+    for j, c in enumerate(table.columns):
+        coefs.append({"column": c, "mean": float(coef[:, j].mean()), "sd": float(coef[:, j].std(ddof=1)),
+                      "positive_share": float((coef[:, j] > 0).mean()),
+                      "rfe_mean_rank": (float(ranks[j]) if ranks is not None else float("nan"))})
+    coefs.sort(key=lambda r: -abs(r["mean"]))
+    out["coefficients"] = coefs
+    out["loto"] = leave_one_task_out(table, C=C)
+    return out
+
+
+def leave_one_task_out(table, C=1.0):
+    """For each task: train on the pairs without it, test on the pairs with it (as main or aux).
+
+    Returns a dict with per-task rows and the pooled scores (all held-out predictions together), for the
+    classifier and the majority / always-gain baselines.
+    """
+    y = table.y
+    tasks = table.tasks
+    n = len(y)
+    tr = np.zeros((len(tasks), n), dtype=bool)
+    for k, t in enumerate(tasks):
+        tr[k] = [t not in p for p in table.pairs]
+    te = ~tr
+    ok = (tr.sum(axis=1) > 0) & (te.sum(axis=1) > 0)
+    rows = []
+    if not ok.any() or y.min() == y.max():
+        return {"rows": rows, "pooled": None, "note": "not enough tasks or a single label class"}
+    tr, te, tasks = tr[ok], te[ok], [t for t, o in zip(tasks, ok) if o]
+    single_class = np.array([y[m].min() == y[m].max() for m in tr])
+    res = cross_validate(table.X, y, tr, te, C=C, keep=True, n_splits=1)
+    pred = res.pred.copy()
+    # a training set with one class: predict that class (logistic regression cannot be fitted)
+    for k in np.nonzero(single_class)[0]:
+        pred[k] = y[tr[k]][0]
+    acc, f1 = fold_scores(pred, y, te)
+    pos = (tr * y).sum(axis=1)
+    maj = (pos >= tr.sum(axis=1) - pos).astype(int)
+    acc_m, f1_m = fold_scores(np.broadcast_to(maj[:, None], tr.shape), y, te)
+    acc_g, f1_g = fold_scores(np.ones_like(pred), y, te)
+    for k, t in enumerate(tasks):
+        rows.append({"task": t, "n_test": int(te[k].sum()), "gain_share": float(y[te[k]].mean()),
+                     "accuracy": float(acc[k]), "f1": float(f1[k]), "majority_accuracy": float(acc_m[k]),
+                     "always_gain_f1": float(f1_g[k])})
+    # pooled: every pair is held out twice (once for its main, once for its aux task); count both
+    yy = np.concatenate([y[m] for m in te])
+    pp = np.concatenate([pred[k][te[k]] for k in range(len(tasks))])
+    tp = int(((pp == 1) & (yy == 1)).sum())
+    fp = int(((pp == 1) & (yy == 0)).sum())
+    fn = int(((pp == 0) & (yy == 1)).sum())
+    pooled = {"accuracy": float((pp == yy).mean()), "f1": (2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0,
+              "mean_task_accuracy": float(acc.mean()), "mean_task_f1": float(f1.mean()),
+              "majority_accuracy": float(acc_m.mean()), "always_gain_f1": float(f1_g.mean())}
+    return {"rows": rows, "pooled": pooled}

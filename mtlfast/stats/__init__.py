@@ -1,0 +1,306 @@
+"""The seven data features of a task (Bingel & Søgaard, EACL 2017, section 3), exact and fast (Numba).
+
+Definitions (``train`` = the training split, ``test`` = the test split; a *term* is a token lower-cased
+with :meth:`str.lower`; labels are taken as they are, case-sensitive):
+
+==================  ===================================================================================
+``size``            number of training sentences.
+``n_labels``        number of distinct labels in the training split.
+``tokens_per_type`` training tokens / distinct training terms. The paper's slides call this a
+                    "type/token ratio"; the original code computed tokens/types, and so does this (it is
+                    >= 1; its inverse is the classic type/token ratio).
+``oov_rate``        percentage (0-100) of training tokens whose term has no vector in the embeddings,
+                    ``100 * #{tokens w : lower(w) not in embeddings.index} / #tokens``. NaN when no
+                    embeddings are given.
+``label_entropy``   Shannon entropy of the training label distribution, every label counted (``O``
+                    included): ``H = -sum_l p_l ln p_l``, ``p_l`` = share of training tokens labelled
+                    ``l``. Nats by default (``scipy.stats.entropy``'s default); ``base=2`` gives bits.
+``frobenius_norm``  Frobenius norm of the training sentence x term count matrix ``X`` (``X[s, t]`` =
+                    occurrences of term ``t`` in sentence ``s``): ``sqrt(sum_s sum_t X[s, t]^2)``, computed
+                    per sentence from term counts, never as a dense matrix.
+``jsd_train_test``  Jensen-Shannon divergence of the train and test unigram distributions of terms
+                    (``P``, ``Q`` over the union of their terms): ``1/2 KL(P||M) + 1/2 KL(Q||M)``,
+                    ``M = (P+Q)/2``. Nats by default (in ``[0, ln 2]``); ``base=2`` gives bits (in
+                    ``[0, 1]``). This is the divergence itself: ``scipy.spatial.distance.jensenshannon``
+                    returns its square root (the JS *distance*). NaN when the test split has no tokens.
+==================  ===================================================================================
+
+The original code compared the bag of training *words* with the bag of test *labels* for the JSD (a bug:
+words and labels hardly share a support, so the value says little about the two corpora); this module
+compares train words with test words, as the paper describes, and does not reproduce the bug.
+
+Why nats by default: it is what ``scipy.stats.entropy`` and ``jensenshannon`` give without a ``base``, so
+numbers can be checked against them directly; the meta-classifier standardises features, so the unit only
+scales the two columns. Pass ``base=2`` for bits.
+
+Public API: :data:`DATA_FEATURES`, :func:`task_features`, :func:`split_arrays` / :func:`features_from_arrays`
+(the same computation on NumPy id arrays, e.g. from the data layer's encoded corpora), and
+:func:`reference_task_features` (the SciPy / scikit-learn way; test oracle and benchmark baseline).
+Command line: ``python -m mtlfast.stats PATH... [--csv] [--embeddings FILE] [--base 2]``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from mtlfast.stats import _kernels as K
+
+__all__ = [
+    "DATA_FEATURES",
+    "SplitArrays",
+    "task_features",
+    "split_arrays",
+    "features_from_arrays",
+    "reference_task_features",
+]
+
+DATA_FEATURES = (
+    "size",
+    "n_labels",
+    "tokens_per_type",
+    "oov_rate",
+    "label_entropy",
+    "frobenius_norm",
+    "jsd_train_test",
+)
+
+_SEP = "\n"
+
+
+def _log_base(base: float | None) -> float:
+    if base is None:
+        return 1.0
+    if not (isinstance(base, (int, float)) and base > 0 and base != 1):
+        raise ValueError(f"mtlfast.stats: base must be a positive number other than 1 (or None for nats), got {base!r}")
+    return math.log(base)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Strings -> arrays (the only part that touches Python strings)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _join_utf8(*corpora: Sequence[Sequence[str]], lower: bool) -> tuple[np.ndarray, int]:
+    """All tokens of the corpora (lists of sentences), in order, as one newline-separated UTF-8 buffer,
+    and the number of tokens.
+
+    Lower-casing the joined text equals lower-casing every token: ``str.lower`` is per character except
+    for the Greek final sigma, whose context test stops at the newline (not a case-ignorable character).
+    Joining per sentence first keeps the per-token work in C.
+    """
+    n_tokens = sum(sum(map(len, corpus)) for corpus in corpora)
+    text = _SEP.join([_SEP.join(sentence) for corpus in corpora for sentence in corpus if len(sentence)])
+    if lower:
+        text = text.lower()
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8), n_tokens
+
+
+def _intern(buf: np.ndarray, n_tokens: int, corpora) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``intern_tokens`` plus the newline check (a token holding a newline would shift every id after it)."""
+    ids, table, type_hash, type_span, left = K.intern_tokens(buf, n_tokens)
+    if left != 0:
+        bad = next((w for corpus in corpora for s in corpus for w in s if _SEP in w), None)
+        raise ValueError(f"mtlfast.stats: tokens and labels must not contain a newline, got {bad!r}")
+    return ids, table, type_span
+
+
+def _offsets(sentences: Sequence[Sequence[str]]) -> np.ndarray:
+    offsets = np.zeros(len(sentences) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, sentences), np.int64, len(sentences)), out=offsets[1:])
+    return offsets
+
+
+class _EmbeddingTable:
+    """Hash table of an embedding vocabulary, built once per Embeddings object (see :func:`_embedding_table`)."""
+
+    def __init__(self, words):
+        words = [list(words)]
+        self.buf, self.n_words = _join_utf8(words, lower=False)
+        _, self.table, self.span = _intern(self.buf, self.n_words, [words])
+
+    def has_vector(self, buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
+        """Whether each byte span of ``buf`` is one of the words."""
+        return K.lookup_types(self.table, self.span, self.buf, buf, spans) >= 0
+
+
+_TABLES: dict[int, tuple[Any, _EmbeddingTable]] = {}
+
+
+def _embedding_index(embeddings) -> Any:
+    """The word -> row mapping of an Embeddings object (``.index``), or the object itself if it is already a
+    mapping / set of words."""
+    index = getattr(embeddings, "index", embeddings)
+    if not hasattr(index, "__contains__") or not hasattr(index, "__iter__"):
+        raise TypeError(
+            "mtlfast.stats: embeddings must be an mtlfast.data.Embeddings (with .index) or a set/dict of words, "
+            f"got {type(embeddings).__name__}"
+        )
+    return index
+
+
+def _embedding_table(embeddings) -> _EmbeddingTable:
+    """Cached per embeddings object (by identity, dropped when it is garbage-collected)."""
+    key = id(embeddings)
+    hit = _TABLES.get(key)
+    if hit is not None and hit[0]() is embeddings:
+        return hit[1]
+    index = _embedding_index(embeddings)
+    table = _EmbeddingTable(index.keys() if hasattr(index, "keys") else index)
+    try:
+        ref = weakref.ref(embeddings, lambda _r, key=key: _TABLES.pop(key, None))
+    except TypeError:  # not weak-referenceable (e.g. a plain dict/set): do not cache
+        return table
+    _TABLES[key] = (ref, table)
+    return table
+
+
+@dataclass
+class SplitArrays:
+    """The training and test splits of one task as id arrays (what the Numba kernels consume).
+
+    Attributes
+    ----------
+    train_terms : int32 [N_train]
+        term id (lower-cased token) of every training token; ids are dense and train terms come first,
+        so the training vocabulary is ``0 .. n_train_terms - 1``.
+    train_offsets : int64 [n_train_sentences + 1]
+        sentence ``s`` is ``train_terms[train_offsets[s]:train_offsets[s + 1]]``.
+    train_labels : int32 [N_train]
+        label id of every training token (labels taken as they are).
+    test_terms : int32 [N_test]
+        term ids of the test tokens, in the same id space.
+    n_terms, n_train_terms, n_labels : int
+        terms over train+test, terms in train, labels in train.
+    has_vector : bool [n_train_terms] or None
+        whether each training term has a vector in the embeddings (None: no embeddings given).
+    """
+
+    train_terms: np.ndarray
+    train_offsets: np.ndarray
+    train_labels: np.ndarray
+    test_terms: np.ndarray
+    n_terms: int
+    n_train_terms: int
+    n_labels: int
+    has_vector: np.ndarray | None = None
+
+
+def split_arrays(
+    train_tokens: Sequence[Sequence[str]],
+    train_tags: Sequence[Sequence[str]],
+    test_tokens: Sequence[Sequence[str]],
+    embeddings=None,
+) -> SplitArrays:
+    """Encode the strings of a task once: tokens -> term ids (lower-cased), tags -> label ids, and, with
+    embeddings, which training terms have a vector.
+
+    The mapping runs in Numba over one UTF-8 buffer per corpus (see :mod:`mtlfast.stats._kernels`); Python
+    only joins, lower-cases and encodes the text, each one C-level call.
+    """
+    n_train_sentences = len(train_tokens)
+    if len(train_tags) != n_train_sentences:
+        raise ValueError(
+            f"mtlfast.stats: train tokens and tags must have the same number of sentences, "
+            f"got {n_train_sentences} and {len(train_tags)}"
+        )
+    offsets = _offsets(train_tokens)
+    n_train = int(offsets[-1])
+    term_buf, n_all = _join_utf8(train_tokens, test_tokens, lower=True)
+    ids, _, term_span = _intern(term_buf, n_all, (train_tokens, test_tokens))
+    tag_offsets = _offsets(train_tags)
+    if not np.array_equal(tag_offsets, offsets):
+        s = int(np.flatnonzero(np.diff(tag_offsets) != np.diff(offsets))[0])
+        raise ValueError(
+            f"mtlfast.stats: every training token needs one tag; training sentence {s} has "
+            f"{len(train_tokens[s])} tokens and {len(train_tags[s])} tags"
+        )
+    label_buf, n_tags = _join_utf8(train_tags, lower=False)
+    label_ids, _, label_span = _intern(label_buf, n_tags, (train_tags,))
+    train_terms = ids[:n_train]
+    n_train_terms = int(train_terms.max()) + 1 if n_train else 0
+    has_vector = None
+    if embeddings is not None:
+        has_vector = _embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
+    return SplitArrays(
+        train_terms=train_terms,
+        train_offsets=offsets,
+        train_labels=label_ids,
+        test_terms=ids[n_train:],
+        n_terms=int(term_span.shape[0]),
+        n_train_terms=n_train_terms,
+        n_labels=int(label_span.shape[0]),
+        has_vector=has_vector,
+    )
+
+
+def features_from_arrays(arrays: SplitArrays, base: float | None = None) -> dict[str, float]:
+    """The seven features (:data:`DATA_FEATURES`) from encoded splits; see the module docstring for the
+    definitions. ``base``: logarithm base of ``label_entropy`` and ``jsd_train_test`` (None = e, nats)."""
+    log_base = _log_base(base)
+    n_sentences = arrays.train_offsets.size - 1
+    n_tokens = int(arrays.train_offsets[-1])
+    if n_sentences == 0 or n_tokens == 0:
+        raise ValueError("mtlfast.stats: the training split has no tokens; the data features are undefined")
+    train_terms = np.ascontiguousarray(arrays.train_terms, np.int32)
+    test_terms = np.ascontiguousarray(arrays.test_terms, np.int32)
+    labels = np.ascontiguousarray(arrays.train_labels, np.int32)
+    offsets = np.ascontiguousarray(arrays.train_offsets, np.int64)
+    if train_terms.size != n_tokens or labels.size != n_tokens:
+        raise ValueError(
+            f"mtlfast.stats: train_offsets say {n_tokens} tokens, got {train_terms.size} terms and {labels.size} labels"
+        )
+    n_terms = int(arrays.n_terms)
+    train_counts = K.count_ids(train_terms, n_terms)
+    test_counts = K.count_ids(test_terms, n_terms)
+    label_counts = K.count_ids(labels, int(arrays.n_labels))
+    n_train_types = int(np.count_nonzero(train_counts))
+    if arrays.has_vector is None:
+        oov_rate = math.nan
+    else:
+        has_vector = np.asarray(arrays.has_vector, bool)
+        oov_tokens = int(train_counts[: has_vector.size][~has_vector].sum())
+        oov_rate = 100.0 * oov_tokens / n_tokens
+    return {
+        "size": int(n_sentences),
+        "n_labels": int(np.count_nonzero(label_counts)),
+        "tokens_per_type": n_tokens / n_train_types,
+        "oov_rate": oov_rate,
+        "label_entropy": K.entropy_nat(label_counts) / log_base,
+        "frobenius_norm": math.sqrt(K.frobenius_sq(train_terms, offsets, n_terms)),
+        "jsd_train_test": K.jensen_shannon_nat(train_counts, test_counts) / log_base,
+    }
+
+
+def task_features(task, embeddings=None, *, base: float | None = None) -> dict[str, float]:
+    """The seven data features of a task, keyed by :data:`DATA_FEATURES` (definitions: module docstring).
+
+    Parameters
+    ----------
+    task : mtlfast.data.Task
+        any object with ``task.train.tokens``, ``task.train.tags`` and ``task.test.tokens`` (lists of
+        sentences, each a list of str); ``task.test`` may be None or empty (then ``jsd_train_test`` is NaN).
+    embeddings : mtlfast.data.Embeddings, optional
+        its ``.index`` (lower-cased words) decides which tokens are out of vocabulary; a set or dict of
+        words also works. Without it ``oov_rate`` is NaN.
+    base : float, optional
+        logarithm base of ``label_entropy`` and ``jsd_train_test``; None (default) = e (nats), 2 = bits.
+
+    Returns
+    -------
+    dict
+        ``size`` and ``n_labels`` as int, the others as float.
+    """
+    train = task.train
+    test = getattr(task, "test", None)
+    test_tokens = test.tokens if test is not None else []
+    arrays = split_arrays(train.tokens, train.tags, test_tokens, embeddings)
+    return features_from_arrays(arrays, base=base)
+
+
+from mtlfast.stats.reference import reference_task_features  # noqa: E402

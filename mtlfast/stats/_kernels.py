@@ -1,0 +1,247 @@
+"""Numba kernels for :mod:`mtlfast.stats` (private; the public wrappers in ``__init__`` validate and convert).
+
+All kernels are compiled through :func:`njit` below, the one place that holds the Numba settings:
+
+- ``cache=True``: the compiled machine code is written next to this file (``__pycache__``), so only the very
+  first process on a machine pays the JIT; later processes load it in milliseconds.
+- ``error_model="numpy"``: division by zero gives inf/nan instead of raising, so no zero checks are
+  compiled into the inner loops (the wrappers handle the undefined cases explicitly).
+- ``fastmath`` off: the sums of logarithms must match SciPy to 1e-9 relative; reassociation is not wanted.
+- no ``parallel=True``: every kernel here is one linear pass whose cost is memory traffic or a
+  sequential hash-table build; on the 2-core development machine a ``prange`` version of the counting
+  and Frobenius kernels was not faster (thread start-up and per-thread histograms cost more than they
+  save at these sizes), and the string interning (the hot part) is inherently sequential.
+
+Strings reach Numba as one UTF-8 byte buffer per corpus: the tokens joined with ``"\\n"`` (tokens of the
+TSV format never contain a newline; the wrapper checks it). :func:`intern_tokens` maps every token to a
+dense id with an open-addressing hash table (FNV-1a 64-bit hash, linear probing, load factor <= 1/2), in
+order of first occurrence, so ids of a prefix of the corpus (the training split) are ``0 .. n_prefix_types-1``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+NJIT_OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+
+
+def njit(*args, **kwargs):
+    """``numba.njit`` with the package settings (:data:`NJIT_OPTIONS`); keyword arguments override them."""
+    return nb.njit(*args, **{**NJIT_OPTIONS, **kwargs})
+
+
+# Byte buffers come from ``np.frombuffer(bytes)`` and are read-only; a read-only signature also accepts
+# writable arrays.
+_BYTES = nb.types.Array(nb.uint8, 1, "C", readonly=True)
+
+_FNV_OFFSET = np.uint64(14695981039346656037)
+_FNV_PRIME = np.uint64(1099511628211)
+_EMPTY = -1
+_NEWLINE = 10
+
+
+@njit
+def _hash_span(buf, start, end):
+    """FNV-1a over ``buf[start:end]``, with a final xor-shift so the low bits (the slot index) mix well."""
+    h = _FNV_OFFSET
+    for i in range(start, end):
+        h ^= np.uint64(buf[i])
+        h *= _FNV_PRIME
+    return (h ^ (h >> np.uint64(29))) | np.uint64(1)
+
+
+@njit
+def _span_equal(a, a_start, b, b_start, length):
+    for i in range(length):
+        if a[a_start + i] != b[b_start + i]:
+            return False
+    return True
+
+
+@njit
+def _rehash(type_hash, n_types, capacity):
+    """A new table of ``capacity`` slots holding types ``0 .. n_types-1``; see :func:`intern_tokens`."""
+    table = np.zeros(2 * capacity, np.uint64)
+    mask = np.uint64(capacity - 1)
+    for t in range(n_types):
+        h = type_hash[t]
+        j = h & mask
+        while table[2 * j] != 0:
+            j = (j + np.uint64(1)) & mask
+        table[2 * j] = h
+        table[2 * j + 1] = t
+    return table
+
+
+@njit(
+    nb.types.Tuple((nb.int32[::1], nb.uint64[::1], nb.uint64[::1], nb.int64[:, ::1], nb.int64))(
+        _BYTES, nb.int64
+    )
+)
+def intern_tokens(buf, n_tokens):
+    """Dense ids for the ``n_tokens`` newline-separated byte strings in ``buf``.
+
+    Returns
+    -------
+    ids : int32 [n_tokens]
+        id of every token; ids are given in order of first occurrence (0, 1, 2, ...).
+    table : uint64 [2 * capacity]
+        the hash table, capacity a power of two, slot ``j`` = (hash, type id) at ``2j, 2j+1``; hash 0 marks
+        an empty slot (hashes are forced odd). Hash and id share a cache line, so a probe costs one miss.
+    type_hash : uint64 [n_types]
+    type_span : int64 [n_types, 2]
+        byte span (start, length) in ``buf`` of the first occurrence of every type.
+    n_separators_left : int64
+        0 when ``buf`` holds exactly ``n_tokens`` strings; otherwise a string contained a newline (or the
+        count was wrong) and the ids are meaningless: the caller must check.
+    """
+    ids = np.empty(n_tokens, np.int32)
+    capacity = 1024
+    table = np.zeros(2 * capacity, np.uint64)
+    type_hash = np.empty(256, np.uint64)
+    type_span = np.empty((256, 2), np.int64)
+    n_types = 0
+    size = buf.size
+    pos = 0
+    for k in range(n_tokens):
+        # Hash while scanning for the separator: one pass over the bytes.
+        h = _FNV_OFFSET
+        end = pos
+        while end < size and buf[end] != _NEWLINE:
+            h ^= np.uint64(buf[end])
+            h *= _FNV_PRIME
+            end += 1
+        h = (h ^ (h >> np.uint64(29))) | np.uint64(1)
+        length = end - pos
+        mask = np.uint64(capacity - 1)
+        j = h & mask
+        while True:
+            slot_hash = table[2 * j]
+            if slot_hash == 0:
+                if n_types == type_hash.size:
+                    grown = np.empty(2 * n_types, np.uint64)
+                    grown[:n_types] = type_hash
+                    type_hash = grown
+                    grown_span = np.empty((2 * n_types, 2), np.int64)
+                    grown_span[:n_types] = type_span
+                    type_span = grown_span
+                type_hash[n_types] = h
+                type_span[n_types, 0] = pos
+                type_span[n_types, 1] = length
+                table[2 * j] = h
+                table[2 * j + 1] = n_types
+                ids[k] = n_types
+                n_types += 1
+                if 2 * n_types > capacity:
+                    capacity *= 2
+                    table = _rehash(type_hash, n_types, capacity)
+                break
+            if slot_hash == h:
+                t = np.int64(table[2 * j + 1])
+                if type_span[t, 1] == length and _span_equal(buf, type_span[t, 0], buf, pos, length):
+                    ids[k] = t
+                    break
+            j = (j + np.uint64(1)) & mask
+        pos = end + 1
+    left = 0 if n_tokens == 0 else size + 1 - pos
+    return ids, table, type_hash[:n_types].copy(), type_span[:n_types].copy(), left
+
+
+@njit(nb.int32[::1](nb.uint64[::1], nb.int64[:, ::1], _BYTES, _BYTES, nb.int64[:, ::1]))
+def lookup_types(table, table_span, table_buf, buf, spans):
+    """For every span ``(start, length)`` of ``buf`` in ``spans``: its id in a table built by
+    :func:`intern_tokens` over ``table_buf``, or -1 when the table does not hold it."""
+    n = spans.shape[0]
+    found = np.full(n, _EMPTY, np.int32)
+    mask = np.uint64(table.size // 2 - 1)
+    for i in range(n):
+        s = spans[i, 0]
+        m = spans[i, 1]
+        h = _hash_span(buf, s, s + m)
+        j = h & mask
+        while True:
+            slot_hash = table[2 * j]
+            if slot_hash == 0:
+                break
+            if slot_hash == h:
+                t = np.int64(table[2 * j + 1])
+                if table_span[t, 1] == m and _span_equal(table_buf, table_span[t, 0], buf, s, m):
+                    found[i] = t
+                    break
+            j = (j + np.uint64(1)) & mask
+    return found
+
+
+@njit(nb.int64[::1](nb.int32[::1], nb.int64))
+def count_ids(ids, n_ids):
+    """Histogram: ``counts[t] = #{k : ids[k] == t}`` for ``t < n_ids``."""
+    counts = np.zeros(n_ids, np.int64)
+    for k in range(ids.size):
+        counts[ids[k]] += 1
+    return counts
+
+
+@njit(nb.int64(nb.int32[::1], nb.int64[::1], nb.int64))
+def frobenius_sq(ids, offsets, n_ids):
+    """Squared Frobenius norm of the sentence x term count matrix, without building it.
+
+    ``||X||_F^2 = sum_s sum_t X[s, t]^2`` where ``X[s, t]`` counts term ``t`` in sentence ``s``
+    (tokens ``ids[offsets[s]:offsets[s+1]]``). Per sentence, a count going from c to c+1 adds
+    ``(c+1)^2 - c^2 = 2c+1``; the touched counters are reset afterwards, so the pass is O(tokens)
+    and exact in integers.
+    """
+    counts = np.zeros(n_ids, np.int64)
+    total = 0
+    for s in range(offsets.size - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        for k in range(lo, hi):
+            t = ids[k]
+            total += 2 * counts[t] + 1
+            counts[t] += 1
+        for k in range(lo, hi):
+            counts[ids[k]] = 0
+    return total
+
+
+@njit(nb.float64(nb.int64[::1]))
+def entropy_nat(counts):
+    """Shannon entropy in nats of the distribution ``p = counts / sum(counts)``: ``H = -sum_i p_i ln p_i``
+    (terms with ``p_i = 0`` are 0). NaN for an all-zero vector."""
+    n = 0
+    for c in counts:
+        n += c
+    total = 0.0
+    for c in counts:
+        if c > 0:
+            p = c / n
+            total -= p * np.log(p)
+    return total if n > 0 else np.nan
+
+
+@njit(nb.float64(nb.int64[::1], nb.int64[::1]))
+def jensen_shannon_nat(counts_p, counts_q):
+    """Jensen-Shannon divergence in nats of ``P = counts_p / sum`` and ``Q = counts_q / sum`` (aligned).
+
+    ``JSD(P, Q) = 1/2 KL(P || M) + 1/2 KL(Q || M)``, ``M = (P + Q) / 2``, ``KL(P || M) = sum_i p_i ln(p_i / m_i)``
+    (terms with ``p_i = 0`` are 0). NaN when either vector is all zero.
+    """
+    n_p = 0
+    n_q = 0
+    for i in range(counts_p.size):
+        n_p += counts_p[i]
+        n_q += counts_q[i]
+    if n_p == 0 or n_q == 0:
+        return np.nan
+    left = 0.0
+    right = 0.0
+    for i in range(counts_p.size):
+        p = counts_p[i] / n_p
+        q = counts_q[i] / n_q
+        m = (p + q) / 2.0
+        if p > 0.0:
+            left += p * np.log(p / m)
+        if q > 0.0:
+            right += q * np.log(q / m)
+    return (left + right) / 2.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -79,8 +80,7 @@ class Vocab:
         counts: Counter = Counter()
         for task in tasks:
             for split in task.splits.values():
-                for sent in split.tokens:
-                    counts.update(w.lower() for w in sent)
+                counts.update(map(str.lower, chain.from_iterable(split.tokens)))
         counts.pop(PAD_WORD, None)
         counts.pop(UNK_WORD, None)
         return cls(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -203,26 +203,58 @@ def make_batch(split: EncodedSplit, idx, max_len: int | None = None):
     if max_len is not None and ml < 1:
         raise ValueError(f"make_batch: max_len must be >= 1 or None; got {max_len}")
     if _fast is not None:
-        return _fast.make_batch(split.tokens, split.tags, split.offsets, idx, ml)
+        return _fast.make_batch(
+            np.ascontiguousarray(split.tokens, dtype=np.int32),  # no copy when already so
+            np.ascontiguousarray(split.tags, dtype=np.int32),
+            np.ascontiguousarray(split.offsets, dtype=np.int64),
+            idx, ml,
+        )
     return make_batch_np(split.tokens, split.tags, split.offsets, idx, ml)
 
 
-def encode_split(split: Split, stoi: dict, label_ids: dict) -> EncodedSplit:
-    """Encode one split with a word index (lower-cased lookup) and a label index."""
-    lengths = np.fromiter((len(s) for s in split.tokens), dtype=np.int64, count=len(split.tokens))
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+def factorize_py(sentences: list, index: dict):
+    """Codes of the strings of ``sentences`` in ``index``, adding unseen strings in order of first occurrence.
+
+    Returns ``(codes int32 [N], offsets int64 [n + 1])``; ``index`` is updated in place.
+    """
+    lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+    offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat_tok = [w for s in split.tokens for w in s]
-    flat_tag = [t for s in split.tags for t in s]
-    tokens = encode_tokens(flat_tok, stoi, True)
-    tags = encode_tokens(flat_tag, label_ids, False, -1)
-    if tags.size and tags.min() < 0:
-        bad = sorted({t for t in flat_tag if t not in label_ids})
-        raise ValueError(f"encode: {split.path}: labels {bad[:5]} are not in the task's label set")
-    return EncodedSplit(tokens=tokens, tags=tags, offsets=offsets)
+    setdefault = index.setdefault
+    codes = [setdefault(w, len(index)) for w in chain.from_iterable(sentences)]
+    return np.array(codes, dtype=np.int32).reshape(-1), offsets
+
+
+def factorize(sentences: list, index: dict):
+    """:func:`factorize_py`, compiled when available."""
+    if _fast is not None and type(sentences) is list and all(type(s) is list for s in sentences):
+        return _fast.factorize(sentences, index)
+    return factorize_py(sentences, index)
+
+
+def encode_split(split: Split, stoi: dict, label_ids: dict) -> EncodedSplit:
+    """Encode one split with a word index (lower-cased lookup) and a label index (exact lookup)."""
+    raw: dict = {}
+    codes, offsets = factorize(split.tokens, raw)
+    word_ids = np.fromiter((stoi.get(w.lower(), UNK_ID) for w in raw), dtype=np.int32, count=len(raw))
+    tags = _encode_tags(split, label_ids, offsets)
+    return EncodedSplit(tokens=word_ids[codes] if len(codes) else codes, tags=tags, offsets=offsets)
+
+
+def _encode_tags(split: Split, label_ids: dict, offsets: np.ndarray) -> np.ndarray:
+    raw: dict = {}
+    codes, tag_offsets = factorize(split.tags, raw)
+    if not np.array_equal(tag_offsets, offsets):
+        raise ValueError(f"encode: {split.path}: tokens and tags differ in length")
+    missing = [t for t in raw if t not in label_ids]
+    if missing:
+        raise ValueError(f"encode: {split.path}: labels {sorted(missing)[:5]} are not in the task's label set")
+    ids = np.fromiter((label_ids[t] for t in raw), dtype=np.int32, count=len(raw))
+    return ids[codes] if len(codes) else codes
 
 
 def encode_task(task: Task, vocab: Vocab) -> EncodedTask:
+    """Encode every split of ``task`` with ``vocab`` (lower-cased lookup) and the task's sorted labels."""
     labels = list(task.labels)
     label_ids = {l: i for i, l in enumerate(labels)}
     enc = EncodedTask(
@@ -236,8 +268,46 @@ def encode_task(task: Task, vocab: Vocab) -> EncodedTask:
 
 
 def encode_suite(tasks: Sequence[Task], vocab: Vocab | None = None) -> EncodedSuite:
-    """Encode tasks once into flat arrays with one shared vocabulary (built from all tasks if not given)."""
+    """Encode tasks once into flat arrays with one shared vocabulary.
+
+    Without ``vocab`` the vocabulary is built from all splits of all tasks (the same as :meth:`Vocab.build`),
+    counting word frequencies on the integer codes of one pass over the text instead of a second pass.
+    """
     tasks = list(tasks)
-    if vocab is None:
-        vocab = Vocab.build(tasks)
-    return EncodedSuite(vocab=vocab, tasks={t.name: encode_task(t, vocab) for t in tasks})
+    if vocab is not None:
+        return EncodedSuite(vocab=vocab, tasks={t.name: encode_task(t, vocab) for t in tasks})
+    raw: dict = {}  # raw token string -> code, shared by every split of every task
+    coded = []
+    for t in tasks:
+        for name, split in t.splits.items():
+            codes, offsets = factorize(split.tokens, raw)
+            coded.append((t, name, split, codes, offsets))
+    raw_words = list(raw)
+    lower_index: dict = {}
+    raw_to_lower = np.fromiter((lower_index.setdefault(w.lower(), len(lower_index)) for w in raw_words),
+                               dtype=np.int64, count=len(raw_words))
+    lower_words = list(lower_index)
+    raw_counts = np.zeros(len(raw_words), dtype=np.int64)
+    for *_, codes, _ in coded:
+        raw_counts += np.bincount(codes, minlength=len(raw_words))
+    counts = np.bincount(raw_to_lower, weights=raw_counts, minlength=len(lower_words)).astype(np.int64)
+    special = [i for i, w in enumerate(lower_words) if w in (PAD_WORD, UNK_WORD)]
+    order = sorted((i for i in range(len(lower_words)) if i not in special),
+                   key=lambda i: (-counts[i], lower_words[i]))
+    vocab = Vocab(lower_words[i] for i in order)
+    lower_to_id = np.fromiter((vocab.stoi[w] if w not in (PAD_WORD, UNK_WORD) else UNK_ID for w in lower_words),
+                              dtype=np.int32, count=len(lower_words))
+    raw_to_id = lower_to_id[raw_to_lower] if len(raw_words) else np.zeros(0, dtype=np.int32)
+    enc_tasks: dict[str, EncodedTask] = {}
+    for t, name, split, codes, offsets in coded:
+        if t.name not in enc_tasks:
+            labels = list(t.labels)
+            enc_tasks[t.name] = EncodedTask(
+                name=t.name, labels=labels,
+                outside_id=labels.index(t.outside_label) if t.outside_label in labels else -1,
+            )
+        et = enc_tasks[t.name]
+        label_ids = {l: i for i, l in enumerate(et.labels)}
+        et.splits[name] = EncodedSplit(tokens=raw_to_id[codes] if len(codes) else codes.astype(np.int32),
+                                       tags=_encode_tags(split, label_ids, offsets), offsets=offsets)
+    return EncodedSuite(vocab=vocab, tasks=enc_tasks)

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+try:  # compiled fast path of the parser (optional; identical results)
+    from mtlfast.data import _fast  # type: ignore
+except ImportError:  # pragma: no cover - depends on the build
+    _fast = None
+
 SPLIT_NAMES = ("train", "dev", "test")
 REQUIRED_SPLITS = ("train", "test")
 OUTSIDE_LABEL = "O"
@@ -178,10 +183,14 @@ def read_split(path, name: str | None = None) -> Split:
         raise DataError(path, None, f"expected the {name} split file", "a directory") from None
     except OSError as exc:
         raise DataError(path, None, f"expected a readable {name} split file", f"{type(exc).__name__}: {exc.strerror}") from None
-    text = _decode(path, data)
-    tokens, tags = parse_tsv(text, path)
+    tokens = tags = None
+    if _fast is not None:
+        tokens, tags, _bad_line = _fast.parse_tsv(data)
+    if tokens is None:  # no compiled parser, or it met a line it leaves to the reference parser
+        text = _decode(path, data)
+        tokens, tags = parse_tsv(text, path)
     if not tokens:
-        what = "an empty file" if not text.strip() else "no sentence"
+        what = "an empty file" if not data.strip() else "no sentence"
         raise DataError(path, None, "expected at least one sentence ('token<TAB>label' lines)", what)
     return Split(name=name, path=path, tokens=tokens, tags=tags)
 

@@ -1,0 +1,189 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled helpers of mtlfast.data (optional; mtlfast.data.encode falls back to NumPy without them).
+
+encode_tokens: strings -> int32 ids through a dict, lower-casing each distinct string once per call.
+make_batch:    right-padded [B, T] token/tag batches for sampled sentence indices, one pass, no temporaries.
+parse_tsv:     the TSV reader's inner loop on raw bytes (the hot part of loading a suite).
+Each gives exactly the results of its pure-Python twin (encode_tokens_py / make_batch_np in encode.py,
+parse_tsv in io.py); the tests compare them.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memchr
+
+cnp.import_array()
+
+cdef enum:
+    PAD_TAG = -100
+
+
+def encode_tokens(list flat, dict stoi, bint lower=True, int default=1):
+    """int32 ids of the strings in ``flat``: ``stoi[s.lower()]`` (or ``stoi[s]``), ``default`` when absent."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(flat)
+    cdef cnp.ndarray[cnp.int32_t, ndim=1] out = np.empty(n, dtype=np.int32)
+    cdef cnp.int32_t[::1] o = out
+    cdef dict cache = {}
+    cdef Py_ssize_t i
+    cdef object w, key
+    cdef PyObject* hit
+    cdef int value
+    for i in range(n):
+        w = <object>PyList_GET_ITEM(flat, i)
+        hit = PyDict_GetItem(cache, w)
+        if hit != NULL:
+            o[i] = <int><object>hit
+            continue
+        key = w.lower() if lower else w
+        hit = PyDict_GetItem(stoi, key)
+        value = default if hit == NULL else <int><object>hit
+        PyDict_SetItem(cache, w, value)
+        o[i] = value
+    return out
+
+
+def make_batch(const cnp.int32_t[::1] tokens, const cnp.int32_t[::1] tags, const cnp.int64_t[::1] offsets,
+               const cnp.int64_t[::1] idx, long max_len):
+    """(tokens int64 [B, T], tags int64 [B, T], lengths int64 [B]); pad token 0, pad tag -100.
+
+    ``max_len <= 0`` means no cut. Indices must already be checked to lie in [0, n_sentences).
+    """
+    cdef Py_ssize_t B = idx.shape[0]
+    cdef Py_ssize_t b, t, T = 0, start, length
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] lengths_arr = np.empty(B, dtype=np.int64)
+    cdef cnp.int64_t[::1] lengths = lengths_arr
+    for b in range(B):
+        length = offsets[idx[b] + 1] - offsets[idx[b]]
+        if max_len > 0 and length > max_len:
+            length = max_len
+        lengths[b] = length
+        if length > T:
+            T = length
+    cdef cnp.ndarray[cnp.int64_t, ndim=2] tok_arr = np.empty((B, T), dtype=np.int64)
+    cdef cnp.ndarray[cnp.int64_t, ndim=2] tag_arr = np.empty((B, T), dtype=np.int64)
+    cdef cnp.int64_t[:, ::1] out_tok = tok_arr
+    cdef cnp.int64_t[:, ::1] out_tag = tag_arr
+    with nogil:
+        for b in range(B):
+            start = offsets[idx[b]]
+            length = lengths[b]
+            for t in range(length):
+                out_tok[b, t] = tokens[start + t]
+                out_tag[b, t] = tags[start + t]
+            for t in range(length, T):
+                out_tok[b, t] = 0
+                out_tag[b, t] = PAD_TAG
+    return tok_arr, tag_arr, lengths_arr
+
+
+cdef inline bint _is_space(unsigned char c) nogil:
+    # the ASCII characters str.strip() removes
+    return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
+
+
+def parse_tsv(bytes data):
+    """Fast path of mtlfast.data.io.parse_tsv on raw UTF-8 bytes.
+
+    Returns ``(tokens, tags, 0)`` for a well-formed file, or ``(None, None, line)`` at the first line it does
+    not accept (a malformed line, bytes that are not UTF-8, a blank line holding non-ASCII spaces): the caller
+    then runs the pure-Python parser, which raises the documented error (or accepts the odd-but-valid line),
+    so both paths give identical results.
+    """
+    cdef const char* p = data
+    cdef Py_ssize_t n = len(data)
+    cdef Py_ssize_t pos = 0, eol, line_end, tab, k
+    cdef Py_ssize_t lineno = 0
+    cdef const char* hit
+    cdef bint blank
+    cdef list tokens = [], tags = [], cur_tok = [], cur_tag = []
+    cdef object tok, tag
+    if n >= 3 and <unsigned char>p[0] == 0xEF and <unsigned char>p[1] == 0xBB and <unsigned char>p[2] == 0xBF:
+        pos = 3
+    while pos < n:
+        lineno += 1
+        hit = <const char*>memchr(p + pos, 10, n - pos)
+        eol = (hit - p) if hit != NULL else n
+        line_end = eol
+        if line_end > pos and p[line_end - 1] == 13:
+            line_end -= 1
+        hit = <const char*>memchr(p + pos, 9, line_end - pos)
+        if hit == NULL:
+            blank = True
+            for k in range(pos, line_end):
+                if not _is_space(<unsigned char>p[k]):
+                    blank = False
+                    break
+            if not blank:
+                return None, None, lineno
+            if cur_tok:
+                tokens.append(cur_tok)
+                tags.append(cur_tag)
+                cur_tok = []
+                cur_tag = []
+        else:
+            tab = hit - p
+            if memchr(p + tab + 1, 9, line_end - tab - 1) != NULL:
+                return None, None, lineno
+            try:
+                tok = PyUnicode_DecodeUTF8(p + pos, tab - pos, "strict")
+                tag = PyUnicode_DecodeUTF8(p + tab + 1, line_end - tab - 1, "strict")
+            except UnicodeDecodeError:
+                return None, None, lineno
+            if tab > pos and (_is_space(<unsigned char>p[pos]) or _is_space(<unsigned char>p[tab - 1])
+                              or <unsigned char>p[pos] >= 128 or <unsigned char>p[tab - 1] >= 128):
+                tok = tok.strip()
+            if line_end > tab + 1 and (_is_space(<unsigned char>p[tab + 1]) or _is_space(<unsigned char>p[line_end - 1])
+                                       or <unsigned char>p[tab + 1] >= 128 or <unsigned char>p[line_end - 1] >= 128):
+                tag = tag.strip()
+            if not tok or not tag:
+                return None, None, lineno
+            cur_tok.append(tok)
+            cur_tag.append(tag)
+        pos = eol + 1
+    if cur_tok:
+        tokens.append(cur_tok)
+        tags.append(cur_tag)
+    return tokens, tags, 0
+
+
+def factorize(list sentences, dict index):
+    """Codes of the strings of ``sentences`` (a list of lists) in ``index`` (string -> code), adding unseen
+    strings with the next code (``len(index)``), in order of first occurrence.
+
+    Returns ``(codes int32 [N], offsets int64 [n + 1])``; ``index`` is updated in place.
+    """
+    cdef Py_ssize_t n_sent = PyList_GET_SIZE(sentences)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] offsets_arr = np.empty(n_sent + 1, dtype=np.int64)
+    cdef cnp.int64_t[::1] offsets = offsets_arr
+    cdef Py_ssize_t i, j, total = 0, m
+    cdef list sent
+    offsets[0] = 0
+    for i in range(n_sent):
+        sent = <list>PyList_GET_ITEM(sentences, i)
+        total += PyList_GET_SIZE(sent)
+        offsets[i + 1] = total
+    cdef cnp.ndarray[cnp.int32_t, ndim=1] codes_arr = np.empty(total, dtype=np.int32)
+    cdef cnp.int32_t[::1] codes = codes_arr
+    cdef Py_ssize_t k = 0
+    cdef object w
+    cdef PyObject* hit
+    cdef int next_code = len(index)
+    for i in range(n_sent):
+        sent = <list>PyList_GET_ITEM(sentences, i)
+        m = PyList_GET_SIZE(sent)
+        for j in range(m):
+            w = <object>PyList_GET_ITEM(sent, j)
+            hit = PyDict_GetItem(index, w)
+            if hit != NULL:
+                codes[k] = <int><object>hit
+            else:
+                PyDict_SetItem(index, w, next_code)
+                codes[k] = next_code
+                next_code += 1
+            k += 1
+    return codes_arr, offsets_arr

@@ -1,0 +1,263 @@
+"""mtlfast.stats against independent oracles (SciPy, scikit-learn, plain Python), to 1e-9 relative.
+
+Oracles (written here, independent of both the Numba code and ``mtlfast.stats.reference``):
+entropy = ``scipy.stats.entropy``; JSD = ``scipy.spatial.distance.jensenshannon(p, q) ** 2``; Frobenius =
+``CountVectorizer(analyzer=lower-cased tokens)`` + ``scipy.sparse.linalg.norm``; OOV rate and tokens/types
+in plain Python. Real tasks come from the ``shared_data`` fixture (skipped when absent); edge cases and
+random corpora are generated here.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy.sparse.linalg import norm as sparse_norm
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy
+from sklearn.feature_extraction.text import CountVectorizer
+
+import mtlfast.stats as stats
+from mtlfast.stats import DATA_FEATURES, reference_task_features, task_features
+from mtlfast.stats.__main__ import main as stats_main
+
+REL = 1e-9
+TASKS = ("ccg", "chu", "com", "fnt", "hyp", "key", "mwe", "pos", "sem", "str")
+
+
+def make_task(train_tokens, train_tags, test_tokens, name="t"):
+    return SimpleNamespace(
+        name=name,
+        train=SimpleNamespace(tokens=train_tokens, tags=train_tags),
+        test=SimpleNamespace(tokens=test_tokens, tags=[["O"] * len(s) for s in test_tokens]),
+    )
+
+
+def oracle(task, words=None, base=None):
+    """The seven features the SciPy / scikit-learn / plain-Python way."""
+    train, test = task.train.tokens, task.test.tokens
+    n_tokens = sum(len(s) for s in train)
+    terms = {w.lower() for s in train for w in s}
+    labels = {}
+    for s in task.train.tags:
+        for t in s:
+            labels[t] = labels.get(t, 0) + 1
+    vec = CountVectorizer(analyzer=lambda s: [w.lower() for w in s], lowercase=False)
+    matrix = vec.fit_transform(list(train) + list(test))
+    p = np.asarray(matrix[: len(train)].sum(axis=0)).ravel()
+    q = np.asarray(matrix[len(train):].sum(axis=0)).ravel()
+    oov = math.nan
+    if words is not None:
+        oov = 100.0 * sum(1 for s in train for w in s if w.lower() not in words) / n_tokens
+    return {
+        "size": len(train),
+        "n_labels": len(labels),
+        "tokens_per_type": n_tokens / len(terms),
+        "oov_rate": oov,
+        "label_entropy": entropy(list(labels.values()), base=base),
+        "frobenius_norm": sparse_norm(matrix[: len(train)]),
+        "jsd_train_test": jensenshannon(p, q, base=base) ** 2 if q.sum() else math.nan,
+    }
+
+
+def assert_features(got, expected, rel=REL, abs_=0.0):
+    assert tuple(got) == DATA_FEATURES
+    for key in DATA_FEATURES:
+        assert got[key] == pytest.approx(expected[key], rel=rel, abs=abs_, nan_ok=True), key
+    assert isinstance(got["size"], int) and isinstance(got["n_labels"], int)
+
+
+# --------------------------------------------------------------------------------------------------
+# Real data: every task of ../shared/data, with the shared GloVe vocabulary for the OOV rate
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glove_words(shared_data):
+    path = shared_data / "embeddings" / "glove.6B.50d.trimmed.txt"
+    if not path.exists():
+        pytest.skip(f"GloVe file not found at {path}")
+    with open(path, encoding="utf-8") as handle:
+        return {line.split(" ", 1)[0] for line in handle}
+
+
+@pytest.fixture(scope="module")
+def embeddings(glove_words):
+    # The shape of mtlfast.data.Embeddings that task_features reads: an object with .index.
+    return SimpleNamespace(index=dict.fromkeys(glove_words, 0))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", TASKS)
+def test_real_task_against_oracles(shared_data, embeddings, glove_words, name):
+    folder = shared_data / name
+    if not (folder / "train.tsv").exists():
+        pytest.skip(f"task folder {folder} not found")
+    task = stats._io.load_tasks([folder])[0]
+    got = task_features(task, embeddings)
+    assert_features(got, oracle(task, glove_words))
+    assert 0 < got["oov_rate"] < 5  # MANIFEST: the trimmed vectors cover 96.6-99.3 % of training tokens
+    assert_features(reference_task_features(task, embeddings), got)
+    got2 = task_features(task, embeddings, base=2)
+    assert_features(got2, oracle(task, glove_words, base=2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Generated edge cases
+# --------------------------------------------------------------------------------------------------
+
+EDGE_CASES = {
+    "one_sentence": make_task([["The", "cat", "saw", "the", "Cat"]], [["D", "N", "V", "D", "N"]], [["a", "cat"]]),
+    "one_token": make_task([["x"]], [["O"]], [["x"]]),
+    "one_label": make_task([["a", "b"], ["b", "c", "c"]], [["O", "O"], ["O", "O", "O"]], [["c", "d"]]),
+    "disjoint_vocabularies": make_task([["a", "b", "b"], ["c"]], [["X", "Y", "Y"], ["X"]], [["d", "E"], ["f"]]),
+    "identical_distributions": make_task([["a", "b", "a"], ["c"]], [["X", "Y", "X"], ["Z"]], [["a", "b", "a"], ["c"]]),
+    "case_folding": make_task([["The", "THE", "the"], ["tHe"]], [["B", "b", "B"], ["b"]], [["the"]]),
+    "unicode": make_task(
+        [["ΟΔΟΣ", "οδος", "İstanbul", "ẞ", "Straße", "naïve", "日本"], ["ΣΑΣ", "σας"]],
+        [["a", "a", "b", "c", "c", "d", "e"], ["a", "a"]],
+        [["istanbul", "日本", "ß"]],
+    ),
+    "long_repeats": make_task([["w"] * 1000, ["w", "v"] * 300], [["O"] * 1000, ["B", "I"] * 300], [["v"] * 7]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_edge_cases_against_oracles(case):
+    task = EDGE_CASES[case]
+    words = {"the", "a", "b", "cat", "w"}
+    for base in (None, 2):
+        assert_features(task_features(task, words, base=base), oracle(task, words, base=base))
+        assert_features(reference_task_features(task, words, base=base), oracle(task, words, base=base))
+
+
+def test_edge_values_closed_form():
+    one_label = task_features(EDGE_CASES["one_label"])
+    assert one_label["label_entropy"] == 0.0 and one_label["n_labels"] == 1
+    assert math.isnan(one_label["oov_rate"])  # no embeddings given
+    disjoint = EDGE_CASES["disjoint_vocabularies"]
+    assert task_features(disjoint)["jsd_train_test"] == pytest.approx(math.log(2), rel=1e-12)
+    assert task_features(disjoint, base=2)["jsd_train_test"] == pytest.approx(1.0, rel=1e-12)
+    assert task_features(EDGE_CASES["identical_distributions"])["jsd_train_test"] == 0.0
+    case = task_features(EDGE_CASES["case_folding"])
+    assert case["tokens_per_type"] == 4.0  # one term, four tokens
+    assert case["frobenius_norm"] == math.sqrt(3**2 + 1**2)  # count matrix rows [3] and [1]
+    assert case["n_labels"] == 2  # labels are case-sensitive: B and b
+
+
+def test_all_tokens_oov():
+    task = EDGE_CASES["one_sentence"]
+    assert task_features(task, {"zzz"})["oov_rate"] == 100.0
+    assert task_features(task, set())["oov_rate"] == 100.0
+    assert task_features(task, {"the", "cat", "saw"})["oov_rate"] == 0.0
+
+
+def test_empty_test_split_gives_nan_jsd():
+    task = make_task([["a", "b"]], [["X", "Y"]], [])
+    got = task_features(task)
+    assert math.isnan(got["jsd_train_test"])
+    assert_features(got, oracle(task))
+    no_test = SimpleNamespace(train=task.train, test=None)
+    assert math.isnan(task_features(no_test)["jsd_train_test"])
+
+
+def test_empty_sentences_are_counted_but_hold_no_tokens():
+    task = make_task([["a"], [], ["a", "b"]], [["X"], [], ["X", "Y"]], [[], ["a"]])
+    got = task_features(task)
+    assert got["size"] == 3
+    assert_features(got, oracle(task))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_corpora_against_oracles(seed):
+    rng = random.Random(seed)
+    alphabet = "abcAB\u00e9\u00c9\u03a3\u03c3\u0130"
+    vocab = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) for _ in range(60)]
+    tags = ["O", "B-X", "I-X", "b-x"]
+
+    def corpus(n):
+        sents = [[rng.choice(vocab) for _ in range(rng.randint(1, 30))] for _ in range(n)]
+        return sents, [[rng.choice(tags) for _ in s] for s in sents]
+
+    train, train_tags = corpus(rng.randint(1, 200))
+    test, _ = corpus(rng.randint(0, 50))
+    task = make_task(train, train_tags, test)
+    words = {w.lower() for w in vocab[::3]}
+    for base in (None, 2, 10):
+        assert_features(task_features(task, words, base=base), oracle(task, words, base=base))
+
+
+def test_bad_input_is_reported():
+    with pytest.raises(ValueError, match="no tokens"):
+        task_features(make_task([], [], [["a"]]))
+    with pytest.raises(ValueError, match="sentence 1 has 2 tokens and 1 tags"):
+        task_features(make_task([["a"], ["b", "c"]], [["X"], ["Y"]], []))
+    with pytest.raises(ValueError, match="newline"):
+        task_features(make_task([["a\nb"]], [["X"]], []))
+    with pytest.raises(ValueError, match="base"):
+        task_features(EDGE_CASES["one_token"], base=1)
+
+
+class _Embeddings:
+    def __init__(self, words):
+        self.index = {w: i for i, w in enumerate(words)}
+
+
+def test_embedding_table_is_cached_per_object():
+    emb = _Embeddings(["the", "cat"])
+    task = EDGE_CASES["one_sentence"]
+    first = task_features(task, emb)
+    assert stats._embedding_table(emb) is stats._embedding_table(emb)
+    assert task_features(task, emb) == first
+    assert first["oov_rate"] == pytest.approx(20.0)  # "saw" is the only OOV token of five
+
+
+def test_features_from_arrays_matches_task_features():
+    task = EDGE_CASES["unicode"]
+    arrays = stats.split_arrays(task.train.tokens, task.train.tags, task.test.tokens, {"ß", "istanbul"})
+    # Terms in order of first occurrence; "İstanbul".lower() is "i\u0307stanbul" (dotted i), not "istanbul".
+    terms = ["οδος", "i\u0307stanbul", "ß", "straße", "naïve", "日本", "σας"]
+    assert arrays.n_train_terms == len(terms) and arrays.n_labels == 5 and arrays.n_terms == len(terms) + 1
+    assert arrays.train_terms.tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 6]
+    assert arrays.has_vector.tolist() == [t == "ß" for t in terms]
+    got = stats.features_from_arrays(arrays)
+    assert got == task_features(task, {"ß", "istanbul"})
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+
+
+def _write_task(folder: Path, train, test):
+    folder.mkdir(parents=True)
+    for split, sents in (("train", train), ("dev", test), ("test", test)):
+        text = "".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n" for s in sents)
+        (folder / f"{split}.tsv").write_text(text, encoding="utf-8")
+    labels = sorted({t for s in train + test for _, t in s})
+    (folder / "labels.txt").write_text("".join(f"{t}\n" for t in labels), encoding="utf-8")
+
+
+def test_cli_table_and_csv(tmp_path, capsys):
+    _write_task(tmp_path / "suite" / "alpha", [[("The", "B"), ("cat", "I")], [("sat", "O")]], [[("the", "O")]])
+    _write_task(tmp_path / "suite" / "beta", [[("a", "O")]], [[("b", "O")]])
+    glove = tmp_path / "glove.txt"
+    glove.write_text("the 0.1 0.2\ncat 0.3 0.4\n", encoding="utf-8")
+
+    assert stats_main([str(tmp_path / "suite"), "--embeddings", str(glove)]) == 0
+    table = capsys.readouterr().out
+    assert "alpha" in table and "beta" in table and "frobenius_norm" in table
+
+    assert stats_main([str(tmp_path / "suite" / "alpha"), "--csv", "--base", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split(",") == ["task", *DATA_FEATURES]
+    row = dict(zip(lines[0].split(","), lines[1].split(",")))
+    assert row["task"] == "alpha" and row["size"] == "2" and row["oov_rate"] == "nan"
+    assert float(row["label_entropy"]) == pytest.approx(math.log2(3))
+
+    assert stats_main([str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -1,6 +1,491 @@
-// Fused optimisers over flat parameter buffers, CPU. (Kernel lands with the optimiser work.)
+// Fused Adadelta over flat parameter buffers, CPU.
+//
+// Formula (TensorFlow's Adadelta = torch.optim.Adadelta without weight decay; the original work used
+// lr 0.1, rho 0.95, eps 1e-8), element-wise, in the same operation order as torch.optim.Adadelta:
+//   sq  = sq * rho + (1 - rho) * g * g
+//   upd = sqrt(acc + eps) / sqrt(sq + eps) * g
+//   acc = acc * rho + (1 - rho) * upd * upd
+//   p   = p - lr * upd
+//
+// Ops (all in place, all release the GIL, all parallel over elements or rows with at::parallel_for):
+//   adadelta_(params, grads, sq, acc, masks, lr, rho, eps)
+//       lists of same-shaped contiguous float32/float64 tensors (any shapes; one pass over all of them).
+//       masks[i] (optional) is a bool tensor whose shape is a prefix of params[i].shape, e.g. [K] or [K, S]
+//       for heads stacked [K, S, L, 2H]; blocks whose mask is false are skipped entirely (torch.optim
+//       semantics for a parameter whose .grad is None: not decayed, not moved).
+//   adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, step, lr, rho, eps)
+//       lazy per-row update of an embedding table.
+//         table, sq, acc [K, V, E] (or [V, E]);  grad_rows [K, N, E] (or [N, E]);
+//         row_ids int64 [K, N] (or [N]), unique within each k, -1 = padding (skipped);
+//         last_step int64 [K, V] (or [V]): number of optimiser steps already applied to each row's sq/acc;
+//         step: the 1-based number of the step being applied now.
+//       A row untouched for m steps would have had sq and acc multiplied by rho m times (zero gradient, zero
+//       update), so before touching it we multiply both by rho^(step - 1 - last_step): exact up to rounding.
+//   adadelta_rows_flush_(sq, acc, last_step, step, rho)
+//       bring every row to `step` completed steps (sq, acc *= rho^(step - last_step); last_step = step).
+//   embedding_grad_rows(ids, grad_out, num_rows, ignore_id) -> (row_ids [K, U], grad_rows [K, U, E])
+//       the sparse embedding backward: sums grad_out rows of equal token id. ids int64 [K, N] (or [N]),
+//       grad_out [K, N, E] (or [N, E]). Rows in order of first appearance, padded with -1 / zeros to U = the
+//       largest number of distinct ids over k. Tokens equal to ignore_id are skipped (-1: none).
 #include "mtlfast.h"
 
+#include <ATen/Parallel.h>
+#include <pybind11/stl.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <vector>
+
 namespace mtlfast {
-void register_optim_cpu(pybind11::module_& m) {}
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// Element kernels. Three float32 paths chosen at run time (AVX-512F, AVX2, portable); multiplications and
+// additions are kept separate (no FMA) to follow torch.optim.Adadelta's rounding as closely as possible.
+
+struct Hyper {
+  double lr, rho, eps;
+};
+
+template <typename T>
+inline void adadelta_span_portable(T* __restrict p, const T* __restrict g, T* __restrict sq, T* __restrict acc,
+                                   int64_t n, const Hyper& h) {
+  const T lr = static_cast<T>(h.lr), rho = static_cast<T>(h.rho), eps = static_cast<T>(h.eps);
+  const T omr = static_cast<T>(1.0 - h.rho);
+  for (int64_t i = 0; i < n; ++i) {
+    const T gi = g[i];
+    const T s = sq[i] * rho + omr * gi * gi;
+    sq[i] = s;
+    const T upd = std::sqrt(acc[i] + eps) / std::sqrt(s + eps) * gi;
+    acc[i] = acc[i] * rho + omr * upd * upd;
+    p[i] = p[i] - lr * upd;
+  }
+}
+
+// GCC 12 warns (falsely) that the masked loads read an uninitialised register.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void adadelta_span_avx512(float* p, const float* g, float* sq, float* acc,
+                                                             int64_t n, const Hyper& h) {
+  const __m512 lr = _mm512_set1_ps(static_cast<float>(h.lr));
+  const __m512 rho = _mm512_set1_ps(static_cast<float>(h.rho));
+  const __m512 eps = _mm512_set1_ps(static_cast<float>(h.eps));
+  const __m512 omr = _mm512_set1_ps(static_cast<float>(1.0 - h.rho));
+  int64_t i = 0;
+  for (; i < n; i += 16) {
+    const int64_t left = n - i;
+    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+    const __m512 gi = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 s = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, sq + i), rho),
+                                   _mm512_mul_ps(_mm512_mul_ps(omr, gi), gi));
+    _mm512_mask_storeu_ps(sq + i, m, s);
+    const __m512 a = _mm512_maskz_loadu_ps(m, acc + i);
+    const __m512 upd = _mm512_mul_ps(
+        _mm512_div_ps(_mm512_sqrt_ps(_mm512_add_ps(a, eps)), _mm512_sqrt_ps(_mm512_add_ps(s, eps))), gi);
+    _mm512_mask_storeu_ps(acc + i, m,
+                          _mm512_add_ps(_mm512_mul_ps(a, rho), _mm512_mul_ps(_mm512_mul_ps(omr, upd), upd)));
+    _mm512_mask_storeu_ps(p + i, m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p + i), _mm512_mul_ps(lr, upd)));
+  }
+}
+#pragma GCC diagnostic pop
+
+__attribute__((target("avx2"))) void adadelta_span_avx2(float* p, const float* g, float* sq, float* acc, int64_t n,
+                                                        const Hyper& h) {
+  const __m256 lr = _mm256_set1_ps(static_cast<float>(h.lr));
+  const __m256 rho = _mm256_set1_ps(static_cast<float>(h.rho));
+  const __m256 eps = _mm256_set1_ps(static_cast<float>(h.eps));
+  const __m256 omr = _mm256_set1_ps(static_cast<float>(1.0 - h.rho));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    const __m256 s =
+        _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(sq + i), rho), _mm256_mul_ps(_mm256_mul_ps(omr, gi), gi));
+    _mm256_storeu_ps(sq + i, s);
+    const __m256 a = _mm256_loadu_ps(acc + i);
+    const __m256 upd = _mm256_mul_ps(
+        _mm256_div_ps(_mm256_sqrt_ps(_mm256_add_ps(a, eps)), _mm256_sqrt_ps(_mm256_add_ps(s, eps))), gi);
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_mul_ps(a, rho), _mm256_mul_ps(_mm256_mul_ps(omr, upd), upd)));
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), _mm256_mul_ps(lr, upd)));
+  }
+  adadelta_span_portable<float>(p + i, g + i, sq + i, acc + i, n - i, h);
+}
+
+enum class Path { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Path detect_path() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Path::kAvx512;
+  if (__builtin_cpu_supports("avx2")) return Path::kAvx2;
+  return Path::kPortable;
+}
+
+// The path in use; a test switch can force a slower one (set_optim_cpu_path).
+Path g_path = detect_path();
+const Path g_best_path = g_path;
+
+const char* path_name(Path p) {
+  switch (p) {
+    case Path::kAvx512: return "avx512";
+    case Path::kAvx2: return "avx2";
+    default: return "portable";
+  }
+}
+
+inline void adadelta_span(float* p, const float* g, float* sq, float* acc, int64_t n, const Hyper& h) {
+  switch (g_path) {
+    case Path::kAvx512: adadelta_span_avx512(p, g, sq, acc, n, h); break;
+    case Path::kAvx2: adadelta_span_avx2(p, g, sq, acc, n, h); break;
+    default: adadelta_span_portable<float>(p, g, sq, acc, n, h);
+  }
+}
+inline void adadelta_span(double* p, const double* g, double* sq, double* acc, int64_t n, const Hyper& h) {
+  adadelta_span_portable<double>(p, g, sq, acc, n, h);
+}
+
+template <typename T>
+inline void scale_span(T* __restrict x, T* __restrict y, int64_t n, T f) {
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= f;
+    y[i] *= f;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Argument checks: say which argument and what was expected.
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+void check_same(const char* op, const char* name, size_t i, const at::Tensor& t, const at::Tensor& ref) {
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, "[", i, "] must be a CPU tensor; got ", t.device());
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": ", name, "[", i, "] must have dtype ",
+              ref.scalar_type(), " like params[", i, "]; got ", t.scalar_type());
+  TORCH_CHECK(t.sizes() == ref.sizes(), op, ": ", name, "[", i, "] must have shape ", shape_str(ref),
+              " like params[", i, "]; got ", shape_str(t));
+  TORCH_CHECK(t.is_contiguous(), op, ": ", name, "[", i, "] must be contiguous");
+}
+
+// One contiguous stretch of elements to update: tensor index + element offset + length.
+struct Segment {
+  size_t tensor;
+  int64_t offset;
+  int64_t length;
+};
+
+template <typename T>
+void run_segments(std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads, std::vector<at::Tensor>& sq,
+                  std::vector<at::Tensor>& acc, const std::vector<Segment>& segs, const Hyper& h) {
+  std::vector<int64_t> start(segs.size() + 1, 0);
+  for (size_t s = 0; s < segs.size(); ++s) start[s + 1] = start[s] + segs[s].length;
+  const int64_t total = start.back();
+  if (total == 0) return;
+  std::vector<T*> pp(params.size()), ps(params.size()), pa(params.size());
+  std::vector<const T*> pg(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    pp[i] = params[i].data_ptr<T>();
+    pg[i] = grads[i].data_ptr<T>();
+    ps[i] = sq[i].data_ptr<T>();
+    pa[i] = acc[i].data_ptr<T>();
+  }
+  // 32k elements per task: ~0.5 MB of traffic, well above the cost of waking a thread.
+  at::parallel_for(0, total, 32768, [&](int64_t b, int64_t e) {
+    size_t s = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1;
+    int64_t pos = b;
+    while (pos < e) {
+      const Segment& seg = segs[s];
+      const int64_t in_seg = pos - start[s];
+      const int64_t n = std::min(e, start[s + 1]) - pos;
+      const int64_t o = seg.offset + in_seg;
+      const size_t t = seg.tensor;
+      adadelta_span(pp[t] + o, pg[t] + o, ps[t] + o, pa[t] + o, n, h);
+      pos += n;
+      ++s;
+    }
+  });
+}
+
+void adadelta_(std::vector<at::Tensor> params, std::vector<at::Tensor> grads, std::vector<at::Tensor> sq,
+               std::vector<at::Tensor> acc, std::vector<std::optional<at::Tensor>> masks, double lr, double rho,
+               double eps) {
+  const char* op = "adadelta_";
+  const size_t n = params.size();
+  TORCH_CHECK(grads.size() == n && sq.size() == n && acc.size() == n, op,
+              ": params, grads, sq and acc must be lists of equal length; got ", n, ", ", grads.size(), ", ",
+              sq.size(), ", ", acc.size());
+  TORCH_CHECK(masks.empty() || masks.size() == n, op, ": masks must be empty or have one entry per param; got ",
+              masks.size(), " for ", n, " params");
+  if (n == 0) return;
+  const auto dtype = params[0].scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": params must be float32 or float64; got ", dtype);
+  std::vector<Segment> segs;
+  for (size_t i = 0; i < n; ++i) {
+    TORCH_CHECK(params[i].scalar_type() == dtype, op, ": all params must share one dtype (", dtype,
+                "); params[", i, "] is ", params[i].scalar_type());
+    check_same(op, "params", i, params[i], params[i]);
+    check_same(op, "grads", i, grads[i], params[i]);
+    check_same(op, "sq", i, sq[i], params[i]);
+    check_same(op, "acc", i, acc[i], params[i]);
+    const int64_t numel = params[i].numel();
+    if (masks.empty() || !masks[i].has_value()) {
+      if (numel) segs.push_back({i, 0, numel});
+      continue;
+    }
+    const at::Tensor& m = *masks[i];
+    TORCH_CHECK(m.scalar_type() == at::kBool && m.device().is_cpu(), op, ": masks[", i,
+                "] must be a CPU bool tensor; got ", m.scalar_type(), " on ", m.device());
+    TORCH_CHECK(m.dim() <= params[i].dim() && m.sizes() == params[i].sizes().slice(0, m.dim()), op, ": masks[", i,
+                "] must have a shape that is a prefix of params[", i, "].shape ", shape_str(params[i]), "; got ",
+                shape_str(m));
+    const at::Tensor mc = m.contiguous();
+    const bool* mp = mc.data_ptr<bool>();
+    const int64_t blocks = mc.numel();
+    const int64_t inner = blocks ? numel / blocks : 0;
+    // Merge runs of consecutive active blocks into one segment.
+    for (int64_t b = 0; b < blocks;) {
+      if (!mp[b]) {
+        ++b;
+        continue;
+      }
+      int64_t e = b;
+      while (e < blocks && mp[e]) ++e;
+      if (inner) segs.push_back({i, b * inner, (e - b) * inner});
+      b = e;
+    }
+  }
+  const Hyper h{lr, rho, eps};
+  pybind11::gil_scoped_release nogil;
+  if (dtype == at::kFloat)
+    run_segments<float>(params, grads, sq, acc, segs, h);
+  else
+    run_segments<double>(params, grads, sq, acc, segs, h);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Lazy embedding rows.
+
+// Views a [V, E] / [N, E] / [N] / [V] argument as having a leading K = 1.
+at::Tensor with_k(const at::Tensor& t, int64_t want_dim) { return t.dim() == want_dim - 1 ? t.unsqueeze(0) : t; }
+
+template <typename T>
+void rows_kernel(at::Tensor& table, const at::Tensor& grad_rows, const at::Tensor& row_ids, at::Tensor& sq,
+                 at::Tensor& acc, at::Tensor& last_step, int64_t step, const Hyper& h) {
+  const int64_t K = table.size(0), V = table.size(1), E = table.size(2), N = row_ids.size(1);
+  T* tp = table.data_ptr<T>();
+  T* sp = sq.data_ptr<T>();
+  T* ap = acc.data_ptr<T>();
+  const T* gp = grad_rows.data_ptr<T>();
+  const int64_t* ip = row_ids.data_ptr<int64_t>();
+  int64_t* lp = last_step.data_ptr<int64_t>();
+  const double rho = h.rho;
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(E, 1));
+  at::parallel_for(0, K * N, grain, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      const int64_t r = ip[j];
+      if (r < 0) continue;
+      const int64_t k = j / N;
+      const int64_t row = k * V + r;
+      const int64_t missed = step - 1 - lp[row];
+      const int64_t o = row * E;
+      if (missed > 0) scale_span<T>(sp + o, ap + o, E, static_cast<T>(std::pow(rho, static_cast<double>(missed))));
+      adadelta_span(tp + o, gp + j * E, sp + o, ap + o, E, h);
+      lp[row] = step;
+    }
+  });
+}
+
+void adadelta_rows_(at::Tensor table, at::Tensor grad_rows, at::Tensor row_ids, at::Tensor sq, at::Tensor acc,
+                    at::Tensor last_step, int64_t step, double lr, double rho, double eps) {
+  const char* op = "adadelta_rows_";
+  TORCH_CHECK(table.dim() == 2 || table.dim() == 3, op, ": table must have shape [V, E] or [K, V, E]; got ",
+              shape_str(table));
+  TORCH_CHECK(table.device().is_cpu() && table.is_contiguous(), op, ": table must be a contiguous CPU tensor");
+  const auto dtype = table.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": table must be float32 or float64; got ", dtype);
+  const bool batched = table.dim() == 3;
+  at::Tensor t3 = with_k(table, 3);
+  const int64_t K = t3.size(0), V = t3.size(1), E = t3.size(2);
+  auto check_like_table = [&](const at::Tensor& x, const char* name) {
+    TORCH_CHECK(x.sizes() == table.sizes() && x.scalar_type() == dtype && x.is_contiguous() && x.device().is_cpu(),
+                op, ": ", name, " must be a contiguous CPU ", dtype, " tensor of shape ", shape_str(table),
+                " like table; got ", x.scalar_type(), " ", shape_str(x));
+  };
+  check_like_table(sq, "sq");
+  check_like_table(acc, "acc");
+  const int64_t idim = batched ? 2 : 1;
+  TORCH_CHECK(row_ids.dim() == idim && row_ids.scalar_type() == at::kLong && row_ids.device().is_cpu() &&
+                  (!batched || row_ids.size(0) == K),
+              op, ": row_ids must be a CPU int64 tensor of shape ", batched ? "[K, N] with K = " : "[N]",
+              batched ? std::to_string(K) : std::string(), "; got ", row_ids.scalar_type(), " ",
+              shape_str(row_ids));
+  const at::Tensor ids = with_k(row_ids, 2).contiguous();
+  const int64_t N = ids.size(1);
+  TORCH_CHECK(grad_rows.dim() == idim + 1 && grad_rows.scalar_type() == dtype && grad_rows.device().is_cpu() &&
+                  grad_rows.size(-1) == E && grad_rows.size(-2) == N && (!batched || grad_rows.size(0) == K),
+              op, ": grad_rows must be a CPU ", dtype, " tensor of shape ", batched ? "[K, N, E]" : "[N, E]",
+              " = ", batched ? "[" + std::to_string(K) + ", " : "[", N, ", ", E, "]; got ", grad_rows.scalar_type(),
+              " ", shape_str(grad_rows));
+  const at::Tensor g3 = with_k(grad_rows, 3).contiguous();
+  TORCH_CHECK(last_step.scalar_type() == at::kLong && last_step.is_contiguous() && last_step.device().is_cpu() &&
+                  last_step.sizes() == table.sizes().slice(0, table.dim() - 1),
+              op, ": last_step must be a contiguous CPU int64 tensor of shape ", batched ? "[K, V]" : "[V]", " = ",
+              shape_str(table).substr(0, shape_str(table).rfind(',')), "]; got ", last_step.scalar_type(), " ",
+              shape_str(last_step));
+  const int64_t* ip = ids.data_ptr<int64_t>();
+  for (int64_t j = 0; j < K * N; ++j)
+    TORCH_CHECK(ip[j] >= -1 && ip[j] < V, op, ": row_ids must lie in [0, ", V, ") or be -1 (padding); found ",
+                ip[j], " at flat position ", j);
+  at::Tensor s3 = with_k(sq, 3), a3 = with_k(acc, 3), l2 = with_k(last_step, 2);
+  const Hyper h{lr, rho, eps};
+  pybind11::gil_scoped_release nogil;
+  if (dtype == at::kFloat)
+    rows_kernel<float>(t3, g3, ids, s3, a3, l2, step, h);
+  else
+    rows_kernel<double>(t3, g3, ids, s3, a3, l2, step, h);
+}
+
+void adadelta_rows_flush_(at::Tensor sq, at::Tensor acc, at::Tensor last_step, int64_t step, double rho) {
+  const char* op = "adadelta_rows_flush_";
+  TORCH_CHECK(sq.dim() >= 2 && sq.is_contiguous() && sq.device().is_cpu() &&
+                  (sq.scalar_type() == at::kFloat || sq.scalar_type() == at::kDouble),
+              op, ": sq must be a contiguous CPU float tensor of shape [V, E] or [K, V, E]; got ", shape_str(sq));
+  TORCH_CHECK(acc.sizes() == sq.sizes() && acc.scalar_type() == sq.scalar_type() && acc.is_contiguous(), op,
+              ": acc must be contiguous, of sq's dtype and shape ", shape_str(sq), "; got ", shape_str(acc));
+  TORCH_CHECK(last_step.scalar_type() == at::kLong && last_step.is_contiguous() &&
+                  last_step.sizes() == sq.sizes().slice(0, sq.dim() - 1),
+              op, ": last_step must be a contiguous int64 tensor of shape sq.shape[:-1]; got ", shape_str(last_step));
+  const int64_t rows = last_step.numel(), E = sq.size(-1);
+  int64_t* lp = last_step.data_ptr<int64_t>();
+  pybind11::gil_scoped_release nogil;
+  AT_DISPATCH_FLOATING_TYPES(sq.scalar_type(), "adadelta_rows_flush_", [&] {
+    scalar_t* sp = sq.data_ptr<scalar_t>();
+    scalar_t* ap = acc.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(E, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t missed = step - lp[r];
+        if (missed > 0)
+          scale_span<scalar_t>(sp + r * E, ap + r * E, E,
+                               static_cast<scalar_t>(std::pow(rho, static_cast<double>(missed))));
+        if (missed >= 0) lp[r] = step;
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sparse embedding backward.
+
+std::tuple<at::Tensor, at::Tensor> embedding_grad_rows(at::Tensor ids, at::Tensor grad_out, int64_t num_rows,
+                                                       int64_t ignore_id) {
+  const char* op = "embedding_grad_rows";
+  TORCH_CHECK(ids.scalar_type() == at::kLong && ids.device().is_cpu() && (ids.dim() == 1 || ids.dim() == 2), op,
+              ": ids must be a CPU int64 tensor of shape [N] or [K, N]; got ", ids.scalar_type(), " ",
+              shape_str(ids));
+  const bool batched = ids.dim() == 2;
+  const at::Tensor i2 = with_k(ids, 2).contiguous();
+  const int64_t K = i2.size(0), N = i2.size(1);
+  TORCH_CHECK(grad_out.dim() == ids.dim() + 1 && grad_out.sizes().slice(0, ids.dim()) == ids.sizes() &&
+                  grad_out.device().is_cpu() &&
+                  (grad_out.scalar_type() == at::kFloat || grad_out.scalar_type() == at::kDouble),
+              op, ": grad_out must be a CPU float tensor of shape ids.shape + [E] = ", shape_str(ids),
+              " + [E]; got ", grad_out.scalar_type(), " ", shape_str(grad_out));
+  const at::Tensor g3 = with_k(grad_out, 3).contiguous();
+  const int64_t E = g3.size(2);
+  const int64_t* ip = i2.data_ptr<int64_t>();
+  for (int64_t j = 0; j < K * N; ++j)
+    TORCH_CHECK((ip[j] >= 0 && ip[j] < num_rows) || ip[j] == ignore_id, op, ": ids must lie in [0, ", num_rows,
+                "); found ", ip[j], " at flat position ", j);
+  // Pass 1 (per k): slot of every token, distinct ids in order of first appearance.
+  std::vector<int32_t> slot(K * N, -1);
+  std::vector<std::vector<int64_t>> uniq(K);
+  {
+    pybind11::gil_scoped_release nogil;
+    at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
+      std::vector<int32_t> where(num_rows, -1);
+      for (int64_t k = b; k < e; ++k) {
+        auto& u = uniq[k];
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t r = ip[k * N + n];
+          if (r == ignore_id) continue;
+          int32_t& w = where[r];
+          if (w < 0) {
+            w = static_cast<int32_t>(u.size());
+            u.push_back(r);
+          }
+          slot[k * N + n] = w;
+        }
+        for (int64_t r : u) where[r] = -1;
+      }
+    });
+  }
+  int64_t U = 0;
+  for (auto& u : uniq) U = std::max<int64_t>(U, u.size());
+  at::Tensor row_ids = at::full({K, U}, -1, i2.options());
+  at::Tensor grad_rows = at::zeros({K, U, E}, g3.options());
+  int64_t* rp = row_ids.data_ptr<int64_t>();
+  for (int64_t k = 0; k < K; ++k) std::copy(uniq[k].begin(), uniq[k].end(), rp + k * U);
+  {
+    pybind11::gil_scoped_release nogil;
+    AT_DISPATCH_FLOATING_TYPES(g3.scalar_type(), "embedding_grad_rows", [&] {
+      const scalar_t* gp = g3.data_ptr<scalar_t>();
+      scalar_t* op_ = grad_rows.data_ptr<scalar_t>();
+      at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k)
+          for (int64_t n = 0; n < N; ++n) {
+            const int32_t s = slot[k * N + n];
+            if (s < 0) continue;
+            scalar_t* dst = op_ + (k * U + s) * E;
+            const scalar_t* src = gp + (k * N + n) * E;
+            for (int64_t x = 0; x < E; ++x) dst[x] += src[x];
+          }
+      });
+    });
+  }
+  if (!batched) return {row_ids.squeeze(0), grad_rows.squeeze(0)};
+  return {row_ids, grad_rows};
+}
+
+}  // namespace
+
+void register_optim_cpu(pybind11::module_& m) {
+  namespace py = pybind11;
+  m.def("adadelta_", &adadelta_, py::arg("params"), py::arg("grads"), py::arg("sq"), py::arg("acc"),
+        py::arg("masks"), py::arg("lr"), py::arg("rho"), py::arg("eps"),
+        "Fused in-place Adadelta over lists of same-shaped tensors; masks[i] (bool, prefix shape) skips blocks.");
+  m.def("adadelta_rows_", &adadelta_rows_, py::arg("table"), py::arg("grad_rows"), py::arg("row_ids"),
+        py::arg("sq"), py::arg("acc"), py::arg("last_step"), py::arg("step"), py::arg("lr"), py::arg("rho"),
+        py::arg("eps"), "Lazy exact Adadelta on touched embedding rows (rho^missed applied on touch).");
+  m.def("adadelta_rows_flush_", &adadelta_rows_flush_, py::arg("sq"), py::arg("acc"), py::arg("last_step"),
+        py::arg("step"), py::arg("rho"), "Bring every row's Adadelta state to `step` completed steps.");
+  m.def("embedding_grad_rows", &embedding_grad_rows, py::arg("ids"), py::arg("grad_out"), py::arg("num_rows"),
+        py::arg("ignore_id") = -1, "Sum embedding output gradients into distinct rows (sparse embedding backward).");
+  m.def("optim_cpu_path", []() { return std::string(path_name(g_path)); },
+        "The element-kernel path in use: avx512, avx2 or portable.");
+  m.def(
+      "set_optim_cpu_path",
+      [](const std::string& name) {
+        Path want;
+        if (name == "avx512")
+          want = Path::kAvx512;
+        else if (name == "avx2")
+          want = Path::kAvx2;
+        else if (name == "portable")
+          want = Path::kPortable;
+        else if (name == "auto")
+          want = g_best_path;
+        else
+          TORCH_CHECK(false, "set_optim_cpu_path: expected 'auto', 'avx512', 'avx2' or 'portable'; got '", name, "'");
+        TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(g_best_path), "set_optim_cpu_path: this CPU cannot run '",
+                    name, "' (best available: ", path_name(g_best_path), ")");
+        g_path = want;
+      },
+      py::arg("name"), "Force the element-kernel path (tests); 'auto' restores the best one.");
+}
+
 }  // namespace mtlfast

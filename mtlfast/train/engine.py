@@ -1,0 +1,293 @@
+"""Train a run group as one model array and report events.
+
+:func:`train_group` is the whole engine: it takes run specs (fresh or with a checkpoint state to resume
+from), trains them in lockstep, and reports loss points, scores, checkpoints and completions through a
+callback. It never touches the store or the file system, so any executor (in-process, Ray) can run it and
+ship the events to the driver.
+
+One step of the array, for every active run k (each with its own numpy Generator and torch Generator):
+draw one of the run's tasks uniformly; sample ``batch_size`` sentences of that task's train split (without
+replacement, with replacement only when the split is smaller than a batch), cut to ``max_len`` tokens; draw
+the dropout mask of the run's own batch shape. The batches are padded to a common length (exact: the bi-LSTM
+masks padding) and a single ``bilstm`` call runs all K runs. Loss = masked mean cross-entropy per run; their
+sum is back-propagated (runs are independent, so each run's gradient is its own). Adadelta (torch.optim
+semantics) updates the shared bi-LSTM densely, the embedding rows lazily (exact rho^k decay of untouched
+rows) and only the drawn task's head.
+
+Loss points: every ``log_every`` steps of a run, for each of its tasks drawn since the previous point, the
+mean of that task's batch losses over those steps (documented choice; the original logged the last batch).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtlfast.metrics import score_sequences
+from mtlfast.train import _compat
+from mtlfast.train.model import DENSE, ModelArray, init_run_state
+from mtlfast.train.spec import (
+    Checkpoint,
+    EventCallback,
+    LossPoints,
+    Progress,
+    RunDone,
+    RunSpec,
+    RunStarted,
+    Scores,
+    TrainingInterrupted,
+    TrainSettings,
+)
+
+PAD_TAG = -100
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class _Run:
+    spec: RunSpec
+    rng: np.random.Generator
+    gen: torch.Generator
+    step: int = 0
+    seconds: float = 0.0
+    loss_acc: dict = field(default_factory=dict)  # task -> [sum, count] since the last loss point
+
+    def state(self, model: dict) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "run_id": self.spec.run_id,
+            "tasks": list(self.spec.tasks),
+            "seed": self.spec.seed,
+            "step": self.step,
+            "seconds": self.seconds,
+            "np_rng": json.dumps(self.rng.bit_generator.state),
+            "torch_rng": self.gen.get_state(),
+            "loss_acc": json.dumps(self.loss_acc),
+            "model": model,
+        }
+
+
+def _start_run(spec: RunSpec, inputs, settings: TrainSettings) -> tuple[_Run, dict]:
+    rng, torch_seed = spec.rng_streams()
+    gen = torch.Generator()
+    gen.manual_seed(torch_seed)
+    if spec.resume is None:
+        model = init_run_state(spec.tasks, inputs, settings.hidden, gen, settings.slots)
+        return _Run(spec, rng, gen), model
+    st = spec.resume
+    if st.get("format") != CHECKPOINT_FORMAT or st.get("run_id") != spec.run_id:
+        raise ValueError(f"checkpoint of {st.get('run_id')!r} (format {st.get('format')}) cannot resume {spec.run_id!r}")
+    rng.bit_generator.state = json.loads(st["np_rng"])
+    gen.set_state(st["torch_rng"])
+    run = _Run(spec, rng, gen, step=int(st["step"]), seconds=float(st["seconds"]), loss_acc=json.loads(st["loss_acc"]))
+    return run, st["model"]
+
+
+def _sample(run: _Run, inputs, settings: TrainSettings):
+    """The run's task slot and batch for its next step (advances only the run's own generators)."""
+    from mtlfast.data import make_batch
+
+    slot = int(run.rng.integers(len(run.spec.tasks)))
+    split = inputs.suite.tasks[run.spec.tasks[slot]].splits["train"]
+    n = split.n_sentences if hasattr(split, "n_sentences") else len(split.offsets) - 1
+    B = settings.batch_size
+    idx = run.rng.choice(n, size=B, replace=n < B)
+    tokens, tags, lengths = make_batch(split, idx, settings.max_len)
+    mask = None
+    if settings.dropout > 0:
+        T = tokens.shape[1]
+        keep = torch.rand(B, T, 2 * settings.hidden, generator=run.gen) >= settings.dropout
+        mask = keep.to(torch.float32) / (1.0 - settings.dropout)
+    return slot, np.asarray(tokens), np.asarray(tags), np.asarray(lengths), mask
+
+
+def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings) -> tuple[list[float], list[int]]:
+    """Advance every run of the array by one step; return each run's batch loss and drawn task slot."""
+    K = arr.K
+    dev = arr.device
+    V = arr.t["emb"].shape[1]
+    E = arr.t["emb"].shape[2]
+    H = settings.hidden
+    samples = [_sample(r, inputs, settings) for r in runs]
+    T = max(s[1].shape[1] for s in samples)
+    B = settings.batch_size
+    tokens = np.zeros((K, B, T), dtype=np.int64)
+    tags = np.full((K, B, T), PAD_TAG, dtype=np.int64)
+    lengths = np.zeros((K, B), dtype=np.int64)
+    drop = torch.zeros(K, B, T, 2 * H) if settings.dropout > 0 else None
+    slots = np.zeros(K, dtype=np.int64)
+    n_lab = np.zeros(K, dtype=np.int64)
+    for k, (slot, tok, tag, ln, mask) in enumerate(samples):
+        t = tok.shape[1]
+        tokens[k, :, :t] = tok
+        tags[k, :, :t] = tag
+        lengths[k] = ln
+        slots[k] = slot
+        n_lab[k] = inputs.n_labels(runs[k].spec.tasks[slot])
+        if drop is not None:
+            drop[k, :, :t] = mask
+    tokens_t = torch.from_numpy(tokens).to(dev)
+    tags_t = torch.from_numpy(tags).to(dev)
+    lengths_t = torch.from_numpy(lengths).to(dev)
+    slots_t = torch.from_numpy(slots).to(dev)
+    ar = torch.arange(K, device=dev)
+
+    # Embedding lookup as a leaf, so its gradient is per position (the table's rows are updated lazily).
+    flat_ids = tokens_t + (ar * V)[:, None, None]
+    emb_flat = arr.t["emb"].view(K * V, E)
+    x = emb_flat[flat_ids].requires_grad_(True)
+    dense = [arr.t[n].requires_grad_(True) for n in DENSE]
+    y = _compat.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
+    if drop is not None:
+        y = y * drop.to(dev)
+    head_w = arr.t["head_w"][ar, slots_t].detach().requires_grad_(True)  # [K, L, 2H]
+    head_b = arr.t["head_b"][ar, slots_t].detach().requires_grad_(True)  # [K, L]
+    logits = torch.einsum("kbth,klh->kbtl", y, head_w) + head_b[:, None, None, :]
+    L = logits.shape[-1]
+    beyond = torch.arange(L, device=dev)[None, :] >= torch.from_numpy(n_lab).to(dev)[:, None]
+    logits = logits.masked_fill(beyond[:, None, None, :], float("-inf"))
+    ce = F.cross_entropy(logits.reshape(-1, L), tags_t.reshape(-1), ignore_index=PAD_TAG, reduction="none")
+    valid = tags_t != PAD_TAG
+    per_run = ce.view(K, B, T).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
+    per_run.sum().backward()
+
+    kw = dict(lr=settings.lr, rho=settings.rho, eps=settings.eps)
+    with torch.no_grad():
+        _compat.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
+                          [arr.t[n + ".ad"] for n in DENSE], **kw)
+        for p in dense:
+            p.grad = None
+            p.requires_grad_(False)
+        # Heads: only the drawn slot of each run moves (the others' gradient blocks are never read).
+        head_grads = []
+        for name, g in (("head_w", head_w.grad), ("head_b", head_b.grad)):
+            full = torch.empty_like(arr.t[name])
+            full[ar, slots_t] = g
+            head_grads.append(full)
+        _compat.adadelta_([arr.t["head_w"], arr.t["head_b"]], head_grads, [arr.t["head_w.sq"], arr.t["head_b.sq"]],
+                          [arr.t["head_w.ad"], arr.t["head_b.ad"]], mask=_compat.slot_mask(slots_t.cpu(), arr.S), **kw)
+        # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
+        ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
+        row_ids, grad_rows = _compat.embedding_grad_rows(ids, x.grad.reshape(K, B * T, E), V, ignore_id=-1)
+        arr.local_step += 1
+        _compat.adadelta_rows_(arr.t["emb"], grad_rows, row_ids, arr.t["emb.sq"], arr.t["emb.ad"], arr.t["emb.last"],
+                               arr.local_step, **kw)
+    return per_run.detach().cpu().tolist(), slots.tolist()
+
+
+@torch.no_grad()
+def predict(params: dict, split, slot: int, n_labels: int, settings: TrainSettings) -> np.ndarray:
+    """Predicted label ids [N] of every token of ``split`` by one run (``params``: [1, ...] views), whole
+    sentences in length-sorted batches."""
+    from mtlfast.data import make_batch
+
+    offsets = np.asarray(split.offsets)
+    lengths_all = np.diff(offsets)
+    order = np.argsort(lengths_all, kind="stable")
+    pred = np.zeros(int(offsets[-1]), dtype=np.int64)
+    emb = params["emb"][0]
+    dev = emb.device
+    W = params["head_w"][:, slot, :n_labels]  # [1, n, 2H]
+    b = params["head_b"][:, slot, :n_labels]
+    for a in range(0, len(order), settings.eval_batch_size):
+        idx = order[a : a + settings.eval_batch_size]
+        tokens, _, lengths = make_batch(split, idx)
+        tokens = torch.as_tensor(np.asarray(tokens), device=dev)
+        lengths_t = torch.as_tensor(np.asarray(lengths), device=dev)
+        x = emb[tokens][None]
+        y = _compat.bilstm(x, lengths_t[None], params["w_ih"], params["w_hh"], params["bias"],
+                           precision=settings.precision, backend=settings.backend)
+        logits = torch.einsum("kbth,klh->kbtl", y, W) + b[:, None, None, :]
+        best = logits[0].argmax(-1).cpu().numpy()  # [b, T]
+        T = best.shape[1]
+        ln = np.asarray(lengths)
+        inside = np.arange(T)[None, :] < ln[:, None]
+        pos = offsets[idx][:, None] + np.arange(T)[None, :]
+        pred[pos[inside]] = best[inside]
+    return pred
+
+
+def evaluate(params: dict, tasks, inputs, settings: TrainSettings) -> list[tuple[str, str, str, float]]:
+    """Scores of one run on the dev (if present) and test splits of each of its tasks."""
+    rows = []
+    for slot, name in enumerate(tasks):
+        task = inputs.suite.tasks[name]
+        for split_name in settings.eval_splits:
+            split = task.splits.get(split_name)
+            if split is None:
+                continue
+            pred = predict(params, split, slot, len(task.labels), settings)
+            scores = score_sequences(np.asarray(split.tags), pred, np.asarray(split.offsets), task.labels,
+                                     task.outside_id)
+            rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
+    return rows
+
+
+def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event: EventCallback,
+                should_stop=lambda: False) -> None:
+    """Train ``specs`` together as one model array until every run reaches its budget.
+
+    Events, per run: :class:`RunStarted`; :class:`LossPoints` every ``log_every`` steps; :class:`Scores` every
+    ``eval_every`` steps and at the end; :class:`Checkpoint` every ``checkpoint_every`` steps (never at the
+    final step); :class:`RunDone`. :class:`Progress` after every array step. When ``should_stop()`` turns
+    True, a checkpoint of every active run is emitted and :class:`TrainingInterrupted` raised.
+    """
+    if not specs:
+        return
+    runs, states = [], []
+    for spec in specs:
+        run, state = _start_run(spec, inputs, settings)
+        runs.append(run)
+        states.append(state)
+        on_event(RunStarted(spec.run_id, run.step))
+    arr = ModelArray(states, [r.step for r in runs], settings.device)
+    del states
+    _finish(arr, runs, inputs, settings, on_event)  # runs resumed at their final step (none normally)
+    while runs:
+        if should_stop():
+            for k, run in enumerate(runs):
+                on_event(Checkpoint(run.spec.run_id, run.step, run.state(arr.run_state(k, run.step))))
+            raise TrainingInterrupted(f"stopped with {len(runs)} run(s) active; all checkpointed")
+        t0 = time.perf_counter()
+        losses, slots = _array_step(arr, runs, inputs, settings)
+        dt = time.perf_counter() - t0
+        on_event(Progress(len(runs)))
+        for run, loss, slot in zip(runs, losses, slots):
+            run.step += 1
+            run.seconds += dt
+            acc = run.loss_acc.setdefault(run.spec.tasks[slot], [0.0, 0])
+            acc[0] += loss
+            acc[1] += 1
+        for k, run in enumerate(runs):
+            step = run.step
+            if step % settings.log_every == 0:
+                points = [(t, a[0] / a[1]) for t, a in sorted(run.loss_acc.items(), key=lambda kv: run.spec.tasks.index(kv[0])) if a[1]]
+                run.loss_acc = {}
+                if points:
+                    on_event(LossPoints(run.spec.run_id, step, points))
+            if step < run.spec.steps:
+                if settings.eval_every and step % settings.eval_every == 0:
+                    on_event(Scores(run.spec.run_id, step, evaluate(arr.view(k), run.spec.tasks, inputs, settings)))
+                if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                    on_event(Checkpoint(run.spec.run_id, step, run.state(arr.run_state(k, run.step))))
+        _finish(arr, runs, inputs, settings, on_event)
+
+
+def _finish(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, on_event) -> None:
+    """Final scores and completion of runs at their budget; they leave the array (in place on ``runs``)."""
+    keep = []
+    for k, run in enumerate(runs):
+        if run.step >= run.spec.steps:
+            on_event(Scores(run.spec.run_id, run.step, evaluate(arr.view(k), run.spec.tasks, inputs, settings)))
+            on_event(RunDone(run.spec.run_id, run.step, run.seconds))
+        else:
+            keep.append(k)
+    if len(keep) < len(runs):
+        if keep:
+            arr.keep(keep)
+        runs[:] = [runs[k] for k in keep]

@@ -1,8 +1,662 @@
-// Fused bi-LSTM over a model array, CPU. (Kernel lands with the bi-LSTM work.)
+// Fused bi-LSTM over a model array, CPU. Shapes and semantics: csrc/bilstm.h.
+//
+// Structure (per model k and direction d, one task each, run in parallel over K x 2):
+//   forward : acts[k,d] = x[k] @ w_ih[k,d]^T + bias[k,d]       one GEMM over all B*T rows (input projection hoisted)
+//             for each step: acts[:, t] += h_prev @ w_hh^T       one small GEMM, recurrent weights stay in cache
+//                            gates, cell and hidden update       one fused, vectorised pass over the active rows
+//   backward: for each step (reverse): dh_rec = dgates[:, t_next] @ w_hh, then one fused pass giving dgates[:, t]
+//             after the loop: dbias, dw_ih = dgates^T @ x, dw_hh = dgates^T @ h_prev, dx = dgates @ w_ih (GEMMs)
+//
+// Matrix products go to the BLAS that torch itself links (MKL's sgemm_/dgemm_, looked up at run time so the
+// extension never fails to load on a torch without it), else to at::mm. The element-wise passes exist in three
+// builds of one source (AVX-512, AVX2+FMA, portable) picked at run time from the CPU, or forced for testing.
+#include "bilstm.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
 #include "mtlfast.h"
 
+#define MTLFAST_AI inline __attribute__((always_inline))
+
 namespace mtlfast {
-void register_bilstm_cpu(pybind11::module_& m) {
-  m.def("cpu_kernel_paths", []() { return std::vector<std::string>{"portable"}; });
+namespace {
+
+// ------------------------------------------------------------------------------------------------------------
+// Matrix products, row-major: C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C.
+// ------------------------------------------------------------------------------------------------------------
+using sgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+                          const int*, const float*, const int*, const float*, float*, const int*);
+using dgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*, const double*,
+                          const double*, const int*, const double*, const int*, const double*, double*, const int*);
+
+struct Blas {
+  sgemm_fn sgemm = nullptr;
+  dgemm_fn dgemm = nullptr;
+  Blas() {
+    // torch's libtorch_cpu exports MKL's Fortran BLAS (LP64). Look it up instead of linking it, so a torch built
+    // without MKL still loads this extension and falls back to at::mm.
+    void* handle = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+    void* scopes[2] = {handle, RTLD_DEFAULT};  // handle may be null: then both are the global scope
+    for (void* scope : scopes) {
+      if (!sgemm) sgemm = reinterpret_cast<sgemm_fn>(dlsym(scope, "sgemm_"));
+      if (!dgemm) dgemm = reinterpret_cast<dgemm_fn>(dlsym(scope, "dgemm_"));
+    }
+  }
+};
+
+const Blas& blas() {
+  static Blas b;
+  return b;
 }
+
+std::atomic<bool> g_force_aten_gemm{false};
+
+template <typename T>
+void gemm_aten(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+               int64_t ldb, T beta, T* C, int64_t ldc) {
+  auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto a = ta ? at::from_blob(const_cast<T*>(A), {K, M}, {lda, 1}, opts).t()
+              : at::from_blob(const_cast<T*>(A), {M, K}, {lda, 1}, opts);
+  auto b = tb ? at::from_blob(const_cast<T*>(B), {N, K}, {ldb, 1}, opts).t()
+              : at::from_blob(const_cast<T*>(B), {K, N}, {ldb, 1}, opts);
+  auto c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  if (beta == T(0)) {
+    at::mm_out(c, a, b);
+    if (alpha != T(1)) c.mul_(alpha);
+  } else {
+    c.addmm_(a, b, beta, alpha);
+  }
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  // Column-major BLAS sees the row-major C^T = op(B)^T op(A)^T.
+  const char ca = ta ? 'T' : 'N', cb = tb ? 'T' : 'N';
+  const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+  const int ia = static_cast<int>(lda), ib = static_cast<int>(ldb), ic = static_cast<int>(ldc);
+  if (!g_force_aten_gemm.load(std::memory_order_relaxed)) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (blas().sgemm) {
+        blas().sgemm(&cb, &ca, &m, &n, &k, &alpha, B, &ib, A, &ia, &beta, C, &ic);
+        return;
+      }
+    } else {
+      if (blas().dgemm) {
+        blas().dgemm(&cb, &ca, &m, &n, &k, &alpha, B, &ib, A, &ia, &beta, C, &ic);
+        return;
+      }
+    }
+  }
+  gemm_aten<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Element-wise maths. float: branch-free Cephes-style approximations (about 1-2 ulp) that the compiler vectorises;
+// double: the C library (used for gradcheck, speed irrelevant).
+// ------------------------------------------------------------------------------------------------------------
+MTLFAST_AI float exp_f(float x) {
+  // Clamp so that 2^n stays a normal float; the result saturates smoothly (sigmoid/tanh only need that).
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
+  // n = round(x / ln2) with the 1.5 * 2^23 trick (pure float arithmetic, vectorises without SSE4.1).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f;  // ln2 split in two for an exact reduction
+  r = r - n * -2.12194440e-4f;
+  const float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * z + r + 1.0f;
+  const int bits = (static_cast<int>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(float));
+  return p * scale;
+}
+
+MTLFAST_AI float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+
+MTLFAST_AI float tanh_f(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  // Small |x|: odd polynomial (keeps full relative precision near 0); large |x|: 1 - 2 / (e^{2|x|} + 1).
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  const float big_abs = 1.0f - 2.0f / (exp_f(2.0f * ax) + 1.0f);
+  const float big = x < 0.0f ? -big_abs : big_abs;
+  return ax < 0.625f ? small : big;
+}
+
+template <typename T>
+MTLFAST_AI T sigm(T x);
+template <>
+MTLFAST_AI float sigm<float>(float x) {
+  return sigmoid_f(x);
+}
+template <>
+MTLFAST_AI double sigm<double>(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
+template <typename T>
+MTLFAST_AI T tanh_(T x);
+template <>
+MTLFAST_AI float tanh_<float>(float x) {
+  return tanh_f(x);
+}
+template <>
+MTLFAST_AI double tanh_<double>(double x) {
+  return std::tanh(x);
+}
+
+// One forward step over the active rows. G: pre-activations in, activations out ([4H] per row).
+// Cp: previous cell (nullptr = zero state). C, Y: this step's cell and hidden state. *s: row strides.
+template <typename T>
+MTLFAST_AI void fwd_step_body(int64_t H, int64_t n, const int64_t* rows, T* G, int64_t gs, const T* Cp, int64_t cps,
+                              T* C, int64_t cs, T* Y, int64_t ys) {
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t b = rows[r];
+    T* __restrict g = G + b * gs;
+    T* __restrict c = C + b * cs;
+    T* __restrict h = Y + b * ys;
+    if (Cp != nullptr) {
+      const T* __restrict cp = Cp + b * cps;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T i = sigm<T>(g[j]), f = sigm<T>(g[H + j]), gg = tanh_<T>(g[2 * H + j]), o = sigm<T>(g[3 * H + j]);
+        const T cn = f * cp[j] + i * gg;
+        g[j] = i;
+        g[H + j] = f;
+        g[2 * H + j] = gg;
+        g[3 * H + j] = o;
+        c[j] = cn;
+        h[j] = o * tanh_<T>(cn);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T i = sigm<T>(g[j]), f = sigm<T>(g[H + j]), gg = tanh_<T>(g[2 * H + j]), o = sigm<T>(g[3 * H + j]);
+        const T cn = i * gg;
+        g[j] = i;
+        g[H + j] = f;
+        g[2 * H + j] = gg;
+        g[3 * H + j] = o;
+        c[j] = cn;
+        h[j] = o * tanh_<T>(cn);
+      }
+    }
+  }
+}
+
+// One backward step over the active rows. A: activations (i, f, g, o); D: pre-activation gradients out.
+// dY: gradient of this step's output; DH: recurrent gradient dgates_next @ w_hh (nullptr = none);
+// DC: running cell gradient [B, H] (in: from the next step, out: to the previous step);
+// C / Cp: this / previous cell (Cp nullptr = zero initial state).
+template <typename T>
+MTLFAST_AI void bwd_step_body(int64_t H, int64_t n, const int64_t* rows, const T* A, int64_t as, T* D, int64_t ds,
+                              const T* dY, int64_t dys, const T* DH, T* DC, const T* C, int64_t cs, const T* Cp,
+                              int64_t cps) {
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t b = rows[r];
+    const T* __restrict a = A + b * as;
+    T* __restrict d = D + b * ds;
+    const T* __restrict dy = dY + b * dys;
+    const T* __restrict dhr = DH != nullptr ? DH + b * H : nullptr;
+    T* __restrict dc = DC + b * H;
+    const T* __restrict c = C + b * cs;
+    const T* __restrict cp = Cp != nullptr ? Cp + b * cps : nullptr;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
+      const T dh = dhr != nullptr ? dy[j] + dhr[j] : dy[j];
+      const T tc = tanh_<T>(c[j]);
+      const T dct = dc[j] + dh * o * (T(1) - tc * tc);
+      const T cpv = cp != nullptr ? cp[j] : T(0);
+      d[j] = dct * gg * i * (T(1) - i);
+      d[H + j] = dct * cpv * f * (T(1) - f);
+      d[2 * H + j] = dct * i * (T(1) - gg * gg);
+      d[3 * H + j] = dh * tc * o * (T(1) - o);
+      dc[j] = dct * f;
+    }
+  }
+}
+
+using FwdStepF = void (*)(int64_t, int64_t, const int64_t*, float*, int64_t, const float*, int64_t, float*, int64_t,
+                          float*, int64_t);
+using BwdStepF = void (*)(int64_t, int64_t, const int64_t*, const float*, int64_t, float*, int64_t, const float*,
+                          int64_t, const float*, float*, const float*, int64_t, const float*, int64_t);
+
+#define MTLFAST_STEP_VARIANT(SUFFIX, ATTR)                                                                          \
+  ATTR void fwd_step_##SUFFIX(int64_t H, int64_t n, const int64_t* rows, float* G, int64_t gs, const float* Cp,     \
+                              int64_t cps, float* C, int64_t cs, float* Y, int64_t ys) {                            \
+    fwd_step_body<float>(H, n, rows, G, gs, Cp, cps, C, cs, Y, ys);                                                 \
+  }                                                                                                                 \
+  ATTR void bwd_step_##SUFFIX(int64_t H, int64_t n, const int64_t* rows, const float* A, int64_t as, float* D,      \
+                              int64_t ds, const float* dY, int64_t dys, const float* DH, float* DC, const float* C, \
+                              int64_t cs, const float* Cp, int64_t cps) {                                           \
+    bwd_step_body<float>(H, n, rows, A, as, D, ds, dY, dys, DH, DC, C, cs, Cp, cps);                                \
+  }
+
+MTLFAST_STEP_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))))
+MTLFAST_STEP_VARIANT(avx2, __attribute__((target("avx2,fma"))))
+MTLFAST_STEP_VARIANT(portable, )
+
+enum class Path : int { kAuto = 0, kPortable = 1, kAvx2 = 2, kAvx512 = 3 };
+std::atomic<int> g_forced_path{static_cast<int>(Path::kAuto)};
+
+bool cpu_has(Path p) {
+  switch (p) {
+    case Path::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    case Path::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default:
+      return true;
+  }
+}
+
+Path best_path() {
+  static const Path best = cpu_has(Path::kAvx512) ? Path::kAvx512 : cpu_has(Path::kAvx2) ? Path::kAvx2 : Path::kPortable;
+  return best;
+}
+
+Path active_path() {
+  const Path forced = static_cast<Path>(g_forced_path.load(std::memory_order_relaxed));
+  return forced == Path::kAuto ? best_path() : forced;
+}
+
+const char* path_name(Path p) {
+  switch (p) {
+    case Path::kAvx512:
+      return "avx512";
+    case Path::kAvx2:
+      return "avx2";
+    case Path::kPortable:
+      return "portable";
+    default:
+      return "auto";
+  }
+}
+
+struct StepKernels {
+  FwdStepF fwd;
+  BwdStepF bwd;
+};
+
+StepKernels float_kernels() {
+  switch (active_path()) {
+    case Path::kAvx512:
+      return {fwd_step_avx512, bwd_step_avx512};
+    case Path::kAvx2:
+      return {fwd_step_avx2, bwd_step_avx2};
+    default:
+      return {fwd_step_portable, bwd_step_portable};
+  }
+}
+
+template <typename T>
+MTLFAST_AI void fwd_step(const StepKernels& kern, int64_t H, int64_t n, const int64_t* rows, T* G, int64_t gs,
+                         const T* Cp, int64_t cps, T* C, int64_t cs, T* Y, int64_t ys) {
+  if constexpr (std::is_same_v<T, float>) {
+    kern.fwd(H, n, rows, G, gs, Cp, cps, C, cs, Y, ys);
+  } else {
+    fwd_step_body<T>(H, n, rows, G, gs, Cp, cps, C, cs, Y, ys);
+  }
+}
+
+template <typename T>
+MTLFAST_AI void bwd_step(const StepKernels& kern, int64_t H, int64_t n, const int64_t* rows, const T* A, int64_t as,
+                         T* D, int64_t ds, const T* dY, int64_t dys, const T* DH, T* DC, const T* C, int64_t cs,
+                         const T* Cp, int64_t cps) {
+  if constexpr (std::is_same_v<T, float>) {
+    kern.bwd(H, n, rows, A, as, D, ds, dY, dys, DH, DC, C, cs, Cp, cps);
+  } else {
+    bwd_step_body<T>(H, n, rows, A, as, D, ds, dY, dys, DH, DC, C, cs, Cp, cps);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Argument checks: always say which argument, what was expected and what came.
+// ------------------------------------------------------------------------------------------------------------
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+void check_tensor(const at::Tensor& t, const char* name, std::vector<int64_t> shape, const char* shape_doc,
+                  at::ScalarType dtype) {
+  TORCH_CHECK(t.device().is_cpu(), "bilstm (CPU kernel): ", name, " must be on the CPU; got device ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, "bilstm: ", name, " must have dtype ", dtype, "; got ", t.scalar_type());
+  bool ok = t.dim() == static_cast<int64_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = t.size(static_cast<int64_t>(i)) == shape[i];
+  if (!ok) {
+    std::string want = "[";
+    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    TORCH_CHECK(false, "bilstm: ", name, " must have shape ", shape_doc, " = ", want, "]; got ", shape_str(t));
+  }
+}
+
+struct Dims {
+  int64_t K, B, T, E, H;
+};
+
+Dims check_inputs(const at::Tensor& x, const at::Tensor& lengths, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                  const std::string& precision) {
+  TORCH_CHECK(precision == "fp32" || precision == "bf16", "bilstm: precision must be 'fp32' or 'bf16'; got '",
+              precision, "'");
+  TORCH_CHECK(x.dim() == 4, "bilstm: x must have shape [K, B, T, E]; got ", shape_str(x));
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "bilstm: x must be float32 or float64; got ", x.scalar_type());
+  TORCH_CHECK(w_hh.dim() == 4, "bilstm: w_hh must have shape [K, 2, 4H, H]; got ", shape_str(w_hh));
+  Dims d{x.size(0), x.size(1), x.size(2), x.size(3), w_hh.size(3)};
+  TORCH_CHECK(d.K >= 1 && d.B >= 1 && d.T >= 1 && d.H >= 1, "bilstm: K, B, T and H must be >= 1; got x ",
+              shape_str(x), ", w_hh ", shape_str(w_hh));
+  const auto dt = x.scalar_type();
+  check_tensor(lengths, "lengths", {d.K, d.B}, "[K, B]", at::kLong);
+  check_tensor(w_ih, "w_ih", {d.K, 2, 4 * d.H, d.E}, "[K, 2, 4H, E]", dt);
+  check_tensor(w_hh, "w_hh", {d.K, 2, 4 * d.H, d.H}, "[K, 2, 4H, H]", dt);
+  auto lc = lengths.contiguous();
+  const int64_t* lp = lc.data_ptr<int64_t>();
+  for (int64_t i = 0; i < d.K * d.B; ++i) {
+    TORCH_CHECK(lp[i] >= 1 && lp[i] <= d.T, "bilstm: lengths must lie in [1, T] = [1, ", d.T, "]; got lengths[",
+                i / d.B, ", ", i % d.B, "] = ", lp[i]);
+  }
+  return d;
+}
+
+// Operands of bf16 products: values rounded to bfloat16 (round to nearest even), held in the compute dtype.
+// Products of two bf16 values are exact in fp32, so an fp32 GEMM over rounded operands is a bf16 GEMM with
+// fp32 accumulation.
+at::Tensor round_bf16(const at::Tensor& t) { return t.to(at::kBFloat16).to(t.scalar_type()); }
+
+void round_bf16_inplace(float* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &p[i], 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) {  // finite: round to nearest even on the upper 16 bits
+      u += 0x7fffu + ((u >> 16) & 1u);
+    }
+    u &= 0xffff0000u;
+    std::memcpy(&p[i], &u, 4);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Forward
+// ------------------------------------------------------------------------------------------------------------
+template <typename T>
+void forward_impl(const Dims& d, const T* x, const int64_t* len, const T* w_ih, const T* w_hh, const T* bias, T* y,
+                  T* acts, T* cells, bool bf16) {
+  const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
+  const StepKernels kern = float_kernels();
+  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> rows(B);
+    std::vector<T> hbuf(bf16 ? B * H : 0);
+    for (int64_t kd = begin; kd < end; ++kd) {
+      const int64_t k = kd / 2, dir = kd % 2;
+      const T* xk = x + k * B * T_ * E;
+      const T* wih = w_ih + kd * G4 * E;
+      const T* whh = w_hh + kd * G4 * H;
+      const T* bk = bias + kd * G4;
+      T* A = acts + kd * B * T_ * G4;  // [B, T, 4H]
+      T* C = cells + kd * B * T_ * H;  // [B, T, H]
+      T* Y = y + k * B * T_ * 2 * H + dir * H;  // rows of [B, T, 2H]
+      const int64_t* lk = len + k * B;
+      // Input projection of every timestep at once: A = x @ w_ih^T + bias.
+      for (int64_t r = 0; r < B * T_; ++r) std::memcpy(A + r * G4, bk, G4 * sizeof(T));
+      gemm<T>(false, true, B * T_, G4, E, T(1), xk, E, wih, E, T(1), A, G4);
+      for (int64_t s = 0; s < T_; ++s) {
+        const int64_t t = dir == 0 ? s : T_ - 1 - s;
+        const int64_t tp = dir == 0 ? t - 1 : t + 1;
+        int64_t n = 0;
+        for (int64_t b = 0; b < B; ++b)
+          if (lk[b] > t) rows[n++] = b;
+        if (n == 0) continue;
+        if (s > 0) {
+          // h_prev is read from y itself: its padded positions are zero, which is exactly the zero initial
+          // state the backward direction needs at each sequence's last token.
+          const T* hp = Y + tp * 2 * H;
+          int64_t ldh = T_ * 2 * H;
+          if constexpr (std::is_same_v<T, float>) {
+            if (bf16) {
+              for (int64_t b = 0; b < B; ++b) std::memcpy(hbuf.data() + b * H, hp + b * ldh, H * sizeof(T));
+              round_bf16_inplace(hbuf.data(), B * H);
+              hp = hbuf.data();
+              ldh = H;
+            }
+          }
+          gemm<T>(false, true, B, G4, H, T(1), hp, ldh, whh, H, T(1), A + t * G4, T_ * G4);
+        }
+        fwd_step<T>(kern, H, n, rows.data(), A + t * G4, T_ * G4, s > 0 ? C + tp * H : nullptr, T_ * H, C + t * H,
+                    T_ * H, Y + t * 2 * H, T_ * 2 * H);
+      }
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Backward
+// ------------------------------------------------------------------------------------------------------------
+template <typename T>
+void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, const T* w_ih, const T* w_hh,
+                   const T* y, const T* acts, const T* cells, T* dx, T* dw_ih, T* dw_hh, T* dbias, T* dgates,
+                   bool bf16) {
+  const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
+  const StepKernels kern = float_kernels();
+  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> rows(B);
+    std::vector<T> DH(B * H), DC(B * H), hprev(B * T_ * H), dbuf(bf16 ? B * G4 : 0);
+    for (int64_t kd = begin; kd < end; ++kd) {
+      const int64_t k = kd / 2, dir = kd % 2;
+      const T* xk = x + k * B * T_ * E;
+      const T* whh = w_hh + kd * G4 * H;
+      const T* A = acts + kd * B * T_ * G4;
+      T* D = dgates + kd * B * T_ * G4;
+      const T* C = cells + kd * B * T_ * H;
+      const T* Y = y + k * B * T_ * 2 * H + dir * H;
+      const T* dY = dy + k * B * T_ * 2 * H + dir * H;
+      const int64_t* lk = len + k * B;
+      std::fill(DC.begin(), DC.end(), T(0));
+      for (int64_t s = T_ - 1; s >= 0; --s) {
+        const int64_t t = dir == 0 ? s : T_ - 1 - s;
+        const int64_t tp = dir == 0 ? t - 1 : t + 1;     // previous step in this direction's order
+        const int64_t tn = dir == 0 ? t + 1 : t - 1;     // next step
+        int64_t n = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          if (lk[b] > t) {
+            rows[n++] = b;
+          } else {  // padded position: zero gradient, and nothing flows into the step before it
+            std::memset(D + (b * T_ + t) * G4, 0, G4 * sizeof(T));
+          }
+        }
+        const bool has_next = s < T_ - 1;
+        if (has_next) {
+          const T* dn = D + tn * G4;
+          int64_t ldd = T_ * G4;
+          if constexpr (std::is_same_v<T, float>) {
+            if (bf16) {
+              for (int64_t b = 0; b < B; ++b) std::memcpy(dbuf.data() + b * G4, dn + b * ldd, G4 * sizeof(T));
+              round_bf16_inplace(dbuf.data(), B * G4);
+              dn = dbuf.data();
+              ldd = G4;
+            }
+          }
+          gemm<T>(false, false, B, H, G4, T(1), dn, ldd, whh, H, T(0), DH.data(), H);
+        }
+        if (n == 0) continue;
+        bwd_step<T>(kern, H, n, rows.data(), A + t * G4, T_ * G4, D + t * G4, T_ * G4, dY + t * 2 * H, T_ * 2 * H,
+                    has_next ? DH.data() : nullptr, DC.data(), C + t * H, T_ * H, s > 0 ? C + tp * H : nullptr,
+                    T_ * H);
+      }
+      // Weight gradients as large products over all B*T rows.
+      T* db = dbias + kd * G4;
+      std::fill(db, db + G4, T(0));
+      for (int64_t r = 0; r < B * T_; ++r) {
+        const T* dr = D + r * G4;
+        for (int64_t j = 0; j < G4; ++j) db[j] += dr[j];
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        if (bf16) round_bf16_inplace(D, B * T_ * G4);  // operand of the weight/input-gradient products
+      }
+      gemm<T>(true, false, G4, E, B * T_, T(1), D, G4, xk, E, T(0), dw_ih + kd * G4 * E, E);
+      // h_prev of every (b, t): the state the step at t started from (zero at each sequence's first step).
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t t = 0; t < T_; ++t) {
+          const int64_t tp = dir == 0 ? t - 1 : t + 1;
+          T* dst = hprev.data() + (b * T_ + t) * H;
+          if (tp < 0 || tp >= T_) {
+            std::memset(dst, 0, H * sizeof(T));
+          } else {
+            std::memcpy(dst, Y + (b * T_ + tp) * 2 * H, H * sizeof(T));
+          }
+        }
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        if (bf16) round_bf16_inplace(hprev.data(), B * T_ * H);
+      }
+      gemm<T>(true, false, G4, H, B * T_, T(1), D, G4, hprev.data(), H, T(0), dw_hh + kd * G4 * H, H);
+    }
+  });
+  // dx[k] = sum_d dgates[k, d] @ w_ih[k, d]; rows split in two so K = 1 still uses two threads.
+  const int64_t rows_total = B * T_;
+  const int64_t half = (rows_total + 1) / 2;
+  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t kp = begin; kp < end; ++kp) {
+      const int64_t k = kp / 2, part = kp % 2;
+      const int64_t r0 = part * half, r1 = std::min(rows_total, r0 + half);
+      if (r1 <= r0) continue;
+      for (int64_t dir = 0; dir < 2; ++dir) {
+        const int64_t kd = k * 2 + dir;
+        gemm<T>(false, false, r1 - r0, E, G4, T(1), dgates + (kd * rows_total + r0) * G4, G4, w_ih + kd * G4 * E, E,
+                dir == 0 ? T(0) : T(1), dx + (k * rows_total + r0) * E, E);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tensor& lengths, const at::Tensor& w_ih_,
+                                           const at::Tensor& w_hh_, const at::Tensor& bias_,
+                                           const std::string& precision) {
+  const Dims d = check_inputs(x_, lengths, w_ih_, w_hh_, precision);
+  check_tensor(bias_, "bias", {d.K, 2, 4 * d.H}, "[K, 2, 4H]", x_.scalar_type());
+  const bool bf16 = precision == "bf16";
+  TORCH_CHECK(!bf16 || x_.scalar_type() == at::kFloat, "bilstm: precision='bf16' needs float32 inputs; got ",
+              x_.scalar_type());
+  at::Tensor x = bf16 ? round_bf16(x_).contiguous() : x_.contiguous();
+  at::Tensor w_ih = bf16 ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
+  at::Tensor w_hh = bf16 ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
+  at::Tensor bias = bias_.contiguous();
+  at::Tensor len = lengths.contiguous();
+  auto opts = x.options();
+  at::Tensor y = at::zeros({d.K, d.B, d.T, 2 * d.H}, opts);
+  at::Tensor acts = at::empty({d.K, 2, d.B, d.T, 4 * d.H}, opts);
+  at::Tensor cells = at::zeros({d.K, 2, d.B, d.T, d.H}, opts);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilstm_forward_cpu", [&] {
+    forward_impl<scalar_t>(d, x.data_ptr<scalar_t>(), len.data_ptr<int64_t>(), w_ih.data_ptr<scalar_t>(),
+                           w_hh.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                           acts.data_ptr<scalar_t>(), cells.data_ptr<scalar_t>(), bf16);
+  });
+  return {y, acts, cells};
+}
+
+std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Tensor& x_, const at::Tensor& lengths,
+                                            const at::Tensor& w_ih_, const at::Tensor& w_hh_, const at::Tensor& y_,
+                                            const at::Tensor& acts_, const at::Tensor& cells_,
+                                            const std::string& precision) {
+  const Dims d = check_inputs(x_, lengths, w_ih_, w_hh_, precision);
+  const auto dt = x_.scalar_type();
+  check_tensor(dy_, "dy (gradient of y)", {d.K, d.B, d.T, 2 * d.H}, "[K, B, T, 2H]", dt);
+  check_tensor(y_, "y (saved output)", {d.K, d.B, d.T, 2 * d.H}, "[K, B, T, 2H]", dt);
+  check_tensor(acts_, "acts (saved activations)", {d.K, 2, d.B, d.T, 4 * d.H}, "[K, 2, B, T, 4H]", dt);
+  check_tensor(cells_, "cells (saved cell states)", {d.K, 2, d.B, d.T, d.H}, "[K, 2, B, T, H]", dt);
+  const bool bf16 = precision == "bf16";
+  at::Tensor x = bf16 ? round_bf16(x_).contiguous() : x_.contiguous();
+  at::Tensor w_ih = bf16 ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
+  at::Tensor w_hh = bf16 ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
+  at::Tensor dy = dy_.contiguous(), y = y_.contiguous(), acts = acts_.contiguous(), cells = cells_.contiguous();
+  at::Tensor len = lengths.contiguous();
+  auto opts = x.options();
+  at::Tensor dx = at::empty({d.K, d.B, d.T, d.E}, opts);
+  at::Tensor dw_ih = at::empty({d.K, 2, 4 * d.H, d.E}, opts);
+  at::Tensor dw_hh = at::empty({d.K, 2, 4 * d.H, d.H}, opts);
+  at::Tensor dbias = at::empty({d.K, 2, 4 * d.H}, opts);
+  at::Tensor dgates = at::empty({d.K, 2, d.B, d.T, 4 * d.H}, opts);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bilstm_backward_cpu", [&] {
+    backward_impl<scalar_t>(d, dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), len.data_ptr<int64_t>(),
+                            w_ih.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                            acts.data_ptr<scalar_t>(), cells.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
+                            dw_ih.data_ptr<scalar_t>(), dw_hh.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(),
+                            dgates.data_ptr<scalar_t>(), bf16);
+  });
+  return {dx, dw_ih, dw_hh, dbias};
+}
+
+void register_bilstm_cpu(pybind11::module_& m) {
+  namespace py = pybind11;
+  m.def("bilstm_forward", &bilstm_forward_cpu, py::arg("x"), py::arg("lengths"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("bias"), py::arg("precision") = "fp32", py::call_guard<py::gil_scoped_release>(),
+        "Fused bi-LSTM forward over a model array (CPU). Returns [y, acts, cells]; shapes in csrc/bilstm.h.");
+  m.def("bilstm_backward", &bilstm_backward_cpu, py::arg("dy"), py::arg("x"), py::arg("lengths"), py::arg("w_ih"),
+        py::arg("w_hh"), py::arg("y"), py::arg("acts"), py::arg("cells"), py::arg("precision") = "fp32",
+        py::call_guard<py::gil_scoped_release>(),
+        "Fused bi-LSTM backward (CPU). Returns [dx, dw_ih, dw_hh, dbias].");
+  m.def(
+      "cpu_kernel_paths",
+      []() {
+        std::vector<std::string> out{"portable"};
+        if (cpu_has(Path::kAvx2)) out.push_back("avx2");
+        if (cpu_has(Path::kAvx512)) out.push_back("avx512");
+        return out;
+      },
+      "Element-wise kernel builds this CPU can run (the last is the default).");
+  m.def(
+      "cpu_kernel_path", []() { return std::string(path_name(active_path())); },
+      "The element-wise kernel build in use.");
+  m.def(
+      "set_cpu_kernel_path",
+      [](const std::string& name) {
+        Path p = name == "auto"       ? Path::kAuto
+                 : name == "portable" ? Path::kPortable
+                 : name == "avx2"     ? Path::kAvx2
+                 : name == "avx512"   ? Path::kAvx512
+                                      : static_cast<Path>(-1);
+        TORCH_CHECK(static_cast<int>(p) >= 0, "set_cpu_kernel_path: name must be one of auto, portable, avx2, ",
+                    "avx512; got '", name, "'");
+        TORCH_CHECK(cpu_has(p), "set_cpu_kernel_path: this CPU cannot run the '", name, "' kernels");
+        g_forced_path.store(static_cast<int>(p));
+      },
+      py::arg("name"), "Force an element-wise kernel build ('auto' restores run-time selection).");
+  m.def(
+      "gemm_backend",
+      []() {
+        if (g_force_aten_gemm.load()) return std::string("aten");
+        return std::string(blas().sgemm != nullptr ? "mkl" : "aten");
+      },
+      "Where the bi-LSTM's matrix products go: 'mkl' (torch's own MKL, called directly) or 'aten' (at::mm).");
+  m.def(
+      "set_gemm_backend",
+      [](const std::string& name) {
+        TORCH_CHECK(name == "auto" || name == "aten", "set_gemm_backend: name must be 'auto' or 'aten'; got '", name,
+                    "'");
+        g_force_aten_gemm.store(name == "aten");
+      },
+      py::arg("name"), "Force the at::mm fallback for matrix products ('auto' restores MKL when present).");
+}
+
 }  // namespace mtlfast

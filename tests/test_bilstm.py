@@ -1,0 +1,268 @@
+"""Fused bi-LSTM over a model array against independent oracles.
+
+Oracles: ``torch.nn.LSTM(bidirectional=True)`` on packed sequences (one per model of the array), and
+``reference_bilstm`` (pure PyTorch, dense + masks). Compared: the output and the gradients of the input, both
+weight matrices and the bias.
+
+Tolerances (float32): every element within ``RTOL * (|expected| + max|expected|)`` with ``RTOL = 1e-5``, i.e.
+1e-5 relative to the element, with an absolute floor of 1e-5 of the tensor's largest value (needed for
+elements that cancel to ~0 in long sums, such as weight gradients over B*T rows). float64: ``gradcheck`` with
+its default tolerances. bf16: judged as flash-attention does: the kernel's error against the float64 answer
+is at most twice the error of PyTorch's own bf16 computation (``reference_bilstm(precision="bf16")``) plus a
+small floor.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from mtlfast import _backend
+from mtlfast.nn import BiLSTM
+from mtlfast.ops import bilstm, reference_bilstm
+from mtlfast.ops.kernel_paths import cpu_kernel_paths, forced_cpu_kernel_path
+
+RTOL = 1e-5
+
+needs_c = pytest.mark.skipif(not _backend.has_c(), reason=f"mtlfast._C not built: {_backend.backends()['error']}")
+
+# One device-generic body per test; the CUDA variants run whatever backend "auto" picks for CUDA tensors.
+DEVICES = [pytest.param("cpu", marks=needs_c, id="cpu"),
+           pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"), id="cuda")]
+BACKEND = {"cpu": "cpu", "cuda": "auto"}
+
+
+def assert_close_f32(actual, expected, what):
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * scale, msg=lambda m: f"{what}: {m}")
+
+
+def make_lengths(K, B, T, gen):
+    """Ragged lengths in [1, T], always including length 1 and length T where the batch allows."""
+    lengths = torch.randint(1, T + 1, (K, B), generator=gen)
+    lengths[:, 0] = 1
+    if B > 1:
+        lengths[:, 1] = T
+    return lengths
+
+
+def make_problem(K, B, T, E, H, dtype=torch.float32, seed=0, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = make_lengths(K, B, T, gen)
+    x = torch.randn(K, B, T, E, generator=gen, dtype=dtype)
+    # Padded positions hold garbage on purpose: it must not leak into anything.
+    mod = BiLSTM(K, E, H, dtype=dtype)
+    mod.reset_parameters(generator=gen)
+    with torch.no_grad():  # larger weights than the default init exercise saturation of the gates
+        mod.w_hh.mul_(2.0)
+    dy = torch.randn(K, B, T, 2 * H, generator=gen, dtype=dtype)
+    return (x.to(device), lengths.to(device), mod.w_ih.detach().to(device), mod.w_hh.detach().to(device),
+            mod.bias.detach().to(device), dy.to(device))
+
+
+def run_op(fn, x, lengths, w_ih, w_hh, bias, dy, **kw):
+    leaves = [t.clone().requires_grad_(True) for t in (x, w_ih, w_hh, bias)]
+    y = fn(leaves[0], lengths, *leaves[1:], **kw)
+    (y * dy).sum().backward()
+    return [y.detach()] + [t.grad for t in leaves]
+
+
+def run_torch_lstm(x, lengths, w_ih, w_hh, bias, dy):
+    """nn.LSTM(bidirectional=True) on packed sequences, one model at a time; grads in the array layout."""
+    K, B, T, E = x.shape
+    H = w_hh.shape[-1]
+    mod = BiLSTM(K, E, H, dtype=x.dtype)
+    with torch.no_grad():
+        mod.w_ih.copy_(w_ih), mod.w_hh.copy_(w_hh), mod.bias.copy_(bias)
+    ys, gx, gih, ghh, gb = [], [], [], [], []
+    for k in range(K):
+        lstm = mod.to_torch(k)
+        xk = x[k].detach().clone().requires_grad_(True)
+        packed = pack_padded_sequence(xk, lengths[k].cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = lstm(packed)
+        yk, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        (yk * dy[k]).sum().backward()
+        ys.append(yk.detach())
+        gx.append(xk.grad)
+        gih.append(torch.stack([lstm.weight_ih_l0.grad, lstm.weight_ih_l0_reverse.grad]))
+        ghh.append(torch.stack([lstm.weight_hh_l0.grad, lstm.weight_hh_l0_reverse.grad]))
+        # d/d(b_ih + b_hh) = d/d b_ih
+        gb.append(torch.stack([lstm.bias_ih_l0.grad, lstm.bias_ih_l0_reverse.grad]))
+    return [torch.stack(t) for t in (ys, gx, gih, ghh, gb)]
+
+
+NAMES = ("y", "dx", "dw_ih", "dw_hh", "dbias")
+GRID = list(itertools.product([1, 3], [1, 7, 32], [1, 5, 40], [(50, 100), (16, 8)]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("K,B,T,EH", GRID, ids=[f"K{k}-B{b}-T{t}-E{e}H{h}" for k, b, t, (e, h) in GRID])
+def test_matches_torch_lstm_and_reference(device, K, B, T, EH):
+    E, H = EH
+    prob = make_problem(K, B, T, E, H, seed=K * 1000 + B * 10 + T, device=device)
+    ours = run_op(bilstm, *prob, backend=BACKEND[device])
+    torch_lstm = run_torch_lstm(*prob)
+    ref = run_op(reference_bilstm, *prob)
+    for name, a, t, r in zip(NAMES, ours, torch_lstm, ref):
+        assert_close_f32(a.cpu(), t, f"{name} vs torch.nn.LSTM (K={K}, B={B}, T={T}, E={E}, H={H})")
+        assert_close_f32(a.cpu(), r.cpu(), f"{name} vs reference_bilstm (K={K}, B={B}, T={T}, E={E}, H={H})")
+    # Padded positions: zero output and zero input gradient.
+    x, lengths = prob[0], prob[1]
+    pad = torch.arange(T, device=lengths.device)[None, None, :] >= lengths[:, :, None]
+    assert torch.all(ours[0][pad] == 0)
+    assert torch.all(ours[1][pad] == 0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_reference_matches_torch_lstm(device):
+    """The oracle itself agrees with nn.LSTM (so a shared mistake of kernel and reference cannot hide)."""
+    prob = make_problem(2, 5, 6, 4, 3, seed=7, device=device)
+    for name, r, t in zip(NAMES, run_op(reference_bilstm, *prob), run_torch_lstm(*prob)):
+        assert_close_f32(r.cpu(), t, f"reference {name} vs torch.nn.LSTM")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fn", ["bilstm", "reference_bilstm"])
+def test_gradcheck_float64(device, fn):
+    K, B, T, E, H = 2, 3, 4, 3, 2
+    x, lengths, w_ih, w_hh, bias, _ = make_problem(K, B, T, E, H, dtype=torch.float64, seed=3, device=device)
+    f = bilstm if fn == "bilstm" else reference_bilstm
+    kw = {"backend": BACKEND[device]} if fn == "bilstm" else {}
+    inputs = [t.clone().requires_grad_(True) for t in (x, w_ih, w_hh, bias)]
+    assert torch.autograd.gradcheck(lambda a, b, c, d: f(a, lengths, b, c, d, **kw), inputs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_model_array_equals_separate_calls(device):
+    K, B, T, E, H = 3, 7, 9, 16, 8
+    prob = make_problem(K, B, T, E, H, seed=11, device=device)
+    together = run_op(bilstm, *prob, backend=BACKEND[device])
+    x, lengths, w_ih, w_hh, bias, dy = prob
+    for k in range(K):
+        sl = slice(k, k + 1)
+        alone = run_op(bilstm, x[sl], lengths[sl], w_ih[sl], w_hh[sl], bias[sl], dy[sl], backend=BACKEND[device])
+        for name, a, b in zip(NAMES, together, alone):
+            torch.testing.assert_close(a[sl], b, rtol=1e-6, atol=1e-7, msg=lambda m: f"model {k} {name}: {m}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_padding_length_does_not_matter(device):
+    K, B, T, E, H, extra = 2, 5, 6, 4, 3, 7
+    x, lengths, w_ih, w_hh, bias, dy = make_problem(K, B, T, E, H, seed=5, device=device)
+    y = bilstm(x, lengths, w_ih, w_hh, bias, backend=BACKEND[device])
+    x_long = torch.cat([x, torch.randn(K, B, extra, E, device=x.device) * 100], dim=2)
+    y_long = bilstm(x_long, lengths, w_ih, w_hh, bias, backend=BACKEND[device])
+    torch.testing.assert_close(y_long[:, :, :T], y, rtol=0, atol=0)
+    assert torch.all(y_long[:, :, T:] == 0)
+
+
+@needs_c
+@pytest.mark.parametrize("path", ["portable", "avx2", "avx512"])
+def test_each_cpu_kernel_path(path):
+    if path not in cpu_kernel_paths():
+        pytest.skip(f"this CPU cannot run the {path} kernels")
+    prob = make_problem(2, 7, 12, 16, 24, seed=13)
+    ref = run_op(reference_bilstm, *prob)
+    with forced_cpu_kernel_path(path):
+        assert _backend._C.cpu_kernel_path() == path
+        ours = run_op(bilstm, *prob, backend="cpu")
+    for name, a, r in zip(NAMES, ours, ref):
+        assert_close_f32(a, r, f"{name} ({path} kernels)")
+
+
+@needs_c
+def test_aten_gemm_fallback():
+    """The at::mm path used when torch exposes no MKL gives the same answer."""
+    prob = make_problem(2, 7, 12, 16, 24, seed=17)
+    ref = run_op(reference_bilstm, *prob)
+    C = _backend._C
+    C.set_gemm_backend("aten")
+    try:
+        assert C.gemm_backend() == "aten"
+        ours = run_op(bilstm, *prob, backend="cpu")
+    finally:
+        C.set_gemm_backend("auto")
+    for name, a, r in zip(NAMES, ours, ref):
+        assert_close_f32(a, r, f"{name} (at::mm products)")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_error_within_twice_pytorch_bf16(device):
+    K, B, T, E, H = 2, 16, 20, 50, 100
+    prob = make_problem(K, B, T, E, H, seed=19, device=device)
+    exact = run_op(reference_bilstm, *[p.double() for p in prob[:1]], prob[1], *[p.double() for p in prob[2:]])
+    ours = run_op(bilstm, *prob, precision="bf16", backend=BACKEND[device])
+    torch_bf16 = run_op(reference_bilstm, *prob, precision="bf16")
+    fp32 = run_op(bilstm, *prob, backend=BACKEND[device])
+    for name, o, t, e, f in zip(NAMES, ours, torch_bf16, exact, fp32):
+        err_ours = (o.double() - e).abs().max().item()
+        err_torch = (t.double() - e).abs().max().item()
+        err_fp32 = (f.double() - e).abs().max().item()
+        floor = 1e-6 * e.abs().max().item()
+        assert err_ours <= 2 * err_torch + floor, f"{name}: bf16 kernel error {err_ours:.3g} vs PyTorch bf16 {err_torch:.3g}"
+        assert err_fp32 < err_ours or err_ours <= floor, f"{name}: bf16 did not change the products ({err_ours:.3g})"
+
+
+def test_module_conversion_round_trip():
+    gen = torch.Generator().manual_seed(23)
+    lstms = [torch.nn.LSTM(6, 5, bidirectional=True, batch_first=True) for _ in range(3)]
+    mod = BiLSTM.from_torch(lstms)
+    assert (mod.K, mod.input_size, mod.hidden_size) == (3, 6, 5)
+    x = torch.randn(3, 4, 7, 6, generator=gen)
+    lengths = make_lengths(3, 4, 7, gen)
+    y = mod(x, lengths)
+    for k, lstm in enumerate(lstms):
+        packed = pack_padded_sequence(x[k], lengths[k], batch_first=True, enforce_sorted=False)
+        yk, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=7)
+        assert_close_f32(y[k].detach(), yk.detach(), f"model {k} from_torch")
+        back = mod.to_torch(k)
+        yb, _ = pad_packed_sequence(back(packed)[0], batch_first=True, total_length=7)
+        assert_close_f32(yb.detach(), yk.detach(), f"model {k} to_torch")
+
+
+def test_module_init_matches_torch_lstm_scale():
+    mod = BiLSTM(2, 10, 64)
+    bound = 1 / 64 ** 0.5
+    assert mod.w_ih.abs().max() <= bound and mod.w_hh.abs().max() <= bound
+    assert mod.bias.abs().max() <= 2 * bound
+    assert mod.w_ih.std() > 0.5 * bound / 3 ** 0.5  # not a constant
+    assert not torch.equal(mod.w_hh[0], mod.w_hh[1])  # models are independent
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_c)])
+def test_errors_name_the_argument(backend):
+    K, B, T, E, H = 2, 3, 4, 5, 6
+    x, lengths, w_ih, w_hh, bias, _ = make_problem(K, B, T, E, H)
+    f = lambda *a: bilstm(*a, backend=backend)  # noqa: E731
+    with pytest.raises(ValueError, match=r"w_ih must have shape \[K, 2, 4H, E\] = \[2, 2, 24, 5\].*got \[2, 2, 24, 4\]"):
+        f(x, lengths, w_ih[..., :4], w_hh, bias)
+    with pytest.raises(ValueError, match=r"bias must have shape \[K, 2, 4H\].*got \[2, 24\]"):
+        f(x, lengths, w_ih, w_hh, bias[:, 0])
+    with pytest.raises(ValueError, match=r"x must have shape \[K, B, T, E\]; got \[3, 4, 5\]"):
+        f(x[0], lengths, w_ih, w_hh, bias)
+    with pytest.raises(ValueError, match=r"lengths must have shape \[K, B\] = \[2, 3\]; got \[3\]"):
+        f(x, lengths[0], w_ih, w_hh, bias)
+    with pytest.raises(TypeError, match=r"w_hh must have the dtype of x \(torch.float32\); got torch.float64"):
+        f(x, lengths, w_ih, w_hh.double(), bias)
+    with pytest.raises(TypeError, match=r"x must be float32 or float64; got torch.int64"):
+        f(x.long(), lengths, w_ih, w_hh, bias)
+    with pytest.raises(ValueError, match=r"bias must be on the device of x \(cpu\); got meta"):
+        f(x, lengths, w_ih, w_hh, bias.to("meta"))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T\] = \[1, 4\]; got values in \[0, 4\]"):
+        f(x, torch.zeros_like(lengths).index_fill_(1, torch.tensor([1]), 4), w_ih, w_hh, bias)
+    with pytest.raises(ValueError, match=r"precision must be one of"):
+        bilstm(x, lengths, w_ih, w_hh, bias, precision="fp16", backend=backend)
+
+
+@needs_c
+def test_c_kernel_checks_its_arguments_too():
+    """Called directly, the compiled op names the argument (it is reachable without the Python checks)."""
+    C = _backend._C
+    x, lengths, w_ih, w_hh, bias, _ = make_problem(2, 3, 4, 5, 6)
+    with pytest.raises(RuntimeError, match=r"w_ih must have shape \[K, 2, 4H, E\] = \[2, 2, 24, 5\]; got \[2, 2, 24, 4\]"):
+        C.bilstm_forward(x, lengths, w_ih[..., :4].contiguous(), w_hh, bias, "fp32")
+    with pytest.raises(RuntimeError, match=r"lengths must lie in \[1, T\]"):
+        C.bilstm_forward(x, lengths * 0, w_ih, w_hh, bias, "fp32")

@@ -84,28 +84,35 @@ cudaError_t bilstm_recurrent_forward(const RecurrentForwardArgs& args, Recurrent
 cudaError_t bilstm_recurrent_backward(const RecurrentBackwardArgs& args, RecurrentMath math, cudaStream_t stream,
                                       RecurrentPlan* plan_out = nullptr);
 
-// Adadelta with TensorFlow's semantics, one fused pass over flat fp32 buffers of n elements:
-//   accum     = rho * accum + (1 - rho) * g^2
+// Adadelta with TensorFlow's semantics (= torch.optim.Adadelta without weight decay), the CUDA twins of
+// csrc/cpu/optim_cpu.cpp; T = float or double. One fused pass over n elements:
+//   accum     = rho * accum + (1 - rho) * g^2                        ("sq" in mtlfast.optim)
 //   update    = sqrt(accum_upd + eps) / sqrt(accum + eps) * g
-//   accum_upd = rho * accum_upd + (1 - rho) * update^2
+//   accum_upd = rho * accum_upd + (1 - rho) * update^2               ("acc" in mtlfast.optim)
 //   param    -= lr * update
-cudaError_t adadelta_dense(float* param, const float* grad, float* accum, float* accum_upd, int64_t n, float lr,
-                           float rho, float eps, cudaStream_t stream);
+// mask (optional, device bool [n / mask_block]): element i is skipped entirely (not decayed, not moved) when
+// mask[i / mask_block] is false, e.g. the heads [K, S, L, 2H] of task slots not drawn this step.
+template <typename T>
+cudaError_t adadelta_dense(T* param, const T* grad, T* accum, T* accum_upd, int64_t n, T lr, T rho, T eps,
+                           const bool* mask, int64_t mask_block, cudaStream_t stream);
 
-// Lazy row-wise Adadelta for embedding tables of a model array.
-//   weight, accum, accum_upd [K, V, D] fp32; last_step [K, V] int64 = the step each row's accumulators are
-//   current at; rows [K, R] int64 = touched rows (unique within each model; -1 = empty slot);
-//   grad [K, R, D] fp32 = their gradients; step [K] int64 = the current step number (device memory, so a
-//   captured graph can advance it). An untouched row's accumulators decay by rho per step (dense Adadelta with
-//   g = 0); they are brought current on the next touch by rho^(step - last_step - 1), then updated.
-cudaError_t adadelta_rows(float* weight, float* accum, float* accum_upd, int64_t* last_step, const int64_t* rows,
-                          const float* grad, const int64_t* step, int K, int64_t V, int R, int D, float lr, float rho,
-                          float eps, cudaStream_t stream);
+// Lazy row-wise Adadelta for the embedding tables of a model array.
+//   table, accum, accum_upd [K, V, D]; grad_rows [K, N, D]; row_ids [K, N] int64 (unique within each model,
+//   -1 = padding slot); last_step [K, V] int64 = number of steps already folded into each row's accumulators;
+//   the 1-based number of the step being applied is step[k * step_stride] when step is a device pointer
+//   (step_stride 0: one counter for all models; a captured CUDA graph can advance it), else step_value.
+// An untouched row's accumulators decay by rho per step (dense Adadelta with g = 0); on its next touch both are
+// multiplied by rho^(step - 1 - last_step) (computed in double), then updated; last_step = step.
+template <typename T>
+cudaError_t adadelta_rows(T* table, const T* grad_rows, const int64_t* row_ids, T* accum, T* accum_upd,
+                          int64_t* last_step, const int64_t* step, int64_t step_value, int step_stride, int K,
+                          int64_t V, int64_t N, int64_t D, T lr, T rho, T eps, cudaStream_t stream);
 
-// Bring every row current at `step` (accumulators *= rho^(step - last_step); last_step = step), e.g. before a
-// checkpoint or a comparison with a dense optimiser.
-cudaError_t adadelta_rows_flush(float* accum, float* accum_upd, int64_t* last_step, const int64_t* step, int K,
-                                int64_t V, int D, float rho, cudaStream_t stream);
+// Bring every row current (accumulators *= rho^(step - last_step); last_step = step), e.g. before a checkpoint
+// or a comparison with a dense optimiser.
+template <typename T>
+cudaError_t adadelta_rows_flush(T* accum, T* accum_upd, int64_t* last_step, const int64_t* step, int64_t step_value,
+                                int step_stride, int K, int64_t V, int64_t D, T rho, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace mtlfast

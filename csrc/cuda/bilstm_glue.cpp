@@ -17,16 +17,22 @@
 //   bilstm_backward_cuda(dy, lengths, w_ih, w_hh, xproc, gates, cells, hproc, precision="fp32")
 //       -> (dx, dw_ih, dw_hh, dbias)     shapes of x, w_ih, w_hh, bias
 //
-//   adadelta_cuda(param, grad, accum, accum_upd, lr, rho, eps)            in place, flat fp32 buffers
-//   adadelta_rows_cuda(weight, accum, accum_upd, last_step, rows, grad, step, lr, rho, eps)   in place
-//   adadelta_rows_flush_cuda(accum, accum_upd, last_step, step, rho)                         in place
+//   adadelta_cuda_(params, grads, sq, acc, masks, lr, rho, eps)                       in place
+//   adadelta_rows_cuda_(table, grad_rows, row_ids, sq, acc, last_step, step, lr, rho, eps)   in place
+//   adadelta_rows_flush_cuda_(sq, acc, last_step, step, rho)                             in place
+//     the CUDA twins of the CPU ops adadelta_, adadelta_rows_, adadelta_rows_flush_ (csrc/cpu/optim_cpu.cpp):
+//     same arguments and semantics, float32/float64; `step` may also be a CUDA int64 tensor [] or [K] so a
+//     captured CUDA graph can advance it (a Python int is baked into the graph at capture).
 //   bilstm_cuda_plan(K, B, H, precision, forward=True) -> dict (launch layout on the current device)
 #include <torch/extension.h>
+#include <pybind11/stl.h>
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <sstream>
+#include <optional>
+#include <variant>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -71,6 +77,12 @@ void check_launch(cudaError_t err, const char* what, int64_t H) {
                 H, " (expected H up to about 500); use backend='reference' or the CPU kernel");
   }
   TORCH_CHECK(err == cudaSuccess, "mtlfast CUDA ", what, " failed: ", cudaGetErrorString(err));
+}
+
+// precision "bf16" rounds the operands of every matrix product to bfloat16 (the reference's semantics); the
+// products themselves accumulate in fp32 (cuBLAS fp32 GEMM of exactly representable values).
+at::Tensor round_operand(const at::Tensor& t, RecurrentMath math) {
+  return math == RecurrentMath::kBF16 ? t.to(at::kBFloat16).to(at::kFloat) : t;
 }
 
 inline int64_t round_up16(int64_t v) { return (v + 15) / 16 * 16; }
@@ -165,8 +177,9 @@ std::vector<at::Tensor> bilstm_forward_cuda(const at::Tensor& x_in, const at::Te
   // Input projection for every step at once: xproj = xproc W_ih^T + bias, gate blocks padded to Hp.
   auto w_ih_p = pad_gates(w_ih_in, d.H, d.Hp, 0);  // [K, 2, G4, E]
   auto bias_p = pad_gates(bias_in, d.H, d.Hp, 0);  // [K, 2, G4]
-  auto xproj = at::baddbmm(bias_p.view({d.K * 2, 1, d.G4}), xproc.view({d.K * 2, d.T * d.Bp, d.E}),
-                           w_ih_p.view({d.K * 2, d.G4, d.E}).transpose(1, 2));
+  auto xproj = at::baddbmm(bias_p.view({d.K * 2, 1, d.G4}),
+                           round_operand(xproc, math).view({d.K * 2, d.T * d.Bp, d.E}),
+                           round_operand(w_ih_p, math).view({d.K * 2, d.G4, d.E}).transpose(1, 2));
   xproj = xproj.contiguous();
 
   auto w_rec = pad_gates(w_hh_in, d.H, d.Hp, d.Hp - d.H);  // [K, 2, G4, Hp]
@@ -247,13 +260,14 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
                "bilstm backward", d.H);
 
   // Weight gradients and dx: batched GEMMs over all (model, direction) pairs.
-  auto dg = dgates.view({K * 2, T * d.Bp, d.G4});
+  auto dg = round_operand(dgates, math).view({K * 2, T * d.Bp, d.G4});
   auto dgT = dg.transpose(1, 2);
-  auto dw_ih_p = at::bmm(dgT, xproc.contiguous().view({K * 2, T * d.Bp, d.E}));                   // [2K, G4, E]
-  auto h_prev = hproc.contiguous().view({K * 2, (T + 1) * d.Bp, d.Hp}).narrow(1, 0, T * d.Bp);  // state entering s
+  auto dw_ih_p = at::bmm(dgT, round_operand(xproc.contiguous(), math).view({K * 2, T * d.Bp, d.E}));  // [2K, G4, E]
+  auto h_prev =
+      round_operand(hproc.contiguous(), math).view({K * 2, (T + 1) * d.Bp, d.Hp}).narrow(1, 0, T * d.Bp);  // h entering s
   auto dw_hh_p = at::bmm(dgT, h_prev);                                                            // [2K, G4, Hp]
-  auto dbias_p = dg.sum(1);                                                                       // [2K, G4]
-  auto w_ih_p = pad_gates(w_ih, d.H, d.Hp, 0);
+  auto dbias_p = dgates.view({K * 2, T * d.Bp, d.G4}).sum(1);                                     // [2K, G4]
+  auto w_ih_p = round_operand(pad_gates(w_ih, d.H, d.Hp, 0), math);
   auto dxproc = at::bmm(dg, w_ih_p.view({K * 2, d.G4, d.E}));                                      // [2K, T*Bp, E]
   dxproc = dxproc.view({K, 2, T, d.Bp, d.E}).narrow(3, 0, B).permute({0, 1, 3, 2, 4});            // [K, 2, B, T, E]
   auto [src, valid] = reverse_index(lengths, T);
@@ -266,85 +280,154 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
   return {dx.contiguous(), dw_ih, dw_hh, dbias};
 }
 
-// ---- Adadelta ----------------------------------------------------------------------------------------------------
+// ---- Adadelta (the CUDA twins of csrc/cpu/optim_cpu.cpp, same arguments) -----------------------------------
 
-void check_flat(const at::Tensor& t, const char* name, const at::Tensor& like) {
-  check_cuda_tensor(t, name, at::kFloat, like.device());
-  TORCH_CHECK(t.is_contiguous(), "mtlfast CUDA adadelta: ", name, " must be contiguous (updated in place); got ",
-              "strides ", t.strides());
-  TORCH_CHECK(t.numel() == like.numel(), "mtlfast CUDA adadelta: ", name, " must have ", like.numel(),
-              " elements like param; got ", t.numel());
+const char* dtype_ok(at::ScalarType t) { return (t == at::kFloat || t == at::kDouble) ? nullptr : "float32/float64"; }
+
+void check_like(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
+  TORCH_CHECK(t.defined() && t.device() == like.device() && t.scalar_type() == like.scalar_type() &&
+                  t.sizes() == like.sizes() && t.is_contiguous(),
+              op, ": ", name, " must be a contiguous ", like.scalar_type(), " tensor of shape ", like.sizes(), " on ",
+              like.device(), " (like the parameter); got ", t.defined() ? shape_of(t) : std::string("undefined"));
 }
 
-void adadelta_cuda(at::Tensor param, const at::Tensor& grad, at::Tensor accum, at::Tensor accum_upd, double lr,
-                   double rho, double eps) {
-  TORCH_CHECK(param.is_cuda(), "mtlfast CUDA adadelta: param must be a CUDA tensor; got ", shape_of(param));
-  check_flat(param, "param", param);
-  check_flat(grad, "grad", param);
-  check_flat(accum, "accum", param);
-  check_flat(accum_upd, "accum_upd", param);
-  const c10::cuda::CUDAGuard guard(param.device());
-  auto err = cuda::adadelta_dense(param.data_ptr<float>(), grad.data_ptr<float>(), accum.data_ptr<float>(),
-                                  accum_upd.data_ptr<float>(), param.numel(), static_cast<float>(lr),
-                                  static_cast<float>(rho), static_cast<float>(eps),
-                                  c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "mtlfast CUDA adadelta failed: ", cudaGetErrorString(err));
-}
-
-void check_rows_state(const at::Tensor& weight, const at::Tensor& accum, const at::Tensor& accum_upd,
-                      const at::Tensor& last_step, const at::Tensor& step) {
-  TORCH_CHECK(weight.is_cuda() && weight.dim() == 3,
-              "mtlfast CUDA adadelta_rows: weight must be a CUDA tensor [K, V, D]; got ", shape_of(weight));
-  const auto dev = weight.device();
-  const int64_t K = weight.size(0), V = weight.size(1);
-  for (auto [t, name] : {std::pair<const at::Tensor*, const char*>{&weight, "weight"}, {&accum, "accum"},
-                         {&accum_upd, "accum_upd"}}) {
-    check_cuda_tensor(*t, name, at::kFloat, dev);
-    check_shape(*t, name, weight.sizes(), "[K, V, D] (like weight)");
-    TORCH_CHECK(t->is_contiguous(), "mtlfast CUDA adadelta_rows: ", name, " must be contiguous (updated in place)");
+void adadelta_cuda_(std::vector<at::Tensor> params, std::vector<at::Tensor> grads, std::vector<at::Tensor> sq,
+                    std::vector<at::Tensor> acc, std::vector<std::optional<at::Tensor>> masks, double lr, double rho,
+                    double eps) {
+  const char* op = "adadelta_cuda_";
+  const size_t n = params.size();
+  TORCH_CHECK(grads.size() == n && sq.size() == n && acc.size() == n && (masks.empty() || masks.size() == n), op,
+              ": params, grads, sq, acc (and masks) must be lists of one length; got ", n, ", ", grads.size(), ", ",
+              sq.size(), ", ", acc.size(), ", ", masks.size());
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& p = params[i];
+    TORCH_CHECK(p.is_cuda() && p.is_contiguous() && dtype_ok(p.scalar_type()) == nullptr, op, ": params[", i,
+                "] must be a contiguous CUDA float32/float64 tensor; got ", shape_of(p));
+    check_like(grads[i], p, op, "grads[i]");
+    check_like(sq[i], p, op, "sq[i]");
+    check_like(acc[i], p, op, "acc[i]");
+    const bool* mask = nullptr;
+    int64_t block = 1;
+    at::Tensor m;
+    if (!masks.empty() && masks[i].has_value() && masks[i]->defined()) {
+      m = masks[i]->contiguous();
+      TORCH_CHECK(m.scalar_type() == at::kBool && m.device() == p.device() && m.dim() <= p.dim() &&
+                      m.sizes() == p.sizes().slice(0, m.dim()),
+                  op, ": masks[", i, "] must be a bool tensor on ", p.device(), " whose shape is a prefix of ",
+                  p.sizes(), "; got ", shape_of(m));
+      mask = m.data_ptr<bool>();
+      block = m.numel() > 0 ? p.numel() / m.numel() : 1;
+    }
+    const c10::cuda::CUDAGuard guard(p.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+    cudaError_t err;
+    if (p.scalar_type() == at::kFloat) {
+      err = cuda::adadelta_dense<float>(p.data_ptr<float>(), grads[i].data_ptr<float>(), sq[i].data_ptr<float>(),
+                                        acc[i].data_ptr<float>(), p.numel(), static_cast<float>(lr),
+                                        static_cast<float>(rho), static_cast<float>(eps), mask, block, stream);
+    } else {
+      err = cuda::adadelta_dense<double>(p.data_ptr<double>(), grads[i].data_ptr<double>(), sq[i].data_ptr<double>(),
+                                         acc[i].data_ptr<double>(), p.numel(), lr, rho, eps, mask, block, stream);
+    }
+    TORCH_CHECK(err == cudaSuccess, op, " failed: ", cudaGetErrorString(err));
   }
-  check_cuda_tensor(last_step, "last_step", at::kLong, dev);
-  check_shape(last_step, "last_step", {K, V}, "[K, V]");
-  TORCH_CHECK(last_step.is_contiguous(), "mtlfast CUDA adadelta_rows: last_step must be contiguous");
-  check_cuda_tensor(step, "step", at::kLong, dev);
-  check_shape(step, "step", {K}, "[K]");
 }
 
-void adadelta_rows_cuda(at::Tensor weight, at::Tensor accum, at::Tensor accum_upd, at::Tensor last_step,
-                        const at::Tensor& rows, const at::Tensor& grad, const at::Tensor& step, double lr, double rho,
-                        double eps) {
-  check_rows_state(weight, accum, accum_upd, last_step, step);
-  const int64_t K = weight.size(0), V = weight.size(1), D = weight.size(2);
-  check_cuda_tensor(rows, "rows", at::kLong, weight.device());
-  TORCH_CHECK(rows.dim() == 2 && rows.size(0) == K,
-              "mtlfast CUDA adadelta_rows: rows must have shape [K, R] (unique row ids, -1 = empty); got ",
-              rows.sizes());
-  const int64_t R = rows.size(1);
-  check_cuda_tensor(grad, "grad", at::kFloat, weight.device());
-  check_shape(grad, "grad", {K, R, D}, "[K, R, D]");
-  const c10::cuda::CUDAGuard guard(weight.device());
-  auto rows_c = rows.contiguous();
-  auto grad_c = grad.contiguous();
-  auto step_c = step.contiguous();
-  auto err = cuda::adadelta_rows(weight.data_ptr<float>(), accum.data_ptr<float>(), accum_upd.data_ptr<float>(),
-                                 last_step.data_ptr<int64_t>(), rows_c.data_ptr<int64_t>(), grad_c.data_ptr<float>(),
-                                 step_c.data_ptr<int64_t>(), static_cast<int>(K), V, static_cast<int>(R),
-                                 static_cast<int>(D), static_cast<float>(lr), static_cast<float>(rho),
-                                 static_cast<float>(eps), c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "mtlfast CUDA adadelta_rows failed: ", cudaGetErrorString(err));
+// step: a Python int, or a CUDA int64 tensor of shape [] (one counter) or [K] (per model) for graph capture.
+struct StepArg {
+  const int64_t* ptr = nullptr;
+  int64_t value = 0;
+  int stride = 0;
+  at::Tensor keep;
+};
+
+StepArg step_arg(const std::variant<int64_t, at::Tensor>& step, const at::Tensor& like, int64_t K, const char* op) {
+  StepArg out;
+  if (std::holds_alternative<int64_t>(step)) {
+    out.value = std::get<int64_t>(step);
+    return out;
+  }
+  const at::Tensor& t = std::get<at::Tensor>(step);
+  TORCH_CHECK(t.scalar_type() == at::kLong && t.device() == like.device() && (t.dim() == 0 || t.sizes() == at::IntArrayRef{K}),
+              op, ": step must be an int or an int64 tensor of shape [] or [K] = [", K, "] on ", like.device(),
+              "; got ", shape_of(t));
+  out.keep = t.contiguous();
+  out.ptr = out.keep.data_ptr<int64_t>();
+  out.stride = t.dim() == 0 ? 0 : 1;
+  return out;
 }
 
-void adadelta_rows_flush_cuda(at::Tensor accum, at::Tensor accum_upd, at::Tensor last_step, const at::Tensor& step,
-                              double rho) {
-  check_rows_state(accum, accum, accum_upd, last_step, step);
-  const c10::cuda::CUDAGuard guard(accum.device());
-  auto step_c = step.contiguous();
-  auto err = cuda::adadelta_rows_flush(accum.data_ptr<float>(), accum_upd.data_ptr<float>(),
-                                       last_step.data_ptr<int64_t>(), step_c.data_ptr<int64_t>(),
-                                       static_cast<int>(accum.size(0)), accum.size(1),
-                                       static_cast<int>(accum.size(2)), static_cast<float>(rho),
-                                       c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "mtlfast CUDA adadelta_rows_flush failed: ", cudaGetErrorString(err));
+void adadelta_rows_cuda_(at::Tensor table, const at::Tensor& grad_rows, const at::Tensor& row_ids, at::Tensor sq,
+                         at::Tensor acc, at::Tensor last_step, const std::variant<int64_t, at::Tensor>& step,
+                         double lr, double rho, double eps) {
+  const char* op = "adadelta_rows_cuda_";
+  TORCH_CHECK(table.is_cuda() && (table.dim() == 2 || table.dim() == 3) && table.is_contiguous() &&
+                  dtype_ok(table.scalar_type()) == nullptr,
+              op, ": table must be a contiguous CUDA float32/float64 tensor [V, E] or [K, V, E]; got ",
+              shape_of(table));
+  const bool batched = table.dim() == 3;
+  const int64_t K = batched ? table.size(0) : 1, V = table.size(-2), E = table.size(-1);
+  check_like(sq, table, op, "sq");
+  check_like(acc, table, op, "acc");
+  TORCH_CHECK(last_step.scalar_type() == at::kLong && last_step.device() == table.device() &&
+                  last_step.is_contiguous() && last_step.sizes() == table.sizes().slice(0, table.dim() - 1),
+              op, ": last_step must be a contiguous int64 tensor of shape ", batched ? "[K, V]" : "[V]", " on ",
+              table.device(), "; got ", shape_of(last_step));
+  TORCH_CHECK(row_ids.scalar_type() == at::kLong && row_ids.device() == table.device() &&
+                  row_ids.dim() == (batched ? 2 : 1) && (!batched || row_ids.size(0) == K),
+              op, ": row_ids must be an int64 tensor of shape ", batched ? "[K, N]" : "[N]", " on ", table.device(),
+              " (unique within each model, -1 = padding); got ", shape_of(row_ids));
+  const int64_t N = row_ids.size(-1);
+  TORCH_CHECK(grad_rows.scalar_type() == table.scalar_type() && grad_rows.device() == table.device() &&
+                  grad_rows.dim() == table.dim() && grad_rows.size(-1) == E && grad_rows.size(-2) == N &&
+                  (!batched || grad_rows.size(0) == K),
+              op, ": grad_rows must be a ", table.scalar_type(), " tensor of shape ", batched ? "[K, N, E]" : "[N, E]",
+              " with N = ", N, ", E = ", E, "; got ", shape_of(grad_rows));
+  const c10::cuda::CUDAGuard guard(table.device());
+  const StepArg st = step_arg(step, table, K, op);
+  auto ids = row_ids.contiguous();
+  auto g = grad_rows.contiguous();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  cudaError_t err;
+  if (table.scalar_type() == at::kFloat) {
+    err = cuda::adadelta_rows<float>(table.data_ptr<float>(), g.data_ptr<float>(), ids.data_ptr<int64_t>(),
+                                     sq.data_ptr<float>(), acc.data_ptr<float>(), last_step.data_ptr<int64_t>(), st.ptr,
+                                     st.value, st.stride, static_cast<int>(K), V, N, E, static_cast<float>(lr),
+                                     static_cast<float>(rho), static_cast<float>(eps), stream);
+  } else {
+    err = cuda::adadelta_rows<double>(table.data_ptr<double>(), g.data_ptr<double>(), ids.data_ptr<int64_t>(),
+                                      sq.data_ptr<double>(), acc.data_ptr<double>(), last_step.data_ptr<int64_t>(),
+                                      st.ptr, st.value, st.stride, static_cast<int>(K), V, N, E, lr, rho, eps, stream);
+  }
+  TORCH_CHECK(err == cudaSuccess, op, " failed: ", cudaGetErrorString(err));
+}
+
+void adadelta_rows_flush_cuda_(at::Tensor sq, at::Tensor acc, at::Tensor last_step,
+                               const std::variant<int64_t, at::Tensor>& step, double rho) {
+  const char* op = "adadelta_rows_flush_cuda_";
+  TORCH_CHECK(sq.is_cuda() && sq.dim() >= 2 && sq.is_contiguous() && dtype_ok(sq.scalar_type()) == nullptr, op,
+              ": sq must be a contiguous CUDA float32/float64 tensor [V, E] or [K, V, E]; got ", shape_of(sq));
+  check_like(acc, sq, op, "acc");
+  TORCH_CHECK(last_step.scalar_type() == at::kLong && last_step.device() == sq.device() && last_step.is_contiguous() &&
+                  last_step.sizes() == sq.sizes().slice(0, sq.dim() - 1),
+              op, ": last_step must be a contiguous int64 tensor of shape sq.shape[:-1] on ", sq.device(), "; got ",
+              shape_of(last_step));
+  const int64_t E = sq.size(-1), rows = last_step.numel();
+  const int64_t K = sq.dim() == 3 ? sq.size(0) : 1;
+  const c10::cuda::CUDAGuard guard(sq.device());
+  const StepArg st = step_arg(step, sq, K, op);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  cudaError_t err;
+  if (sq.scalar_type() == at::kFloat) {
+    err = cuda::adadelta_rows_flush<float>(sq.data_ptr<float>(), acc.data_ptr<float>(), last_step.data_ptr<int64_t>(),
+                                           st.ptr, st.value, st.stride, static_cast<int>(K), rows / K, E,
+                                           static_cast<float>(rho), stream);
+  } else {
+    err = cuda::adadelta_rows_flush<double>(sq.data_ptr<double>(), acc.data_ptr<double>(),
+                                            last_step.data_ptr<int64_t>(), st.ptr, st.value, st.stride,
+                                            static_cast<int>(K), rows / K, E, rho, stream);
+  }
+  TORCH_CHECK(err == cudaSuccess, op, " failed: ", cudaGetErrorString(err));
 }
 
 pybind11::dict bilstm_cuda_plan(int64_t K, int64_t B, int64_t H, const std::string& precision, bool forward) {
@@ -381,14 +464,15 @@ void register_cuda_ops(pybind11::module_& m) {
   m.def("bilstm_backward_cuda", &bilstm_backward_cuda, nogil,
         "Fused bi-LSTM backward on CUDA -> (dx, dw_ih, dw_hh, dbias)", arg("dy"), arg("lengths"), arg("w_ih"),
         arg("w_hh"), arg("xproc"), arg("gates"), arg("cells"), arg("hproc"), arg("precision") = "fp32");
-  m.def("adadelta_cuda", &adadelta_cuda, nogil, "Fused Adadelta (TF semantics) over flat fp32 buffers, in place",
-        arg("param"), arg("grad"), arg("accum"), arg("accum_upd"), arg("lr"), arg("rho"), arg("eps"));
-  m.def("adadelta_rows_cuda", &adadelta_rows_cuda, nogil,
-        "Lazy row-wise Adadelta of embedding tables [K, V, D], in place", arg("weight"), arg("accum"),
-        arg("accum_upd"), arg("last_step"), arg("rows"), arg("grad"), arg("step"), arg("lr"), arg("rho"), arg("eps"));
-  m.def("adadelta_rows_flush_cuda", &adadelta_rows_flush_cuda, nogil,
-        "Bring every embedding row's Adadelta accumulators current at `step`, in place", arg("accum"),
-        arg("accum_upd"), arg("last_step"), arg("step"), arg("rho"));
+  m.def("adadelta_cuda_", &adadelta_cuda_, nogil,
+        "Fused in-place Adadelta (TF semantics) over lists of CUDA tensors, optional prefix masks", arg("params"),
+        arg("grads"), arg("sq"), arg("acc"), arg("masks"), arg("lr"), arg("rho"), arg("eps"));
+  m.def("adadelta_rows_cuda_", &adadelta_rows_cuda_, nogil,
+        "Lazy row-wise Adadelta of embedding tables [K, V, E] on CUDA, in place", arg("table"), arg("grad_rows"),
+        arg("row_ids"), arg("sq"), arg("acc"), arg("last_step"), arg("step"), arg("lr"), arg("rho"), arg("eps"));
+  m.def("adadelta_rows_flush_cuda_", &adadelta_rows_flush_cuda_, nogil,
+        "Bring every embedding row's Adadelta state to `step` completed steps, in place", arg("sq"), arg("acc"),
+        arg("last_step"), arg("step"), arg("rho"));
   m.def("bilstm_cuda_plan", &bilstm_cuda_plan, "Launch layout of the recurrent kernels on the current device",
         arg("K"), arg("B"), arg("H"), arg("precision") = "fp32", arg("forward") = true);
 }

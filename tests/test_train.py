@@ -1,0 +1,133 @@
+"""The training engine: a run gives the same numbers alone or inside a model array, and after a resume.
+
+Tolerances (written down): loss points and scores of the same run must agree within rtol 1e-5 / atol 1e-6
+between an array of one and an array of three runs (the only differences allowed are float reassociation in
+batched kernels); a resumed run likewise.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from mtlfast.train import (Checkpoint, LossPoints, RunDone, RunSpec, Scores, TrainSettings, prepare_inputs,
+                           run_id_for, train_group)
+from mtlfast.train import engine
+from mtlfast.train.model import ModelArray
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny arrays: one thread avoids OpenMP waits on a shared 2-core machine (numbers do not depend on it).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from mtlfast.data.synthetic import generate_suite
+
+    root = tmp_path_factory.mktemp("suite")
+    generate_suite(root, seed=0)
+    return prepare_inputs([root], task_names=["coarse", "entity", "keep"])
+
+
+def spec(tasks, steps, seed=0):
+    return RunSpec(run_id_for(tuple(tasks), seed), tuple(tasks), seed, steps)
+
+
+SETTINGS = TrainSettings(hidden=16, batch_size=16, eval_every=10, checkpoint_every=10, eval_batch_size=256)
+
+
+def collect(specs, inputs, settings=SETTINGS):
+    events = []
+    train_group(specs, inputs, settings, events.append)
+    by_run = {}
+    for e in events:
+        d = by_run.setdefault(getattr(e, "run_id", None), {"loss": {}, "scores": {}, "ckpt": {}, "done": None})
+        if isinstance(e, LossPoints):
+            for t, v in e.points:
+                d["loss"][(t, e.step)] = v
+        elif isinstance(e, Scores):
+            for t, sp, m, v in e.rows:
+                d["scores"][(t, sp, e.step, m)] = v
+        elif isinstance(e, Checkpoint):
+            d["ckpt"][e.step] = e.state
+        elif isinstance(e, RunDone):
+            d["done"] = e.step
+    return by_run
+
+
+def assert_same(a, b):
+    assert a["loss"].keys() == b["loss"].keys()
+    assert a["scores"].keys() == b["scores"].keys()
+    keys = sorted(a["loss"])
+    np.testing.assert_allclose([a["loss"][k] for k in keys], [b["loss"][k] for k in keys], rtol=RTOL, atol=ATOL)
+    keys = sorted(a["scores"])
+    np.testing.assert_allclose([a["scores"][k] for k in keys], [b["scores"][k] for k in keys], rtol=RTOL, atol=ATOL)
+
+
+def test_run_alone_equals_run_in_array(inputs):
+    alone = collect([spec(["entity"], 20)], inputs)
+    array = collect([spec(["coarse", "keep"], 30), spec(["entity"], 20), spec(["coarse"], 25)], inputs)
+    rid = run_id_for(("entity",), 0)
+    assert alone[rid]["done"] == array[rid]["done"] == 20
+    assert len(alone[rid]["loss"]) == 2 and len(alone[rid]["scores"]) > 0
+    assert_same(alone[rid], array[rid])
+    # The pair run alone equals the pair run in the array, after its neighbours left (array compaction).
+    pair = collect([spec(["coarse", "keep"], 30)], inputs)
+    pid = run_id_for(("coarse", "keep"), 0)
+    assert_same(pair[pid], array[pid])
+    # Every loss point and score belongs to one of the run's tasks; dev and test both scored.
+    assert {t for t, _ in array[pid]["loss"]} <= {"coarse", "keep"}
+    assert {(t, sp) for t, sp, _, _ in array[pid]["scores"]} == {(t, sp) for t in ("coarse", "keep") for sp in ("dev", "test")}
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(inputs):
+    full = collect([spec(["coarse", "keep"], 30), spec(["entity"], 20)], inputs)
+    pid, eid = run_id_for(("coarse", "keep"), 0), run_id_for(("entity",), 0)
+    # Resume the pair from its step-10 checkpoint, in a different array (with a fresh run beside it).
+    resumed_spec = spec(["coarse", "keep"], 30)
+    resumed_spec.resume = full[pid]["ckpt"][10]
+    resumed = collect([spec(["coarse"], 15), resumed_spec], inputs)
+    assert resumed[pid]["done"] == 30
+    after = {k: v for k, v in full[pid]["loss"].items() if k[1] > 10}
+    assert resumed[pid]["loss"].keys() == after.keys()
+    assert_same(resumed[pid], {"loss": after, "scores": {k: v for k, v in full[pid]["scores"].items() if k[2] > 10}})
+    # Checkpoint states round-trip through torch.save(weights_only) (what the store writes).
+    import io
+
+    buf = io.BytesIO()
+    torch.save(full[eid]["ckpt"][10], buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    assert state["step"] == 10 and state["run_id"] == eid
+
+
+def test_undrawn_head_untouched_and_single_slot_unused(inputs):
+    settings = TrainSettings(hidden=16)
+    specs = [spec(["coarse", "keep"], 5), spec(["entity"], 5)]
+    runs, states = zip(*[engine._start_run(s, inputs, settings) for s in specs])
+    runs = list(runs)
+    init = [{k: v.clone() for k, v in s.items()} for s in states]
+    arr = ModelArray(list(states), [0, 0])
+    _, slots = engine._array_step(arr, runs, inputs, settings)
+    for k, slot in enumerate(slots):
+        other = 1 - slot
+        L = init[k]["head_w"].shape[1]
+        assert torch.equal(arr.t["head_w"][k, other, :L], init[k]["head_w"][other])
+        assert torch.count_nonzero(arr.t["head_w.sq"][k, other]) == 0
+        assert torch.count_nonzero(arr.t["head_w.sq"][k, slot]) > 0
+        assert not torch.equal(arr.t["w_hh"][k], init[k]["w_hh"])
+    assert slots[1] == 0  # a single-task run only ever draws slot 0
+
+
+def test_rng_streams_depend_only_on_seed_and_tasks():
+    a = spec(["x", "y"], 10, seed=3).rng_streams()
+    b = spec(["x", "y"], 99, seed=3).rng_streams()
+    c = spec(["x", "y"], 10, seed=4).rng_streams()
+    assert a[1] == b[1] != c[1]
+    assert a[0].integers(1 << 30) == b[0].integers(1 << 30)

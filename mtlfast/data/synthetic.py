@@ -1,7 +1,8 @@
 """The generated default suite: seven small tagging tasks, six of them views of one hidden-Markov "grammar".
 
 ``generate_suite(out_dir, seed=0)`` writes ordinary task folders (``train.tsv``, ``dev.tsv``, ``test.tsv``,
-``labels.txt``) and a ``README.txt`` describing how they were made. Same seed -> byte-identical files. It needs
+``labels.txt``) and a ``README.txt`` describing how they were made. Same seed -> byte-identical files
+(with the same NumPy release: NumPy does not promise identical random streams across versions). It needs
 no download and is what ``python -m mtlfast.sweep`` runs when no data is given, so it is deliberately small
 (the whole suite is about 7,500 training sentences of 8-20 tokens, about 2,400 word types).
 
@@ -10,7 +11,8 @@ The shared latent process
 22 hidden states ("fine tags") grouped into 7 coarse classes: DET(2) ADJ(3) NOUN(5) VERB(5) ADV(2) ADP(3)
 PUNCT(2). Transitions follow a hand-written coarse grammar (DET -> ADJ/NOUN, NOUN -> VERB/ADP/PUNCT, ...),
 perturbed per fine state with seeded Dirichlet draws so fine states differ in what follows them. Every state
-emits words from its own Zipf-distributed list; about 12 % of the words are also emitted by a second state
+emits words from its own Zipf-distributed list; 15 % of the open-class words are also emitted, at a
+frequent rank, by a second state
 (ambiguity, as "run" is a noun and a verb). Sentences have 8-20 tokens and end with a PUNCT state.
 
 Tasks (each draws its own sentences from the process; the vocabulary is shared)
@@ -37,6 +39,7 @@ same words with a conflicting partition).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +65,7 @@ ENTITY_STATES = ("NOUN4", "NOUN5")  # "proper nouns": capitalised words
 CHUNK_OF = {"DET": "NP", "ADJ": "NP", "NOUN": "NP", "VERB": "VP", "ADV": "VP", "ADP": "PP", "PUNCT": None}
 MIN_LEN, MAX_LEN = 8, 20
 N_DEV, N_TEST = 150, 250
-AMBIGUOUS_SHARE = 0.12
+AMBIGUOUS_SHARE = 0.15
 KEEP_NOISE = 0.08
 OTHER_STATES = 6
 
@@ -96,13 +99,13 @@ class _Grammar:
             for d, p in zip(dests, coarse_p):
                 fine = by_coarse[d]
                 trans[i, fine] = p * rng.dirichlet(np.full(len(fine), 0.7))
-        self.trans_cdf = np.cumsum(trans / trans.sum(1, keepdims=True), axis=1)
+        self.trans_cdf = np.cumsum(trans / trans.sum(1, keepdims=True), axis=1).tolist()
         start = np.zeros(S)
         for c, p in START.items():
             start[by_coarse[c]] = p * rng.dirichlet(np.full(len(by_coarse[c]), 1.0))
-        self.start_cdf = np.cumsum(start / start.sum())
-        self.end_states = np.array(by_coarse["PUNCT"])
-        self.end_cdf = np.cumsum(rng.dirichlet(np.ones(len(self.end_states))))
+        self.start_cdf = np.cumsum(start / start.sum()).tolist()
+        self.end_states = list(by_coarse["PUNCT"])
+        self.end_cdf = np.cumsum(rng.dirichlet(np.ones(len(self.end_states)))).tolist()
         # vocabulary: unique pseudo-words, then each state's own list, then ambiguity
         n_total = sum(N_WORDS[c] for c in self.coarse_of)
         words = self._make_words(rng, n_total)
@@ -122,21 +125,23 @@ class _Grammar:
             n_share = int(round(AMBIGUOUS_SHARE * len(own)))
             for w in rng.choice(own, size=n_share, replace=False):
                 j = int(rng.choice([s for s in open_states if s != i]))
-                self.emit_words[j].append(str(w))
+                # at a random rank in the first half of the other list, so the word is common in both states
+                at = int(rng.integers(0, len(self.emit_words[j]) // 2 + 1))
+                self.emit_words[j].insert(at, str(w))
         self.emit_cdf = []
         for ws in self.emit_words:
             p = 1.0 / np.arange(1, len(ws) + 1) ** 1.05  # Zipf over the state's list
-            self.emit_cdf.append(np.cumsum(p / p.sum()))
+            self.emit_cdf.append(np.cumsum(p / p.sum()).tolist())
         self.vocabulary = sorted({w for ws in self.emit_words for w in ws})
         # the unrelated process: its own chain, words partitioned at random among its states
-        self.other_trans_cdf = np.cumsum(rng.dirichlet(np.full(OTHER_STATES, 0.5), size=OTHER_STATES), axis=1)
+        self.other_trans_cdf = np.cumsum(rng.dirichlet(np.full(OTHER_STATES, 0.5), size=OTHER_STATES), axis=1).tolist()
         vocab = [w for w in self.vocabulary if w.isalpha()]
         assign = rng.integers(0, OTHER_STATES, size=len(vocab))
         self.other_words = [[w for w, a in zip(vocab, assign) if a == q] for q in range(OTHER_STATES)]
         self.other_emit_cdf = []
         for ws in self.other_words:
             p = 1.0 / np.arange(1, len(ws) + 1) ** 1.05
-            self.other_emit_cdf.append(np.cumsum(p / p.sum()))
+            self.other_emit_cdf.append(np.cumsum(p / p.sum()).tolist())
 
     @staticmethod
     def _make_words(rng: np.random.Generator, n: int) -> list[str]:
@@ -153,13 +158,14 @@ class _Grammar:
         return out
 
     @staticmethod
-    def _draw(cdf: np.ndarray, u: float) -> int:
-        return min(int(np.searchsorted(cdf, u, side="right")), len(cdf) - 1)
+    def _draw(cdf: list, u: float) -> int:
+        """Inverse-CDF draw: the first index whose cumulative probability exceeds ``u``."""
+        return min(bisect_right(cdf, u), len(cdf) - 1)
 
     def sentence(self, rng: np.random.Generator) -> tuple[list[str], list[int]]:
         """(words, fine state ids); the last state is a PUNCT state."""
         n = int(rng.integers(MIN_LEN, MAX_LEN + 1))
-        u = rng.random(2 * n)
+        u = rng.random(2 * n).tolist()
         states = [self._draw(self.start_cdf, u[0])]
         for t in range(1, n - 1):
             states.append(self._draw(self.trans_cdf[states[-1]], u[t]))
@@ -169,7 +175,7 @@ class _Grammar:
 
     def other_sentence(self, rng: np.random.Generator) -> tuple[list[str], list[str]]:
         n = int(rng.integers(MIN_LEN, MAX_LEN + 1))
-        u = rng.random(2 * n)
+        u = rng.random(2 * n).tolist()
         q = int(rng.integers(OTHER_STATES))
         words, labels = [], []
         for t in range(n):
@@ -228,7 +234,7 @@ def _readme(seed: int, sizes: dict[str, dict[str, tuple[int, int]]], n_types: in
         "",
         "How it is made (see the docstring of mtlfast/data/synthetic.py for all parameters):",
         "- 22 hidden states in 7 coarse classes (DET ADJ NOUN VERB ADV ADP PUNCT); transitions from a coarse",
-        "  grammar perturbed per state; each state emits words from its own Zipf list, 12% of open-class",
+        "  grammar perturbed per state; each state emits words from its own Zipf list, 15% of open-class",
         "  words are shared with a second state (ambiguity); sentences of 8-20 tokens end with punctuation.",
         "- fine: the hidden state. coarse: its class. chunk: BIO NP/VP/PP chunks over runs of classes.",
         "  next: the class of the next token (END last). keep: KEEP for content states, DEL otherwise, 8% noise.",

@@ -4,7 +4,7 @@
 ``labels.txt``) and a ``README.txt`` describing how they were made. Same seed -> byte-identical files
 (with the same NumPy release: NumPy does not promise identical random streams across versions). It needs
 no download and is what ``python -m mtlfast.sweep`` runs when no data is given, so it is deliberately small
-(the whole suite is about 7,500 training sentences of 8-20 tokens, about 2,400 word types).
+(the whole suite is about 7,500 training sentences of 8-20 tokens, about 2,100 word types).
 
 The shared latent process
 -------------------------
@@ -12,8 +12,7 @@ The shared latent process
 PUNCT(2). Transitions follow a hand-written coarse grammar (DET -> ADJ/NOUN, NOUN -> VERB/ADP/PUNCT, ...),
 perturbed per fine state with seeded Dirichlet draws so fine states differ in what follows them. Every state
 emits words from its own Zipf-distributed list; 15 % of the open-class words are also emitted, at a
-frequent rank, by a second state
-(ambiguity, as "run" is a noun and a verb). Sentences have 8-20 tokens and end with a PUNCT state.
+frequent rank, by a second state (ambiguity, as "run" is a noun and a verb). Sentences have 8-20 tokens and end with a PUNCT state.
 
 Tasks (each draws its own sentences from the process; the vocabulary is shared)
 ---------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class SweepConfig:
     # --- how and where it runs (may change when resuming) ----------------------------------------------
     out: str = "mtlfast-out"
     device: str = "cpu"  # cpu | cuda | cuda:N
-    threads: int = 0  # 0: torch's default
+    threads: int = 1  # 1: measured fastest on a shared 2-core CPU (intra-op threads wait on each other); 0: torch's default
     checkpoint_every: int = 200
     array_size: int = 0  # runs per model array; 0: all runs in one array
     executor: str = "inprocess"

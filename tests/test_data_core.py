@@ -230,8 +230,15 @@ def test_parse_tsv_fast_path_matches_reference_on_fuzz():
     assert checked > 100  # the fast path did accept a good share of the inputs
 
 
-def test_make_batch_rejects_bad_indices(synth_dir):
+def test_make_batch_rejects_bad_indices(synth_dir, path_kind):
     es = encode_suite(load_suite(synth_dir / "coarse")).tasks["coarse"].splits["dev"]
+    # any integer sequence works: lists, int32, strided views
+    ref = make_batch(es, np.array([4, 2, 4], dtype=np.int64), 7)
+    for idx in ([4, 2, 4], np.array([4, 2, 4], dtype=np.int32), np.array([4, 0, 2, 0, 4])[::2]):
+        got = make_batch(es, idx, 7)
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, ref))
+    empty = make_batch(es, np.array([], dtype=np.int64))
+    assert [a.shape for a in empty] == [(0, 0), (0, 0), (0,)]
     with pytest.raises(IndexError, match=r"\[0, 150\)"):
         make_batch(es, np.array([0, 150]))
     with pytest.raises(IndexError):

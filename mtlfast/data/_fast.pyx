@@ -51,12 +51,18 @@ def make_batch(const cnp.int32_t[::1] tokens, const cnp.int32_t[::1] tags, const
                const cnp.int64_t[::1] idx, long max_len):
     """(tokens int64 [B, T], tags int64 [B, T], lengths int64 [B]); pad token 0, pad tag -100.
 
-    ``max_len <= 0`` means no cut. Indices must already be checked to lie in [0, n_sentences).
+    ``max_len <= 0`` means no cut. Indices outside [0, n_sentences) raise IndexError (the message of
+    mtlfast.data.encode._check_idx).
     """
     cdef Py_ssize_t B = idx.shape[0]
+    cdef Py_ssize_t n = offsets.shape[0] - 1
     cdef Py_ssize_t b, t, T = 0, start, length
     cdef cnp.ndarray[cnp.int64_t, ndim=1] lengths_arr = np.empty(B, dtype=np.int64)
     cdef cnp.int64_t[::1] lengths = lengths_arr
+    for b in range(B):
+        if idx[b] < 0 or idx[b] >= n:
+            arr = np.asarray(idx)
+            raise IndexError(f"make_batch: sentence indices must be in [0, {n}); got min {arr.min()}, max {arr.max()}")
     for b in range(B):
         length = offsets[idx[b] + 1] - offsets[idx[b]]
         if max_len > 0 and length > max_len:

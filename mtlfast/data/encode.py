@@ -176,7 +176,7 @@ def _check_idx(split: EncodedSplit, idx) -> np.ndarray:
             idx = idx.astype(np.int64)
         else:
             raise ValueError(f"make_batch: idx must hold integers; got dtype {idx.dtype}")
-    idx = idx.astype(np.int64, copy=False)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
     n = split.n_sentences
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise IndexError(f"make_batch: sentence indices must be in [0, {n}); got min {idx.min()}, max {idx.max()}")
@@ -198,17 +198,22 @@ def make_batch(split: EncodedSplit, idx, max_len: int | None = None):
     tags : ``int64 [B, T]``, padded with ``PAD_TAG`` (-100).
     lengths : ``int64 [B]``, each >= 1.
     """
-    idx = _check_idx(split, idx)
     ml = 0 if max_len is None else int(max_len)
     if max_len is not None and ml < 1:
         raise ValueError(f"make_batch: max_len must be >= 1 or None; got {max_len}")
     if _fast is not None:
-        return _fast.make_batch(
-            np.ascontiguousarray(split.tokens, dtype=np.int32),  # no copy when already so
-            np.ascontiguousarray(split.tags, dtype=np.int32),
-            np.ascontiguousarray(split.offsets, dtype=np.int64),
-            idx, ml,
-        )
+        # the common case (int64 index array, arrays from encode_suite) goes straight to the compiled
+        # loop, which also checks the index range; anything else is converted first
+        if not (type(idx) is np.ndarray and idx.dtype == np.int64 and idx.ndim == 1 and idx.flags.c_contiguous):
+            idx = _check_idx(split, idx)
+        tokens, tags, offsets = split.tokens, split.tags, split.offsets
+        if not (tokens.dtype == np.int32 and tags.dtype == np.int32 and offsets.dtype == np.int64
+                and tokens.flags.c_contiguous and tags.flags.c_contiguous and offsets.flags.c_contiguous):
+            tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+            tags = np.ascontiguousarray(tags, dtype=np.int32)
+            offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        return _fast.make_batch(tokens, tags, offsets, idx, ml)
+    idx = _check_idx(split, idx)
     return make_batch_np(split.tokens, split.tags, split.offsets, idx, ml)
 
 

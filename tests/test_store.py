@@ -1,0 +1,97 @@
+"""The SQLite store: config refusal, resume bookkeeping, gains (one and several seeds), CSV export."""
+
+import csv
+import math
+
+import pytest
+
+from mtlfast.config import SweepConfig
+from mtlfast.store import ConfigMismatch, Store
+from mtlfast.train import RunSpec, run_id_for
+
+
+def spec(tasks, seed, steps=10):
+    return RunSpec(run_id_for(tuple(tasks), seed), tuple(tasks), seed, steps)
+
+
+def fill(store, f1, seeds=(0,)):
+    """f1[(tasks, task)] = value or list per seed."""
+    specs = []
+    for s in seeds:
+        for tasks in (("a",), ("b",), ("a", "b")):
+            specs.append(spec(tasks, s))
+    store.add_runs(specs)
+    for sp in specs:
+        store.mark_running(sp.run_id)
+        for t in sp.tasks:
+            v = f1[(sp.tasks, t)]
+            v = v[sp.seed] if isinstance(v, (list, tuple)) else v
+            store.add_scores(sp.run_id, 10, [(t, "test", "f1_micro_no_o", v), (t, "test", "accuracy", 0.5)])
+            store.add_losses(sp.run_id, 10, [(t, 1.0)])
+        store.finish_run(sp.run_id, 10, 1.5)
+
+
+def test_config_refusal_and_resumable_fields(tmp_path):
+    Store(tmp_path, SweepConfig(steps_single=5)).close()
+    with pytest.raises(ConfigMismatch, match=r"steps_single: 5 \(stored\) vs 6 \(now\)"):
+        Store(tmp_path, SweepConfig(steps_single=6))
+    # where/how it runs may change
+    Store(tmp_path, SweepConfig(steps_single=5, threads=2, array_size=3, checkpoint_every=7, out="elsewhere")).close()
+    # --paper resolves to the same steps as giving them explicitly
+    Store(tmp_path / "p", SweepConfig(paper=True)).close()
+    Store(tmp_path / "p", SweepConfig(steps_single=25_000, steps_pair=50_000)).close()
+
+
+def test_gains_one_seed_and_export(tmp_path):
+    st = Store(tmp_path, SweepConfig())
+    fill(st, {(("a",), "a"): 0.5, (("b",), "b"): 0.8, (("a", "b"), "a"): 0.6, (("a", "b"), "b"): 0.4})
+    g = {(r["main"], r["aux"]): r for r in st.gains()}
+    assert g[("a", "b")]["gain"] == pytest.approx(20.0) and g[("a", "b")]["label"] == 1
+    assert g[("b", "a")]["gain"] == pytest.approx(-50.0) and g[("b", "a")]["label"] == 0
+    st.export()
+    with open(tmp_path / "gains.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["main", "aux", "f1_single", "f1_pair", "gain", "label"] and len(rows) == 3
+    for name, header in [("runs.csv", "run_id,kind,tasks,seed,steps,status,seconds"),
+                         ("scores.csv", "run_id,kind,tasks,seed,task,split,step,metric,value"),
+                         ("curves.csv", "run_id,kind,tasks,seed,task,step,loss")]:
+        assert (tmp_path / name).read_text().splitlines()[0] == header
+    assert "a+b@0,pair,a+b,0,10,done,1.5" in (tmp_path / "runs.csv").read_text()
+
+
+def test_gains_several_seeds_welch(tmp_path):
+    st = Store(tmp_path, SweepConfig(seeds=3))
+    fill(st, {(("a",), "a"): [0.50, 0.51, 0.49], (("b",), "b"): [0.8, 0.7, 0.9],
+              (("a", "b"), "a"): [0.60, 0.61, 0.59], (("a", "b"), "b"): [0.7, 0.9, 0.8]}, seeds=(0, 1, 2))
+    g = {(r["main"], r["aux"]): r for r in st.gains()}
+    ab, ba = g[("a", "b")], g[("b", "a")]
+    assert ab["n_seeds"] == 3 and ab["label_beyond_noise"] == "gain" and ab["p_value"] < 0.05
+    assert ab["gain"] == pytest.approx(sum((p / s - 1) * 100 for p, s in [(.6, .5), (.61, .51), (.59, .49)]) / 3)
+    assert ba["label_beyond_noise"] == "noise" and ba["gain_sd"] > 0
+    st.export()
+    assert (tmp_path / "gains.csv").read_text().splitlines()[0] == \
+        "main,aux,f1_single,f1_pair,gain,label,gain_sd,n_seeds,label_beyond_noise,p_value"
+
+
+def test_resume_state_drops_rows_after_checkpoint(tmp_path):
+    st = Store(tmp_path, SweepConfig())
+    sp = spec(("a",), 0, steps=100)
+    st.add_runs([sp])
+    st.mark_running(sp.run_id)
+    st.add_losses(sp.run_id, 10, [("a", 2.0)])
+    st.write_checkpoint(sp.run_id, 10, {"step": 10, "seconds": 1.0})
+    st.add_losses(sp.run_id, 20, [("a", 1.0)])
+    st.add_scores(sp.run_id, 20, [("a", "dev", "accuracy", 0.3)])
+    state = st.resume_state(sp.run_id)
+    assert state["step"] == 10
+    assert st.db.execute("SELECT step FROM losses").fetchall() == [(10,)]
+    assert st.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 0
+    # no checkpoint: everything of the run goes
+    st.checkpoint_path(sp.run_id).unlink()
+    assert st.resume_state(sp.run_id) is None
+    assert st.db.execute("SELECT COUNT(*) FROM losses").fetchone()[0] == 0
+    # writing the same point twice never duplicates
+    st.add_losses(sp.run_id, 10, [("a", 2.0)])
+    st.add_losses(sp.run_id, 10, [("a", 2.5)])
+    assert st.db.execute("SELECT loss FROM losses").fetchall() == [(2.5,)]
+    assert not math.isnan(st.runs()[0]["seconds"])

@@ -1,0 +1,328 @@
+"""The protocol of Bingel & Søgaard (EACL 2017) in plain PyTorch, written as a careful user would.
+
+This is the baseline every mtlfast speed claim is measured against, so it deliberately imports nothing from
+mtlfast: its own TSV reader, vocabulary, GloVe loader, batching, model, optimiser loop and metric.
+
+Model and training (../shared/DESIGN.md):
+  * nn.Embedding initialised from GloVe (lower-cased lookup; words without a vector drawn from
+    Normal(0, std of the GloVe vectors); row 0 = padding, zero, no gradient), trainable;
+  * nn.LSTM(bidirectional=True, batch_first=True, hidden 100) on right-padded batches (not packed: packing is
+    ~3x slower; padding the reverse direction reads pad embeddings first, which is what such a user gets);
+  * dropout 0.1 on the bi-LSTM outputs; one nn.Linear head per task (Xavier-uniform weights, zero bias);
+  * cross-entropy averaged over real tokens (padding ignored);
+  * torch.optim.Adadelta(lr=0.1, rho=0.95, eps=1e-8) (the original's TensorFlow settings);
+  * each step: draw a task uniformly, sample 32 sentences of its train split uniformly (without replacement
+    within the batch), cut to 30 tokens, one update (heads of other tasks get no gradient and are skipped);
+  * evaluation on whole test sentences (length-sorted padded batches): token micro-F1 over all labels except
+    ``O`` (= accuracy when a task has no ``O``) and accuracy.
+  * training loss: every 10 steps, for each task drawn since the previous point, the mean of its batch losses.
+
+Library use::
+
+    from reference_protocol import train
+    res = train(["../shared/data/pos"], steps=2000, seed=0, glove_path="…/glove.6B.50d.trimmed.txt", threads=2)
+    res["tasks"]["pos"]["f1"], res["ms_per_step"]
+
+Command line::
+
+    python bench/reference_protocol.py --data ../shared/data --tasks pos --steps 2000 \\
+        --glove ../shared/data/embeddings/glove.6B.50d.trimmed.txt --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PAD, UNK = "<pad>", "<unk>"
+IGNORE = -100
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+
+def read_tsv(path: Path) -> list[tuple[list[str], list[str]]]:
+    """Sentences of a ``token<TAB>label`` file with a blank line after each sentence."""
+    sents, toks, tags = [], [], []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if toks:
+                    sents.append((toks, tags))
+                    toks, tags = [], []
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise ValueError(f"{path} line {n}: expected 'token<TAB>label', got {len(parts)} fields")
+            toks.append(parts[0])
+            tags.append(parts[1])
+    if toks:
+        sents.append((toks, tags))
+    return sents
+
+
+def load_task(task_dir: Path) -> dict:
+    task_dir = Path(task_dir)
+    splits = {name: read_tsv(task_dir / f"{name}.tsv") for name in ("train", "test")}
+    labels = sorted({t for split in splits.values() for _, tags in split for t in tags})
+    return {"name": task_dir.name, "splits": splits, "labels": labels}
+
+
+def build_vocab(tasks: list[dict]) -> dict[str, int]:
+    """Lower-cased words of every split of every task, most frequent first; 0 = <pad>, 1 = <unk>."""
+    counts: dict[str, int] = {}
+    for t in tasks:
+        for split in t["splits"].values():
+            for toks, _ in split:
+                for w in toks:
+                    w = w.lower()
+                    counts[w] = counts.get(w, 0) + 1
+    words = sorted((w for w in counts if w not in (PAD, UNK)), key=lambda w: (-counts[w], w))
+    return {w: i for i, w in enumerate([PAD, UNK] + words)}
+
+
+def embedding_init(vocab: dict[str, int], glove_path: str | None, dim: int, seed: int) -> np.ndarray:
+    """GloVe rows where the (lower-cased) word has a vector, Normal(0, std of GloVe) elsewhere, row 0 zero."""
+    found: dict[int, np.ndarray] = {}
+    if glove_path:
+        with open(glove_path, encoding="utf-8") as fh:
+            for line in fh:
+                word, rest = line.rstrip("\n").split(" ", 1)
+                i = vocab.get(word)
+                if i is not None and i > 1:
+                    found[i] = np.asarray(rest.split(" "), dtype=np.float32)
+    if found:
+        dim = len(next(iter(found.values())))
+        std = float(np.stack(list(found.values())).std())
+    else:
+        std = 0.1
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, std, size=(len(vocab), dim)).astype(np.float32)
+    for i, v in found.items():
+        matrix[i] = v
+    matrix[0] = 0.0
+    return matrix
+
+
+def encode(split, vocab: dict[str, int], label_ids: dict[str, int]):
+    out = []
+    for toks, tags in split:
+        out.append((np.array([vocab.get(w.lower(), 1) for w in toks], dtype=np.int64),
+                    np.array([label_ids[t] for t in tags], dtype=np.int64)))
+    return out
+
+
+def pad_batch(sents, max_len: int | None = None):
+    cut = [(w[:max_len], t[:max_len]) if max_len else (w, t) for w, t in sents]
+    T = max(len(w) for w, _ in cut)
+    tokens = np.zeros((len(cut), T), dtype=np.int64)
+    tags = np.full((len(cut), T), IGNORE, dtype=np.int64)
+    for b, (w, t) in enumerate(cut):
+        tokens[b, : len(w)] = w
+        tags[b, : len(t)] = t
+    return torch.from_numpy(tokens), torch.from_numpy(tags)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model
+
+
+class Tagger(nn.Module):
+    def __init__(self, emb: np.ndarray, hidden: int, n_labels: list[int], dropout: float):
+        super().__init__()
+        self.emb = nn.Embedding.from_pretrained(torch.from_numpy(emb), freeze=False, padding_idx=0)
+        self.lstm = nn.LSTM(emb.shape[1], hidden, batch_first=True, bidirectional=True)
+        self.drop = nn.Dropout(dropout)
+        self.heads = nn.ModuleList(nn.Linear(2 * hidden, n) for n in n_labels)
+        for h in self.heads:
+            nn.init.xavier_uniform_(h.weight)
+            nn.init.zeros_(h.bias)
+
+    def forward(self, tokens: torch.Tensor, task: int) -> torch.Tensor:
+        states, _ = self.lstm(self.emb(tokens))
+        return self.heads[task](self.drop(states))
+
+
+def f1_accuracy(gold: np.ndarray, pred: np.ndarray, outside: int | None) -> tuple[float, float]:
+    """Token micro-F1 over every label except the outside label, and accuracy."""
+    correct = gold == pred
+    acc = float(correct.mean()) if gold.size else 0.0
+    if outside is None:
+        return acc, acc
+    tp = int((correct & (gold != outside)).sum())
+    pred_pos = int((pred != outside).sum())
+    gold_pos = int((gold != outside).sum())
+    p = tp / pred_pos if pred_pos else 0.0
+    r = tp / gold_pos if gold_pos else 0.0
+    return (2 * p * r / (p + r) if p + r else 0.0), acc
+
+
+@torch.no_grad()
+def evaluate(model: Tagger, data, task: int, outside: int | None, batch_size: int = 256):
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data[i][0]))
+    golds, preds = [], []
+    for s in range(0, len(order), batch_size):
+        chunk = [data[i] for i in order[s : s + batch_size]]
+        tokens, tags = pad_batch(chunk)
+        pred = model(tokens, task).argmax(-1)
+        real = tags != IGNORE
+        golds.append(tags[real].numpy())
+        preds.append(pred[real].numpy())
+    model.train()
+    return f1_accuracy(np.concatenate(golds), np.concatenate(preds), outside)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+
+
+def train(
+    task_dirs,
+    steps: int = 2000,
+    seed: int = 0,
+    glove_path: str | None = None,
+    threads: int = 2,
+    *,
+    batch_size: int = 32,
+    max_len: int = 30,
+    hidden: int = 100,
+    dropout: float = 0.1,
+    lr: float = 0.1,
+    rho: float = 0.95,
+    eps: float = 1e-8,
+    log_every: int = 10,
+    warmup_steps: int = 20,
+    evaluate_test: bool = True,
+    verbose: bool = False,
+) -> dict:
+    """Train one model on the given tasks (one head each) and score it on every task's test split.
+
+    Returns ``dict(tasks={name: dict(f1=, accuracy=, n_test_tokens=)}, ms_per_step=, ms_per_step_all=,
+    loss_curve=[(step, task, mean loss)], steps=, threads=, seed=, setup_s=, train_s=, eval_s=, vocab_size=)``.
+    ``ms_per_step`` is the mean wall time of a training step (batch sampling and padding in Python, forward,
+    backward, optimiser) after ``warmup_steps`` steps; ``ms_per_step_all`` includes the warm-up.
+    """
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    tasks = [load_task(Path(d)) for d in task_dirs]
+    vocab = build_vocab(tasks)
+    emb = embedding_init(vocab, glove_path, 100, seed)
+    enc = []
+    for t in tasks:
+        label_ids = {l: i for i, l in enumerate(t["labels"])}
+        enc.append({
+            "train": encode(t["splits"]["train"], vocab, label_ids),
+            "test": encode(t["splits"]["test"], vocab, label_ids),
+            "outside": label_ids.get("O"),
+        })
+    model = Tagger(emb, hidden, [len(t["labels"]) for t in tasks], dropout)
+    opt = torch.optim.Adadelta(model.parameters(), lr=lr, rho=rho, eps=eps)
+    setup_s = time.perf_counter() - t0
+
+    curve: list[tuple[int, str, float]] = []
+    pending: dict[int, list[float]] = {}
+    t_start = time.perf_counter()
+    t_warm = t_start
+    for step in range(1, steps + 1):
+        if step == warmup_steps + 1:
+            t_warm = time.perf_counter()
+        k = rng.randrange(len(tasks))
+        train_data = enc[k]["train"]
+        n = len(train_data)
+        idx = rng.sample(range(n), batch_size) if n >= batch_size else [rng.randrange(n) for _ in range(batch_size)]
+        tokens, tags = pad_batch([train_data[i] for i in idx], max_len)
+        logits = model(tokens, k)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1), ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        pending.setdefault(k, []).append(loss.item())
+        if step % log_every == 0:
+            for kk in sorted(pending):
+                curve.append((step, tasks[kk]["name"], float(np.mean(pending[kk]))))
+            pending.clear()
+            if verbose and step % (log_every * 50) == 0:
+                print(f"step {step}: " + ", ".join(f"{t} {l:.4f}" for s, t, l in curve[-len(tasks):] if s == step),
+                      file=sys.stderr)
+    t_end = time.perf_counter()
+    train_s = t_end - t_start
+    timed = steps - warmup_steps
+    ms_per_step = (t_end - t_warm) / timed * 1e3 if timed > 0 else train_s / max(steps, 1) * 1e3
+
+    scores = {}
+    t1 = time.perf_counter()
+    if evaluate_test:
+        for k, t in enumerate(tasks):
+            f1, acc = evaluate(model, enc[k]["test"], k, enc[k]["outside"])
+            scores[t["name"]] = {"f1": f1, "accuracy": acc,
+                                 "n_test_tokens": int(sum(len(w) for w, _ in enc[k]["test"]))}
+    eval_s = time.perf_counter() - t1
+    return {
+        "tasks": scores,
+        "ms_per_step": ms_per_step,
+        "ms_per_step_all": train_s / max(steps, 1) * 1e3,
+        "loss_curve": curve,
+        "steps": steps,
+        "threads": threads,
+        "seed": seed,
+        "setup_s": setup_s,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "vocab_size": len(vocab),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Plain-PyTorch reference of the protocol (baseline for mtlfast).")
+    ap.add_argument("--data", default="../shared/data", help="folder holding the task folders")
+    ap.add_argument("--tasks", default="pos", help="comma-separated task folder names, e.g. pos or pos,chu")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--glove", default=None, help="GloVe text file (word v1 … vd); default: random init, d = 100")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-len", type=int, default=30, help="training sentences cut to this many tokens")
+    ap.add_argument("--no-eval", action="store_true", help="time training only")
+    ap.add_argument("--json", default=None, help="write the full result (with loss curve) to this file")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    dirs = [data / t.strip() for t in args.tasks.split(",") if t.strip()]
+    for d in dirs:
+        if not (d / "train.tsv").exists():
+            ap.error(f"task folder {d} has no train.tsv")
+    if args.glove and not Path(args.glove).exists():
+        ap.error(f"--glove {args.glove}: no such file")
+    res = train(dirs, args.steps, args.seed, args.glove, args.threads, batch_size=args.batch_size,
+                max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose)
+    print(f"reference protocol: tasks {args.tasks}, {args.steps} steps, seed {args.seed}, threads {args.threads}, "
+          f"torch {torch.__version__}")
+    print(f"  ms/step {res['ms_per_step']:.2f} (after {20} warm-up steps; {res['ms_per_step_all']:.2f} incl.), "
+          f"setup {res['setup_s']:.1f} s, train {res['train_s']:.1f} s, eval {res['eval_s']:.1f} s")
+    for name, s in res["tasks"].items():
+        print(f"  {name}: test F1 (micro, no O) {s['f1']:.4f}  accuracy {s['accuracy']:.4f}  "
+              f"({s['n_test_tokens']} tokens)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

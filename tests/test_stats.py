@@ -22,7 +22,7 @@ from scipy.stats import entropy
 from sklearn.feature_extraction.text import CountVectorizer
 
 import mtlfast.stats as stats
-from mtlfast.stats import DATA_FEATURES, reference_task_features, task_features
+from mtlfast.stats import DATA_FEATURES, folder_features, reference_task_features, task_features
 from mtlfast.stats.__main__ import main as stats_main
 
 REL = 1e-9
@@ -37,8 +37,8 @@ def make_task(train_tokens, train_tags, test_tokens, name="t"):
     )
 
 
-def oracle(task, words=None, base=None):
-    """The seven features the SciPy / scikit-learn / plain-Python way."""
+def oracles(task, words=None, bases=(None,)):
+    """The seven features the SciPy / scikit-learn / plain-Python way, one dict per logarithm base."""
     train, test = task.train.tokens, task.test.tokens
     n_tokens = sum(len(s) for s in train)
     terms = {w.lower() for s in train for w in s}
@@ -53,15 +53,25 @@ def oracle(task, words=None, base=None):
     oov = math.nan
     if words is not None:
         oov = 100.0 * sum(1 for s in train for w in s if w.lower() not in words) / n_tokens
-    return {
+    common = {
         "size": len(train),
         "n_labels": len(labels),
         "tokens_per_type": n_tokens / len(terms),
         "oov_rate": oov,
-        "label_entropy": entropy(list(labels.values()), base=base),
         "frobenius_norm": sparse_norm(matrix[: len(train)]),
-        "jsd_train_test": jensenshannon(p, q, base=base) ** 2 if q.sum() else math.nan,
     }
+    return [
+        {
+            **common,
+            "label_entropy": entropy(list(labels.values()), base=base),
+            "jsd_train_test": jensenshannon(p, q, base=base) ** 2 if q.sum() else math.nan,
+        }
+        for base in bases
+    ]
+
+
+def oracle(task, words=None, base=None):
+    return oracles(task, words, (base,))[0]
 
 
 def assert_features(got, expected, rel=REL, abs_=0.0):
@@ -99,11 +109,21 @@ def test_real_task_against_oracles(shared_data, embeddings, glove_words, name):
         pytest.skip(f"task folder {folder} not found")
     task = stats._io.load_tasks([folder])[0]
     got = task_features(task, embeddings)
-    assert_features(got, oracle(task, glove_words))
+    expected_e, expected_2 = oracles(task, glove_words, bases=(None, 2))
+    assert_features(got, expected_e)
+    assert_features(task_features(task, embeddings, base=2), expected_2)
     assert 0 < got["oov_rate"] < 5  # MANIFEST: the trimmed vectors cover 96.6-99.3 % of training tokens
-    assert_features(reference_task_features(task, embeddings), got)
-    got2 = task_features(task, embeddings, base=2)
-    assert_features(got2, oracle(task, glove_words, base=2))
+    # The byte-level fast path (CLI) gives exactly the same numbers as the path through the data layer.
+    assert folder_features(folder, embeddings) == got
+
+
+@pytest.mark.shared_data
+def test_reference_matches_on_one_real_task(shared_data, embeddings):
+    folder = shared_data / "mwe"
+    if not (folder / "train.tsv").exists():
+        pytest.skip(f"task folder {folder} not found")
+    task = stats._io.load_tasks([folder])[0]
+    assert_features(reference_task_features(task, embeddings), task_features(task, embeddings))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,3 +281,58 @@ def test_cli_table_and_csv(tmp_path, capsys):
 
     assert stats_main([str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast paths: byte-level reading of a task folder, and the data layer's encoded arrays
+# --------------------------------------------------------------------------------------------------
+
+_ODD_FILES = {
+    "plain": "The\tB\ncat\tI\n\nSat\tO\n",
+    "no_final_newline": "The\tB\ncat\tI\n\nSat\tO",
+    "bom": "\ufeffThe\tB\ncat\tI\n\nSat\tO\n",
+    "crlf": "The\tB\r\ncat\tI\r\n\r\nSat\tO\r\n",
+    "spaces_around_fields": " The \tB\ncat\t I\n\nSat\tO\n",
+    "unicode_space_around_field": "The\u00a0\tB\ncat\tI\u3000\n\nSat\tO\n",
+    "blank_line_with_spaces": "The\tB\ncat\tI\n  \nSat\tO\n",
+    "several_blank_lines": "\n\nThe\tB\ncat\tI\n\n\n\nSat\tO\n\n",
+    "non_ascii": "Straße\tB\nİstanbul\tI\n\nΟΔΟΣ\tO\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ODD_FILES))
+def test_folder_features_equals_data_layer_path(tmp_path, case):
+    folder = tmp_path / case
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.tsv").write_bytes(_ODD_FILES[case].encode("utf-8"))
+    words = _Embeddings(["the", "sat", "straße"])
+    expected = task_features(stats._io.load_tasks([folder])[0], words)
+    assert folder_features(folder, words) == expected
+    assert folder_features(folder, words, base=2) == task_features(stats._io.load_tasks([folder])[0], words, base=2)
+
+
+def test_folder_features_bad_file_raises_data_layer_error(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("a\tB\tC\n", encoding="utf-8")
+    (folder / "test.tsv").write_text("a\tB\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1"):
+        folder_features(folder)
+
+
+def test_encoded_task_features_match(tmp_path):
+    data = pytest.importorskip("mtlfast.data")
+    tasks = []
+    for name, case in (("a", "unicode"), ("b", "disjoint_vocabularies"), ("c", "long_repeats")):
+        t = EDGE_CASES[case]
+        _write_task(tmp_path / name, [list(zip(s, g)) for s, g in zip(t.train.tokens, t.train.tags)],
+                    [[(w, "O") for w in s] for s in t.test.tokens])
+        tasks.append(data.load_task(tmp_path / name, warn=False))
+    suite = data.encode_suite(tasks)
+    words = {"ß", "w", "a"}
+    has_vector = stats.vocab_has_vector(suite.vocab, words)
+    for task in tasks:
+        got = stats.encoded_task_features(suite.tasks[task.name], has_vector)
+        assert_features(got, task_features(task, words))
+        assert_features(stats.encoded_task_features(suite.tasks[task.name], base=2), oracle(task, None, base=2))

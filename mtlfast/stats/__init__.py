@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from itertools import chain
 from typing import Any, Mapping, Sequence
 
@@ -57,6 +58,9 @@ __all__ = [
     "task_features",
     "split_arrays",
     "features_from_arrays",
+    "folder_features",
+    "encoded_task_features",
+    "vocab_has_vector",
     "reference_task_features",
 ]
 
@@ -302,5 +306,120 @@ def task_features(task, embeddings=None, *, base: float | None = None) -> dict[s
     arrays = split_arrays(train.tokens, train.tags, test_tokens, embeddings)
     return features_from_arrays(arrays, base=base)
 
+
+# ---------------------------------------------------------------------------------------------------
+# Fast paths: straight from a task folder's files, or from the data layer's encoded arrays
+# ---------------------------------------------------------------------------------------------------
+
+
+def _lower_utf8(raw: bytes) -> bytes:
+    """UTF-8 bytes lower-cased as ``str.lower`` does (ASCII text: ``bytes.lower``, the same and faster)."""
+    if raw.isascii():
+        return raw.lower()
+    return raw.decode("utf-8").lower().encode("utf-8", "surrogatepass")
+
+
+def _folder_arrays(folder: Path, embeddings) -> SplitArrays | None:
+    """:class:`SplitArrays` parsed from ``train.tsv`` / ``test.tsv`` bytes in Numba, or None when a file is
+    missing or holds anything the strict parser leaves to the data layer (see ``_kernels.tsv_spans``)."""
+    try:
+        raw_train = (folder / "train.tsv").read_bytes()
+        raw_test = (folder / "test.tsv").read_bytes()
+        # Terms come from the lower-cased text, labels from the raw bytes: lower-casing keeps the line and tab
+        # structure (it never makes or removes a tab or newline), so both parse into the same sentences.
+        low_train = _lower_utf8(raw_train)
+        low_test = _lower_utf8(raw_test)
+    except (OSError, UnicodeDecodeError):
+        return None
+    label_buf = np.frombuffer(raw_train, np.uint8)
+    term_buf = np.frombuffer(low_train + low_test, np.uint8)
+    label_spans, label_offsets, bad = K.tsv_spans(label_buf, 1)
+    if bad or label_offsets.size < 2:
+        return None
+    train_spans, offsets, bad = K.tsv_spans(term_buf[: len(low_train)], 0)
+    test_spans, test_offsets, bad_test = K.tsv_spans(term_buf[len(low_train) :], 0)
+    if bad or bad_test or test_offsets.size < 2 or not np.array_equal(offsets, label_offsets):
+        return None
+    test_spans[:, 0] += len(low_train)
+    n_train = train_spans.shape[0]
+    ids, _, _, term_span, _ = K.intern_spans(term_buf, np.concatenate((train_spans, test_spans)))
+    label_ids, _, _, label_span, _ = K.intern_spans(label_buf, label_spans)
+    train_terms = ids[:n_train]
+    n_train_terms = int(train_terms.max()) + 1
+    has_vector = None
+    if embeddings is not None:
+        has_vector = _embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
+    return SplitArrays(
+        train_terms=train_terms,
+        train_offsets=offsets,
+        train_labels=label_ids,
+        test_terms=ids[n_train:],
+        n_terms=int(term_span.shape[0]),
+        n_train_terms=n_train_terms,
+        n_labels=int(label_span.shape[0]),
+        has_vector=has_vector,
+    )
+
+
+def folder_features(folder, embeddings=None, *, base: float | None = None) -> dict[str, float]:
+    """:func:`task_features` of the task in ``folder`` (``train.tsv``, ``test.tsv``), read in Numba from
+    the bytes without making Python strings.
+
+    Gives exactly what ``task_features(mtlfast.data.load_task(folder), embeddings)`` gives. Files the strict
+    byte parser does not accept as they are (carriage returns, whitespace around fields, a missing file,
+    bytes that are not UTF-8, ...) go through ``mtlfast.data.load_task``, which reads them or raises its
+    ``DataError``. Only ``train.tsv`` and ``test.tsv`` are read (``dev.tsv`` is not checked).
+    """
+    folder = Path(folder)
+    arrays = _folder_arrays(folder, embeddings)
+    if arrays is None:
+        from mtlfast.stats._io import load_tasks
+
+        return task_features(load_tasks([folder])[0], embeddings, base=base)
+    return features_from_arrays(arrays, base=base)
+
+
+def vocab_has_vector(vocab, embeddings) -> np.ndarray:
+    """``bool [len(vocab)]``: whether each word of an ``mtlfast.data.Vocab`` (``.itos``, lower-cased) has a
+    vector in the embeddings (``.index``, or a set/dict of words). Compute once per suite and pass it to
+    :func:`encoded_task_features`."""
+    index = _embedding_index(embeddings)
+    return np.fromiter((w in index for w in vocab.itos), bool, len(vocab.itos))
+
+
+def encoded_task_features(encoded, has_vector: np.ndarray | None = None, *, base: float | None = None) -> dict[str, float]:
+    """:func:`task_features` from the data layer's encoded arrays (``mtlfast.data.EncodedTask``), with no
+    string work at all.
+
+    The term ids must be a lower-cased vocabulary that covers the training and test tokens, as the one
+    ``mtlfast.data.encode_suite`` builds from every split; a token encoded as ``<unk>`` (id 1) would merge
+    distinct words, so it is an error. ``has_vector``: :func:`vocab_has_vector` (None: ``oov_rate`` is NaN).
+    """
+    train = encoded.splits["train"]
+    test = encoded.splits.get("test")
+    test_terms = test.tokens if test is not None else np.empty(0, np.int32)
+    n_terms = int(max(train.tokens.max(initial=0), test_terms.max(initial=0))) + 1
+    if has_vector is not None:
+        n_terms = max(n_terms, len(has_vector))
+    arrays = SplitArrays(
+        train_terms=train.tokens,
+        train_offsets=train.offsets,
+        train_labels=train.tags,
+        test_terms=test_terms,
+        n_terms=n_terms,
+        n_train_terms=n_terms,
+        n_labels=max(len(encoded.labels), int(train.tags.max(initial=-1)) + 1),
+        has_vector=has_vector,
+    )
+    unknown = int(np.count_nonzero(train.tokens == _UNK_ID)) + int(np.count_nonzero(test_terms == _UNK_ID))
+    if unknown:
+        raise ValueError(
+            f"mtlfast.stats: task {getattr(encoded, 'name', '?')!r} has {unknown} token(s) encoded as <unk> (id "
+            f"{_UNK_ID}); encode with a vocabulary that covers train and test (mtlfast.data.encode_suite does)"
+        )
+    return features_from_arrays(arrays, base=base)
+
+
+_UNK_ID = 1  # mtlfast.data.UNK_ID (docs/ARCHITECTURE.md: id 0 = <pad>, id 1 = <unk>)
 
 from mtlfast.stats.reference import reference_task_features  # noqa: E402

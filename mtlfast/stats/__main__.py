@@ -9,8 +9,8 @@ import math
 import sys
 import time
 
-from mtlfast.stats import DATA_FEATURES, task_features
-from mtlfast.stats._io import load_embedding_words, load_tasks
+from mtlfast.stats import DATA_FEATURES, folder_features
+from mtlfast.stats._io import load_embedding_words, task_dirs
 
 _HELP = {
     "size": "training sentences",
@@ -50,10 +50,10 @@ def _fmt(value) -> str:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        tasks = load_tasks(args.paths)
-        embeddings = load_embedding_words(args.embeddings, tasks) if args.embeddings else None
+        folders = task_dirs(args.paths)
+        embeddings = load_embedding_words(args.embeddings) if args.embeddings else None
         start = time.perf_counter()
-        rows = [(task.name, task_features(task, embeddings, base=args.base)) for task in tasks]
+        rows = [(folder.name, folder_features(folder, embeddings, base=args.base)) for folder in folders]
         seconds = time.perf_counter() - start
     except (OSError, ValueError) as err:  # DataError is a ValueError
         print(f"mtlfast.stats: {err}", file=sys.stderr)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         if n == 0:
             print("  ".join("-" * w for w in widths))
     unit = "nats" if args.base is None else f"log base {args.base:g}"
-    print(f"\n{len(rows)} task(s), features in {seconds:.3f} s; label_entropy and jsd_train_test in {unit}"
+    print(f"\n{len(rows)} task(s), features in {seconds:.3f} s (files read included); label_entropy and jsd_train_test in {unit}"
           + ("" if embeddings is not None else "; oov_rate needs --embeddings"))
     return 0
 

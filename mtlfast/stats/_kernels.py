@@ -41,7 +41,7 @@ _EMPTY = -1
 _NEWLINE = 10
 
 
-@njit
+@njit(inline="always")
 def _hash_span(buf, start, end):
     """FNV-1a over ``buf[start:end]``, with a final xor-shift so the low bits (the slot index) mix well."""
     h = _FNV_OFFSET
@@ -51,7 +51,7 @@ def _hash_span(buf, start, end):
     return (h ^ (h >> np.uint64(29))) | np.uint64(1)
 
 
-@njit
+@njit(inline="always")
 def _span_equal(a, a_start, b, b_start, length):
     for i in range(length):
         if a[a_start + i] != b[b_start + i]:
@@ -74,11 +74,48 @@ def _rehash(type_hash, n_types, capacity):
     return table
 
 
-@njit(
-    nb.types.Tuple((nb.int32[::1], nb.uint64[::1], nb.uint64[::1], nb.int64[:, ::1], nb.int64))(
-        _BYTES, nb.int64
-    )
-)
+@njit(inline="always")
+def _find(table, mask, h, type_span, key_buf, buf, pos, length):
+    """Probe for the key ``buf[pos:pos+length]`` (hash ``h``): returns ``(slot, type id)``, the id -1 with the
+    empty slot where it would go when the table does not hold it. Keys of the table live in ``key_buf``."""
+    j = h & mask
+    while True:
+        slot_hash = table[2 * j]
+        if slot_hash == 0:
+            return j, -1
+        if slot_hash == h:
+            t = np.int64(table[2 * j + 1])
+            if type_span[t, 1] == length and _span_equal(key_buf, type_span[t, 0], buf, pos, length):
+                return j, t
+        j = (j + np.uint64(1)) & mask
+
+
+@njit(inline="always")
+def _new_type(table, j, h, pos, length, type_hash, type_span, n_types):
+    """Insert a new type (id ``n_types``) at the empty slot ``j``; grows the arrays as needed."""
+    if n_types == type_hash.size:
+        grown = np.empty(2 * n_types, np.uint64)
+        grown[:n_types] = type_hash
+        type_hash = grown
+        grown_span = np.empty((2 * n_types, 2), np.int64)
+        grown_span[:n_types] = type_span
+        type_span = grown_span
+    type_hash[n_types] = h
+    type_span[n_types, 0] = pos
+    type_span[n_types, 1] = length
+    table[2 * j] = h
+    table[2 * j + 1] = n_types
+    n_types += 1
+    capacity = table.size // 2
+    if 2 * n_types > capacity:
+        table = _rehash(type_hash, n_types, 2 * capacity)
+    return table, type_hash, type_span, n_types
+
+
+_INTERN_RESULT = nb.types.Tuple((nb.int32[::1], nb.uint64[::1], nb.uint64[::1], nb.int64[:, ::1], nb.int64))
+
+
+@njit(_INTERN_RESULT(_BYTES, nb.int64))
 def intern_tokens(buf, n_tokens):
     """Dense ids for the ``n_tokens`` newline-separated byte strings in ``buf``.
 
@@ -97,8 +134,7 @@ def intern_tokens(buf, n_tokens):
         count was wrong) and the ids are meaningless: the caller must check.
     """
     ids = np.empty(n_tokens, np.int32)
-    capacity = 1024
-    table = np.zeros(2 * capacity, np.uint64)
+    table = np.zeros(2 * 1024, np.uint64)
     type_hash = np.empty(256, np.uint64)
     type_span = np.empty((256, 2), np.int64)
     n_types = 0
@@ -113,39 +149,36 @@ def intern_tokens(buf, n_tokens):
             h *= _FNV_PRIME
             end += 1
         h = (h ^ (h >> np.uint64(29))) | np.uint64(1)
-        length = end - pos
-        mask = np.uint64(capacity - 1)
-        j = h & mask
-        while True:
-            slot_hash = table[2 * j]
-            if slot_hash == 0:
-                if n_types == type_hash.size:
-                    grown = np.empty(2 * n_types, np.uint64)
-                    grown[:n_types] = type_hash
-                    type_hash = grown
-                    grown_span = np.empty((2 * n_types, 2), np.int64)
-                    grown_span[:n_types] = type_span
-                    type_span = grown_span
-                type_hash[n_types] = h
-                type_span[n_types, 0] = pos
-                type_span[n_types, 1] = length
-                table[2 * j] = h
-                table[2 * j + 1] = n_types
-                ids[k] = n_types
-                n_types += 1
-                if 2 * n_types > capacity:
-                    capacity *= 2
-                    table = _rehash(type_hash, n_types, capacity)
-                break
-            if slot_hash == h:
-                t = np.int64(table[2 * j + 1])
-                if type_span[t, 1] == length and _span_equal(buf, type_span[t, 0], buf, pos, length):
-                    ids[k] = t
-                    break
-            j = (j + np.uint64(1)) & mask
+        j, t = _find(table, np.uint64(table.size // 2 - 1), h, type_span, buf, buf, pos, end - pos)
+        if t < 0:
+            t = n_types
+            table, type_hash, type_span, n_types = _new_type(table, j, h, pos, end - pos, type_hash, type_span, n_types)
+        ids[k] = t
         pos = end + 1
     left = 0 if n_tokens == 0 else size + 1 - pos
     return ids, table, type_hash[:n_types].copy(), type_span[:n_types].copy(), left
+
+
+@njit(_INTERN_RESULT(_BYTES, nb.int64[:, ::1]))
+def intern_spans(buf, spans):
+    """:func:`intern_tokens` for strings given as byte spans ``(start, length)`` of ``buf`` (the last
+    result is always 0)."""
+    n_tokens = spans.shape[0]
+    ids = np.empty(n_tokens, np.int32)
+    table = np.zeros(2 * 1024, np.uint64)
+    type_hash = np.empty(256, np.uint64)
+    type_span = np.empty((256, 2), np.int64)
+    n_types = 0
+    for k in range(n_tokens):
+        pos = spans[k, 0]
+        length = spans[k, 1]
+        h = _hash_span(buf, pos, pos + length)
+        j, t = _find(table, np.uint64(table.size // 2 - 1), h, type_span, buf, buf, pos, length)
+        if t < 0:
+            t = n_types
+            table, type_hash, type_span, n_types = _new_type(table, j, h, pos, length, type_hash, type_span, n_types)
+        ids[k] = t
+    return ids, table, type_hash[:n_types].copy(), type_span[:n_types].copy(), 0
 
 
 @njit(nb.int32[::1](nb.uint64[::1], nb.int64[:, ::1], _BYTES, _BYTES, nb.int64[:, ::1]))
@@ -158,19 +191,133 @@ def lookup_types(table, table_span, table_buf, buf, spans):
     for i in range(n):
         s = spans[i, 0]
         m = spans[i, 1]
-        h = _hash_span(buf, s, s + m)
-        j = h & mask
-        while True:
-            slot_hash = table[2 * j]
-            if slot_hash == 0:
-                break
-            if slot_hash == h:
-                t = np.int64(table[2 * j + 1])
-                if table_span[t, 1] == m and _span_equal(table_buf, table_span[t, 0], buf, s, m):
-                    found[i] = t
-                    break
-            j = (j + np.uint64(1)) & mask
+        found[i] = _find(table, mask, _hash_span(buf, s, s + m), table_span, table_buf, buf, s, m)[1]
     return found
+
+
+@njit(inline="always")
+def _is_space_byte(c):
+    # The ASCII characters str.strip() removes.
+    return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
+
+
+@njit(inline="always")
+def _unicode_space_len(buf, start, end, at_end):
+    """Length in bytes of a non-ASCII Unicode whitespace character (what ``str.strip`` would also remove)
+    that starts at ``start`` (``at_end`` False) or ends at ``end`` (``at_end`` True) within
+    ``buf[start:end]``; 0 if there is none. U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029,
+    U+202F, U+205F, U+3000."""
+    for n in (2, 3):
+        if end - start < n:
+            return 0
+        i = end - n if at_end else start
+        b0 = buf[i]
+        b1 = buf[i + 1]
+        if n == 2:
+            if b0 == 0xC2 and (b1 == 0x85 or b1 == 0xA0):
+                return 2
+        else:
+            b2 = buf[i + 2]
+            if b0 == 0xE1 and b1 == 0x9A and b2 == 0x80:
+                return 3
+            if b0 == 0xE2 and b1 == 0x80 and (b2 <= 0x8A or b2 == 0xA8 or b2 == 0xA9 or b2 == 0xAF):
+                return 3
+            if b0 == 0xE2 and b1 == 0x81 and b2 == 0x9F:
+                return 3
+            if b0 == 0xE3 and b1 == 0x80 and b2 == 0x80:
+                return 3
+    return 0
+
+
+@njit(inline="always")
+def _clean_field(buf, start, end):
+    """A field the data layer's parser would keep as it is: non-empty, no whitespace at either end."""
+    if end <= start:
+        return False
+    if _is_space_byte(buf[start]) or _is_space_byte(buf[end - 1]):
+        return False
+    if buf[start] >= 128 and _unicode_space_len(buf, start, end, False) > 0:
+        return False
+    if buf[end - 1] >= 128 and _unicode_space_len(buf, start, end, True) > 0:
+        return False
+    return True
+
+
+@njit(nb.types.Tuple((nb.int64[:, ::1], nb.int64[::1], nb.int64))(_BYTES, nb.int64))
+def tsv_spans(buf, field):
+    """Parse ``token<TAB>label`` lines (blank line between sentences) of UTF-8 bytes without making strings.
+
+    Returns the byte spans ``(start, length)`` of field ``field`` (0 = token, 1 = label) of every token line,
+    the sentence offsets into them (``[0, n_1, n_1 + n_2, ...]``) and 0; or, at the first line this strict
+    parser does not accept, empty arrays and that 1-based line number. It accepts only what
+    ``mtlfast.data`` reads unchanged: exactly one tab, both fields non-empty with no whitespace at their ends,
+    blank lines truly empty, no carriage return (a UTF-8 byte-order mark is skipped). Anything else is left to
+    the data layer, which either reads it (e.g. CRLF files) or raises its documented error.
+    """
+    n = buf.size
+    fail = (np.empty((0, 2), np.int64), np.empty(0, np.int64))
+    pos = 3 if n >= 3 and buf[0] == 0xEF and buf[1] == 0xBB and buf[2] == 0xBF else 0
+    # Pass 1, branch-free (no misprediction per line): positions of every newline and tab, any CR.
+    newlines = np.empty(n + 1, np.int64)
+    tabs = np.empty(n + 1, np.int64)
+    n_nl = 0
+    n_tab = 0
+    n_cr = 0
+    for i in range(pos, n):
+        c = buf[i]
+        newlines[n_nl] = i
+        n_nl += c == _NEWLINE
+        tabs[n_tab] = i
+        n_tab += c == 9
+        n_cr += c == 13
+    if n_cr:
+        first_cr = pos
+        while buf[first_cr] != 13:
+            first_cr += 1
+        line = 1
+        for i in range(pos, first_cr):
+            line += buf[i] == _NEWLINE
+        return fail[0], fail[1], line
+    if n_nl == 0 or newlines[n_nl - 1] != n - 1:
+        newlines[n_nl] = n  # last line without a final newline
+        n_nl += 1
+    tabs[n_tab] = n  # sentinel
+    # Pass 2, per line: exactly one tab inside a token line, none in a blank line.
+    spans = np.empty((n_tab, 2), np.int64)
+    offsets = np.empty(n_tab + 2, np.int64)
+    offsets[0] = 0
+    n_spans = 0
+    n_sent = 0
+    in_sentence = False
+    k = 0
+    start = pos
+    for line in range(n_nl):
+        eol = newlines[line]
+        if eol == start:
+            if in_sentence:
+                n_sent += 1
+                offsets[n_sent] = n_spans
+                in_sentence = False
+        else:
+            tab = tabs[k]
+            if tab >= eol or tabs[k + 1] < eol:
+                return fail[0], fail[1], line + 1
+            if not _clean_field(buf, start, tab) or not _clean_field(buf, tab + 1, eol):
+                return fail[0], fail[1], line + 1
+            k += 1
+            if field == 0:
+                spans[n_spans, 0] = start
+                spans[n_spans, 1] = tab - start
+            else:
+                spans[n_spans, 0] = tab + 1
+                spans[n_spans, 1] = eol - tab - 1
+            n_spans += 1
+            in_sentence = True
+        start = eol + 1
+    if in_sentence:
+        n_sent += 1
+        offsets[n_sent] = n_spans
+    return spans[:n_spans].copy(), offsets[: n_sent + 1].copy(), 0
 
 
 @njit(nb.int64[::1](nb.int32[::1], nb.int64))

@@ -6,6 +6,8 @@
 //   K  models in the array          B  batch rows         T  time steps (padded)
 //   E  input size                    H  hidden units per direction
 //   Bp = round_up(B, 16)             Hp = round_up(H, 16)            G4 = 4 * Hp
+//   Kp = round_up(H, 16) for kBF16, round_up(H, 8) for kTF32x3: the reduction width of h W_hh^T
+//        (8 keeps the fp32 W_hh of H = 100 in shared memory: 448 x 104 x 4 B = 182 KB instead of 196 KB)
 //   "processing order": step s of direction d. Direction 0 reads time t = s; direction 1 reads
 //   t = len_b - 1 - s, i.e. it starts at each sequence's own last token. Step s is valid for row b iff
 //   s < len_b. Padded gate layout: gate g (i, f, g, o) of unit u sits at column g * Hp + u.
@@ -14,7 +16,10 @@
 //   xproj   [K, 2, T, Bp, G4] fp32   x W_ih^T + bias in processing order (rows b >= B and invalid steps
 //                                    are read but never used)
 //   lengths [K, B] int64             1 <= len <= T (clamped to [0, T] for memory safety)
-//   w       [K, 2, G4, Hp]           W_hh padded with zeros; bf16 for kBF16, fp32 for kTF32x3
+//   w       [K, 2, G4, Kp] + slack   W_hh padded with zeros (row g * Hp + u, column v); bf16 for kBF16, fp32
+//                                    for kTF32x3; the buffer extends kWeightSlack elements past the end
+//                                    (backward's last 16-column tile reads them; the columns they feed are
+//                                    >= Kp and never used)
 //   y       [K, B, T, 2H] fp32       written at valid positions only (caller zero-fills)
 //   gates   [K, 2, T, Bp, G4] fp32   saved post-activation i, f, g, o (optional, forward)
 //   cells   [K, 2, T, Bp, Hp] fp32   saved cell state c_s (optional, forward)
@@ -36,11 +41,21 @@
 namespace mtlfast {
 namespace cuda {
 
+constexpr int kWeightSlack = 16;
+
 // Matrix-unit arithmetic of the recurrent product h W_hh^T (and dgates W_hh in backward).
 enum class RecurrentMath : int {
   kBF16 = 0,    // bf16 operands (W_hh, h, dgates rounded to bf16), fp32 accumulation; W_hh 80 KB at H = 100
   kTF32x3 = 1,  // fp32 operands split into tf32 hi + lo, three tensor-core products: ~fp32 accuracy
 };
+
+inline int recurrent_kp(int H, RecurrentMath math) {
+  const int q = math == RecurrentMath::kBF16 ? 16 : 8;
+  return (H + q - 1) / q * q;
+}
+
+// Where W_hh lives during the time loop. kAuto: shared memory when it fits, else read through L2.
+enum class WeightsPlacement : int { kAuto = 0, kSharedOnly = 1, kL2Only = 2 };
 
 // How one launch is laid out; decided on the host from the shapes and the device's limits.
 struct RecurrentPlan {
@@ -54,7 +69,7 @@ struct RecurrentPlan {
 // Pure function of the shapes and limits (no CUDA calls): used by the launchers and by the resource report.
 // Returns false when no layout fits in max_smem_bytes.
 bool plan_recurrent(bool forward, int K, int B, int H, RecurrentMath math, size_t max_smem_bytes, int num_sms,
-                    RecurrentPlan* plan);
+                    RecurrentPlan* plan, WeightsPlacement placement = WeightsPlacement::kAuto);
 
 struct RecurrentForwardArgs {
   const float* xproj;
@@ -80,9 +95,11 @@ struct RecurrentBackwardArgs {
 // Enqueue on `stream`; no host synchronisation and no allocation (safe inside CUDA-graph capture).
 // Return cudaErrorInvalidValue when no layout fits the device (H too large), else the launch status.
 cudaError_t bilstm_recurrent_forward(const RecurrentForwardArgs& args, RecurrentMath math, cudaStream_t stream,
-                                     RecurrentPlan* plan_out = nullptr);
+                                     RecurrentPlan* plan_out = nullptr,
+                                     WeightsPlacement placement = WeightsPlacement::kAuto);
 cudaError_t bilstm_recurrent_backward(const RecurrentBackwardArgs& args, RecurrentMath math, cudaStream_t stream,
-                                      RecurrentPlan* plan_out = nullptr);
+                                      RecurrentPlan* plan_out = nullptr,
+                                      WeightsPlacement placement = WeightsPlacement::kAuto);
 
 // Adadelta with TensorFlow's semantics (= torch.optim.Adadelta without weight decay), the CUDA twins of
 // csrc/cpu/optim_cpu.cpp; T = float or double. One fused pass over n elements:

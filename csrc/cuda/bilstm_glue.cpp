@@ -24,12 +24,16 @@
 //     same arguments and semantics, float32/float64; `step` may also be a CUDA int64 tensor [] or [K] so a
 //     captured CUDA graph can advance it (a Python int is baked into the graph at capture).
 //   bilstm_cuda_plan(K, B, H, precision, forward=True) -> dict (launch layout on the current device)
+//
+// Environment: MTLFAST_CUDA_WHH=smem | l2 forces where the recurrent kernels keep W_hh (default: shared memory
+// when it fits, else read through L2); read on every call, for benchmarks.
 #include <torch/extension.h>
 #include <pybind11/stl.h>
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <optional>
 #include <variant>
@@ -85,6 +89,19 @@ at::Tensor round_operand(const at::Tensor& t, RecurrentMath math) {
   return math == RecurrentMath::kBF16 ? t.to(at::kBFloat16).to(at::kFloat) : t;
 }
 
+// W_hh as the recurrent kernels read it: [K, 2, 4Hp, Kp] (+ slack), bf16 or fp32 (see bilstm_cuda.h).
+at::Tensor recurrent_weights(const at::Tensor& w_hh, int64_t H, int64_t Hp, RecurrentMath math);
+
+// MTLFAST_CUDA_WHH=smem | l2 forces where W_hh lives (for benchmarks); unset or anything else: automatic.
+cuda::WeightsPlacement placement_from_env() {
+  const char* v = std::getenv("MTLFAST_CUDA_WHH");
+  if (v == nullptr) return cuda::WeightsPlacement::kAuto;
+  const std::string s(v);
+  if (s == "smem") return cuda::WeightsPlacement::kSharedOnly;
+  if (s == "l2") return cuda::WeightsPlacement::kL2Only;
+  return cuda::WeightsPlacement::kAuto;
+}
+
 inline int64_t round_up16(int64_t v) { return (v + 15) / 16 * 16; }
 
 // Source time of step s for direction 1 (t = len - 1 - s; s itself where s >= len) and the validity mask.
@@ -120,6 +137,13 @@ at::Tensor unpad_gates(const at::Tensor& w, int64_t H, int64_t Hp, int64_t last)
     return v.reshape({K, 2, 4 * H, last}).contiguous();
   }
   return w.view({K, 2, 4, Hp}).narrow(3, 0, H).reshape({K, 2, 4 * H}).contiguous();
+}
+
+at::Tensor recurrent_weights(const at::Tensor& w_hh, int64_t H, int64_t Hp, RecurrentMath math) {
+  const int64_t Kp = cuda::recurrent_kp(static_cast<int>(H), math);
+  auto w = pad_gates(w_hh, H, Hp, Kp - H).reshape({-1});  // [K, 2, 4Hp, Kp] flat
+  if (math == RecurrentMath::kBF16) w = w.to(at::kBFloat16);
+  return at::constant_pad_nd(w, {0, cuda::kWeightSlack}, 0).contiguous();
 }
 
 struct Dims {
@@ -182,8 +206,7 @@ std::vector<at::Tensor> bilstm_forward_cuda(const at::Tensor& x_in, const at::Te
                            round_operand(w_ih_p, math).view({d.K * 2, d.G4, d.E}).transpose(1, 2));
   xproj = xproj.contiguous();
 
-  auto w_rec = pad_gates(w_hh_in, d.H, d.Hp, d.Hp - d.H);  // [K, 2, G4, Hp]
-  if (math == RecurrentMath::kBF16) w_rec = w_rec.to(at::kBFloat16).contiguous();
+  auto w_rec = recurrent_weights(w_hh_in, d.H, d.Hp, math);
 
   auto y = at::zeros({d.K, d.B, d.T, 2 * d.H}, f32);
   at::Tensor gates, cells, hproc;
@@ -209,7 +232,8 @@ std::vector<at::Tensor> bilstm_forward_cuda(const at::Tensor& x_in, const at::Te
   args.B = static_cast<int>(d.B);
   args.T = static_cast<int>(d.T);
   args.H = static_cast<int>(d.H);
-  check_launch(cuda::bilstm_recurrent_forward(args, math, c10::cuda::getCurrentCUDAStream().stream()),
+  check_launch(cuda::bilstm_recurrent_forward(args, math, c10::cuda::getCurrentCUDAStream().stream(), nullptr,
+                                              placement_from_env()),
                "bilstm forward", d.H);
   return {y, xproc, gates, cells, hproc};
 }
@@ -241,8 +265,7 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
   auto dy = dy_in.contiguous();
   auto lengths = lengths_in.contiguous();
 
-  auto w_rec = pad_gates(w_hh, d.H, d.Hp, d.Hp - d.H);
-  if (math == RecurrentMath::kBF16) w_rec = w_rec.to(at::kBFloat16).contiguous();
+  auto w_rec = recurrent_weights(w_hh, d.H, d.Hp, math);
   auto dgates = at::zeros({K, 2, T, d.Bp, d.G4}, dy.options());
 
   cuda::RecurrentBackwardArgs args{};
@@ -256,7 +279,8 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
   args.B = static_cast<int>(B);
   args.T = static_cast<int>(T);
   args.H = static_cast<int>(d.H);
-  check_launch(cuda::bilstm_recurrent_backward(args, math, c10::cuda::getCurrentCUDAStream().stream()),
+  check_launch(cuda::bilstm_recurrent_backward(args, math, c10::cuda::getCurrentCUDAStream().stream(), nullptr,
+                                               placement_from_env()),
                "bilstm backward", d.H);
 
   // Weight gradients and dx: batched GEMMs over all (model, direction) pairs.
@@ -439,7 +463,7 @@ pybind11::dict bilstm_cuda_plan(int64_t K, int64_t B, int64_t H, const std::stri
               "mtlfast CUDA bilstm_cuda_plan: cannot query the current CUDA device");
   cuda::RecurrentPlan plan;
   const bool ok = cuda::plan_recurrent(forward, static_cast<int>(K), static_cast<int>(B), static_cast<int>(H), math,
-                                       static_cast<size_t>(smem) - 1024, sms, &plan);
+                                       static_cast<size_t>(smem) - 1024, sms, &plan, placement_from_env());
   pybind11::dict out;
   out["fits"] = ok;
   out["rows_per_block"] = plan.rows_per_block;

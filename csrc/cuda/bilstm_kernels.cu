@@ -1,7 +1,7 @@
 // Persistent fused bi-LSTM recurrence over a model array (shapes: bilstm_cuda.h).
 //
 // One block per (model k, direction d, chunk of 16 or 32 batch rows). The block copies its W_hh (padded to
-// [4Hp, Hp]) into shared memory once and keeps it there for every time step; per step it
+// [4Hp, Kp]) into shared memory once and keeps it there for every time step; per step it
 //   1. computes gates = xproj[s] + h W_hh^T on tensor cores (wmma, fp32 accumulators initialised straight from
 //      the precomputed input projection), one 16x16 output tile per warp at a time;
 //   2. applies the gate non-linearities and the cell update, writes y and what backward needs.
@@ -102,22 +102,25 @@ struct SmemLayout {
   size_t w, a, acc, state, lens, total;
 };
 
-// forward: a = h [R, Hp] (Elem), acc = gates [R, G4] fp32, state = c [R, Hp] fp32
+// forward: a = h [R, Kp] (Elem), acc = gates [R, G4] fp32, state = c [R, Hp] fp32
 // backward: a = dgates [R, G4] (Elem), acc = dh_rec [R, Hp] fp32, state = dc [R, Hp] fp32
-__host__ __device__ inline SmemLayout smem_layout(bool forward, int rows, int Hp, size_t elem_bytes, bool w_on_chip) {
-  const size_t G4 = 4 * static_cast<size_t>(Hp);
+__host__ __device__ inline size_t region(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+__host__ __device__ inline SmemLayout smem_layout(bool forward, int rows, int Hp, int Kp, size_t elem_bytes,
+                                                  bool w_on_chip) {
+  const size_t G4 = 4 * static_cast<size_t>(Hp), R = static_cast<size_t>(rows);
   SmemLayout L{};
   size_t off = 0;
   L.w = off;
-  if (w_on_chip) off += (G4 * Hp * elem_bytes + kAlign - 1) / kAlign * kAlign;
+  if (w_on_chip) off += region((G4 * Kp + kWeightSlack) * elem_bytes);
   L.a = off;
-  off += ((forward ? rows * Hp : rows * G4) * elem_bytes + kAlign - 1) / kAlign * kAlign;
+  off += region((forward ? R * Kp : R * G4) * elem_bytes);
   L.acc = off;
-  off += ((forward ? rows * G4 : rows * static_cast<size_t>(Hp)) * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+  off += region((forward ? R * G4 : R * Hp) * sizeof(float));
   L.state = off;
-  off += (rows * static_cast<size_t>(Hp) * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+  off += region(R * Hp * sizeof(float));
   L.lens = off;
-  off += (rows * sizeof(int) + kAlign - 1) / kAlign * kAlign;
+  off += region(R * sizeof(int));
   L.total = off;
   return L;
 }
@@ -165,22 +168,27 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int B = args.B, T = args.T, H = args.H;
   const int Hp = round_up16(H), G4 = 4 * Hp, Bp = round_up16(B);
+  const int Kp = (H + P::kK - 1) / P::kK * P::kK;
   const int chunks = Bp / rows;
   const int chunk = blockIdx.x % chunks;
   const int kd = blockIdx.x / chunks;  // k * 2 + d
   const int k = kd >> 1, d = kd & 1;
   const int b0 = chunk * rows;
-  const SmemLayout L = smem_layout(true, rows, Hp, sizeof(Elem), kWeightsOnChip);
+  const SmemLayout L = smem_layout(true, rows, Hp, Kp, sizeof(Elem), kWeightsOnChip);
+  const size_t w_elems = static_cast<size_t>(G4) * Kp;
 
-  const Elem* w_global = static_cast<const Elem*>(args.w) + static_cast<size_t>(kd) * G4 * Hp;
+  const Elem* w_global = static_cast<const Elem*>(args.w) + kd * w_elems;
   Elem* w_smem = reinterpret_cast<Elem*>(smem + L.w);
   Elem* h = reinterpret_cast<Elem*>(smem + L.a);
   float* gates_s = reinterpret_cast<float*>(smem + L.acc);
   float* c = reinterpret_cast<float*>(smem + L.state);
   int* lens = reinterpret_cast<int*>(smem + L.lens);
 
-  if (kWeightsOnChip) copy16(w_smem, w_global, static_cast<size_t>(G4) * Hp * sizeof(Elem));
-  zero16(h, static_cast<size_t>(rows) * Hp * sizeof(Elem));
+  if (kWeightsOnChip) {
+    copy16(w_smem, w_global, w_elems * sizeof(Elem));
+    zero16(w_smem + w_elems, kWeightSlack * sizeof(Elem));
+  }
+  zero16(h, static_cast<size_t>(rows) * Kp * sizeof(Elem));
   zero16(c, static_cast<size_t>(rows) * Hp * sizeof(float));
   const Elem* w = kWeightsOnChip ? w_smem : w_global;
   const int steps = load_lengths(args.lengths, k, B, T, b0, rows, lens);  // ends with __syncthreads
@@ -197,9 +205,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int mt = tile % m_tiles, nt = tile / m_tiles;
       typename P::Acc acc;
       wmma::load_matrix_sync(acc, xp + static_cast<size_t>(mt) * kTile * G4 + nt * kTile, G4, wmma::mem_row_major);
-      const Elem* a = h + mt * kTile * Hp;
-      const Elem* bw = w + static_cast<size_t>(nt) * kTile * Hp;  // W rows = output columns: col-major B
-      for (int kk = 0; kk < Hp; kk += P::kK) P::template mma<wmma::col_major>(acc, a + kk, Hp, bw + kk, Hp);
+      const Elem* a = h + mt * kTile * Kp;
+      const Elem* bw = w + static_cast<size_t>(nt) * kTile * Kp;  // W rows = output columns: col-major B
+      for (int kk = 0; kk < Kp; kk += P::kK) P::template mma<wmma::col_major>(acc, a + kk, Kp, bw + kk, Kp);
       wmma::store_matrix_sync(gates_s + mt * kTile * G4 + nt * kTile, acc, G4, wmma::mem_row_major);
     }
     __syncthreads();
@@ -216,7 +224,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float cn = fg * c[r * Hp + u] + ig * gg;
       const float hn = og * tanh_acc(cn);
       c[r * Hp + u] = cn;
-      h[r * Hp + u] = P::from_float(hn);
+      h[r * Kp + u] = P::from_float(hn);
       const int b = b0 + r;
       const int t = d == 0 ? s : len - 1 - s;
       args.y[((static_cast<size_t>(k) * B + b) * T + t) * (2 * H) + d * H + u] = hn;
@@ -246,21 +254,26 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int B = args.B, T = args.T, H = args.H;
   const int Hp = round_up16(H), G4 = 4 * Hp, Bp = round_up16(B);
+  const int Kp = (H + P::kK - 1) / P::kK * P::kK;
   const int chunks = Bp / rows;
   const int chunk = blockIdx.x % chunks;
   const int kd = blockIdx.x / chunks;
   const int k = kd >> 1, d = kd & 1;
   const int b0 = chunk * rows;
-  const SmemLayout L = smem_layout(false, rows, Hp, sizeof(Elem), kWeightsOnChip);
+  const SmemLayout L = smem_layout(false, rows, Hp, Kp, sizeof(Elem), kWeightsOnChip);
+  const size_t w_elems = static_cast<size_t>(G4) * Kp;
 
-  const Elem* w_global = static_cast<const Elem*>(args.w) + static_cast<size_t>(kd) * G4 * Hp;
+  const Elem* w_global = static_cast<const Elem*>(args.w) + kd * w_elems;
   Elem* w_smem = reinterpret_cast<Elem*>(smem + L.w);
   Elem* dg = reinterpret_cast<Elem*>(smem + L.a);             // [rows, G4] gate pre-activation grads
   float* dh_rec = reinterpret_cast<float*>(smem + L.acc);      // [rows, Hp] dgates(s + 1) W
   float* dc = reinterpret_cast<float*>(smem + L.state);        // [rows, Hp] dc flowing to step s - 1
   int* lens = reinterpret_cast<int*>(smem + L.lens);
 
-  if (kWeightsOnChip) copy16(w_smem, w_global, static_cast<size_t>(G4) * Hp * sizeof(Elem));
+  if (kWeightsOnChip) {
+    copy16(w_smem, w_global, w_elems * sizeof(Elem));
+    zero16(w_smem + w_elems, kWeightSlack * sizeof(Elem));
+  }
   // Rows never valid keep zero gradients, so they contribute nothing to dh_rec.
   zero16(dg, static_cast<size_t>(rows) * G4 * sizeof(Elem));
   zero16(dh_rec, static_cast<size_t>(rows) * Hp * sizeof(float));
@@ -305,14 +318,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();
     if (s == 0) break;
 
-    // dh_rec[r, :] = dg[r, :] W  ([rows, G4] x [G4, Hp]; W row-major is a row-major B operand)
+    // dh_rec[r, :] = dg[r, :] W  ([rows, G4] x [G4, Kp]; W row-major is a row-major B operand). With Kp < Hp
+    // the last 16-column tile reads past the end of each W row (into the next row, and for the last row into
+    // the zeroed slack): that only feeds output columns >= Kp >= H, which are never read.
     for (int tile = warp; tile < m_tiles * n_tiles; tile += kWarps) {
       const int mt = tile % m_tiles, nt = tile / m_tiles;
       typename P::Acc acc;
       wmma::fill_fragment(acc, 0.0f);
       const Elem* a = dg + mt * kTile * G4;
       for (int kk = 0; kk < G4; kk += P::kK)
-        P::template mma<wmma::row_major>(acc, a + kk, G4, w + static_cast<size_t>(kk) * Hp + nt * kTile, Hp);
+        P::template mma<wmma::row_major>(acc, a + kk, G4, w + static_cast<size_t>(kk) * Kp + nt * kTile, Kp);
       wmma::store_matrix_sync(dh_rec + mt * kTile * Hp + nt * kTile, acc, Hp, wmma::mem_row_major);
     }
     __syncthreads();
@@ -367,9 +382,9 @@ cudaError_t launch_backward(const RecurrentBackwardArgs& a, const RecurrentPlan&
 }  // namespace
 
 bool plan_recurrent(bool forward, int K, int B, int H, RecurrentMath math, size_t max_smem_bytes, int num_sms,
-                    RecurrentPlan* plan) {
+                    RecurrentPlan* plan, WeightsPlacement placement) {
   if (K <= 0 || B <= 0 || H <= 0 || plan == nullptr) return false;
-  const int Bp = round_up16(B), Hp = round_up16(H);
+  const int Bp = round_up16(B), Hp = round_up16(H), Kp = recurrent_kp(H, math);
   // 32-row chunks halve the number of copies of W_hh; 16-row chunks give small arrays (K = 1) more blocks.
   int order[2] = {32, 16};
   const bool can32 = Bp % 32 == 0;
@@ -378,9 +393,11 @@ bool plan_recurrent(bool forward, int K, int B, int H, RecurrentMath math, size_
     order[1] = 32;
   }
   for (int on_chip = 1; on_chip >= 0; --on_chip) {
+    if (on_chip == 1 && placement == WeightsPlacement::kL2Only) continue;
+    if (on_chip == 0 && placement == WeightsPlacement::kSharedOnly) continue;
     for (int rows : order) {
       if (rows == 32 && !can32) continue;
-      const SmemLayout L = smem_layout(forward, rows, Hp, elem_bytes(math), on_chip != 0);
+      const SmemLayout L = smem_layout(forward, rows, Hp, Kp, elem_bytes(math), on_chip != 0);
       if (L.total <= max_smem_bytes) {
         plan->rows_per_block = rows;
         plan->blocks = K * 2 * (Bp / rows);
@@ -395,7 +412,7 @@ bool plan_recurrent(bool forward, int K, int B, int H, RecurrentMath math, size_
 }
 
 cudaError_t bilstm_recurrent_forward(const RecurrentForwardArgs& args, RecurrentMath math, cudaStream_t stream,
-                                     RecurrentPlan* plan_out) {
+                                     RecurrentPlan* plan_out, WeightsPlacement placement) {
   if (args.K == 0 || args.B == 0 || args.T == 0) return cudaSuccess;
   const bool save = args.gates != nullptr;
   if (save != (args.cells != nullptr) || save != (args.hproc != nullptr)) return cudaErrorInvalidValue;
@@ -403,20 +420,22 @@ cudaError_t bilstm_recurrent_forward(const RecurrentForwardArgs& args, Recurrent
   cudaError_t err = device_limits(&lim);
   if (err != cudaSuccess) return err;
   RecurrentPlan plan;
-  if (!plan_recurrent(true, args.K, args.B, args.H, math, lim.max_smem, lim.num_sms, &plan)) return cudaErrorInvalidValue;
+  if (!plan_recurrent(true, args.K, args.B, args.H, math, lim.max_smem, lim.num_sms, &plan, placement))
+    return cudaErrorInvalidValue;
   if (plan_out) *plan_out = plan;
   return math == RecurrentMath::kBF16 ? launch_forward<RecurrentMath::kBF16>(args, plan, stream)
                                       : launch_forward<RecurrentMath::kTF32x3>(args, plan, stream);
 }
 
 cudaError_t bilstm_recurrent_backward(const RecurrentBackwardArgs& args, RecurrentMath math, cudaStream_t stream,
-                                      RecurrentPlan* plan_out) {
+                                      RecurrentPlan* plan_out, WeightsPlacement placement) {
   if (args.K == 0 || args.B == 0 || args.T == 0) return cudaSuccess;
   DeviceLimits lim;
   cudaError_t err = device_limits(&lim);
   if (err != cudaSuccess) return err;
   RecurrentPlan plan;
-  if (!plan_recurrent(false, args.K, args.B, args.H, math, lim.max_smem, lim.num_sms, &plan)) return cudaErrorInvalidValue;
+  if (!plan_recurrent(false, args.K, args.B, args.H, math, lim.max_smem, lim.num_sms, &plan, placement))
+    return cudaErrorInvalidValue;
   if (plan_out) *plan_out = plan;
   return math == RecurrentMath::kBF16 ? launch_backward<RecurrentMath::kBF16>(args, plan, stream)
                                       : launch_backward<RecurrentMath::kTF32x3>(args, plan, stream);

@@ -169,8 +169,12 @@ def factorize(list sentences, dict index):
     cdef Py_ssize_t i, j, total = 0, m
     cdef list sent
     offsets[0] = 0
+    cdef object item
     for i in range(n_sent):
-        sent = <list>PyList_GET_ITEM(sentences, i)
+        item = <object>PyList_GET_ITEM(sentences, i)
+        if type(item) is not list:
+            raise TypeError(f"factorize: sentence {i} is a {type(item).__name__}, expected a list")
+        sent = <list>item
         total += PyList_GET_SIZE(sent)
         offsets[i + 1] = total
     cdef cnp.ndarray[cnp.int32_t, ndim=1] codes_arr = np.empty(total, dtype=np.int32)

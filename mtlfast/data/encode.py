@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mtlfast.data.io import Split, Task
+from mtlfast.data.io import Split, Task, _gc_paused
 
 try:  # compiled helpers are optional
     from mtlfast.data import _fast  # type: ignore
@@ -232,8 +232,11 @@ def factorize_py(sentences: list, index: dict):
 
 def factorize(sentences: list, index: dict):
     """:func:`factorize_py`, compiled when available."""
-    if _fast is not None and type(sentences) is list and all(type(s) is list for s in sentences):
-        return _fast.factorize(sentences, index)
+    if _fast is not None and type(sentences) is list:
+        try:
+            return _fast.factorize(sentences, index)
+        except TypeError:  # a sentence that is not a list (raised before `index` is touched)
+            pass
     return factorize_py(sentences, index)
 
 
@@ -278,7 +281,11 @@ def encode_suite(tasks: Sequence[Task], vocab: Vocab | None = None) -> EncodedSu
     Without ``vocab`` the vocabulary is built from all splits of all tasks (the same as :meth:`Vocab.build`),
     counting word frequencies on the integer codes of one pass over the text instead of a second pass.
     """
-    tasks = list(tasks)
+    with _gc_paused():  # few containers are made here, but each GC pass would walk every loaded string list
+        return _encode_suite(list(tasks), vocab)
+
+
+def _encode_suite(tasks: list, vocab: Vocab | None) -> EncodedSuite:
     if vocab is not None:
         return EncodedSuite(vocab=vocab, tasks={t.name: encode_task(t, vocab) for t in tasks})
     raw: dict = {}  # raw token string -> code, shared by every split of every task

@@ -267,7 +267,7 @@ class Store:
                     continue
                 gain = float(np.mean(gs))
                 row = {"main": main, "aux": aux, "f1_single": float(np.mean(fs)), "f1_pair": float(np.mean(fp)),
-                       "gain": gain, "label": int(gain > 0) if not math.isnan(gain) else ""}
+                       "gain": gain, "label": int(gain > 0)}
                 if multi:
                     row["gain_sd"] = float(np.std(gs, ddof=1)) if len(gs) > 1 else math.nan
                     row["n_seeds"] = len(gs)
@@ -283,14 +283,14 @@ class Store:
         runs = self.runs()
         info = {r["run_id"]: r for r in runs}
 
-        def write(name, header, rows):
+        def write(name, header, rows, nan=""):
             path = out / name
             tmp = path.with_name(name + ".tmp")
             with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
                 w.writerow(header)
                 for row in rows:
-                    w.writerow(["" if (isinstance(v, float) and math.isnan(v)) else v for v in row])
+                    w.writerow([nan if (isinstance(v, float) and math.isnan(v)) else v for v in row])
             os.replace(tmp, path)
             written.append(path)
 
@@ -298,7 +298,8 @@ class Store:
         header = ["main", "aux", "f1_single", "f1_pair", "gain", "label"]
         if gains and "gain_sd" in gains[0]:
             header += ["gain_sd", "n_seeds", "label_beyond_noise", "p_value"]
-        write("gains.csv", header, ([g.get(h, "") for h in header] for g in gains))
+        # An undefined gain (single-task F1 = 0) is written as "nan" (label 0): every directed pair has a row.
+        write("gains.csv", header, ([g.get(h, "") for h in header] for g in gains), nan="nan")
         write("runs.csv", ["run_id", "kind", "tasks", "seed", "steps", "status", "seconds"],
               ([r["run_id"], r["kind"], r["tasks"], r["seed"], r["steps"], r["status"], round(r["seconds"], 3)]
                for r in runs))
@@ -331,8 +332,14 @@ class Store:
         return written
 
 
-def _beyond_noise(pair_f1: list[float], single_f1: list[float], alpha: float = 0.05) -> tuple[float, str]:
-    """Welch's t-test of pair vs single F1 over seeds: ("gain" | "loss" if p < alpha, else "noise"), p."""
+def _beyond_noise(pair_f1: list[float], single_f1: list[float], alpha: float = 0.05) -> tuple[float, int]:
+    """Welch's t-test of pair vs single F1 over seeds: (p, 1 if the pair is better and p < alpha else 0)."""
+    p, verdict = _welch(pair_f1, single_f1, alpha)
+    return p, int(verdict == "gain")
+
+
+def _welch(pair_f1: list[float], single_f1: list[float], alpha: float = 0.05) -> tuple[float, str]:
+    """Welch's t-test of pair vs single F1 over seeds: (p, "gain" | "loss" if p < alpha, else "noise")."""
     import numpy as np
     from scipy import stats
 

@@ -65,9 +65,9 @@ def test_gains_several_seeds_welch(tmp_path):
               (("a", "b"), "a"): [0.60, 0.61, 0.59], (("a", "b"), "b"): [0.7, 0.9, 0.8]}, seeds=(0, 1, 2))
     g = {(r["main"], r["aux"]): r for r in st.gains()}
     ab, ba = g[("a", "b")], g[("b", "a")]
-    assert ab["n_seeds"] == 3 and ab["label_beyond_noise"] == "gain" and ab["p_value"] < 0.05
+    assert ab["n_seeds"] == 3 and ab["label_beyond_noise"] == 1 and ab["p_value"] < 0.05
     assert ab["gain"] == pytest.approx(sum((p / s - 1) * 100 for p, s in [(.6, .5), (.61, .51), (.59, .49)]) / 3)
-    assert ba["label_beyond_noise"] == "noise" and ba["gain_sd"] > 0
+    assert ba["label_beyond_noise"] == 0 and ba["gain_sd"] > 0
     st.export()
     assert (tmp_path / "gains.csv").read_text().splitlines()[0] == \
         "main,aux,f1_single,f1_pair,gain,label,gain_sd,n_seeds,label_beyond_noise,p_value"
@@ -95,3 +95,14 @@ def test_resume_state_drops_rows_after_checkpoint(tmp_path):
     st.add_losses(sp.run_id, 10, [("a", 2.5)])
     assert st.db.execute("SELECT loss FROM losses").fetchall() == [(2.5,)]
     assert not math.isnan(st.runs()[0]["seconds"])
+
+
+def test_undefined_gain_is_written_as_nan(tmp_path):
+    st = Store(tmp_path, SweepConfig())
+    fill(st, {(("a",), "a"): 0.0, (("b",), "b"): 0.8, (("a", "b"), "a"): 0.1, (("a", "b"), "b"): 0.8})
+    st.export()
+    rows = (tmp_path / "gains.csv").read_text().splitlines()
+    assert rows[1].startswith("a,b,0.0,0.1,nan,0")
+    from mtlfast.meta.table import read_gains
+
+    assert math.isnan(read_gains(tmp_path / "gains.csv")[0]["gain"])  # the analysis reads it

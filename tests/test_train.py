@@ -131,3 +131,23 @@ def test_rng_streams_depend_only_on_seed_and_tasks():
     c = spec(["x", "y"], 10, seed=4).rng_streams()
     assert a[1] == b[1] != c[1]
     assert a[0].integers(1 << 30) == b[0].integers(1 << 30)
+
+
+def test_generic_embedding_rows_path_equals_fused():
+    """The device-generic embedding update (used off-CPU) equals the fused CPU ops of mtlfast.optim."""
+    from mtlfast.train._compat import embedding_rows_update_
+
+    g = torch.Generator().manual_seed(0)
+    K, V, E, N = 3, 20, 4, 12
+    states = []
+    for _ in range(2):
+        t = torch.randn(K, V, E, generator=torch.Generator().manual_seed(1))
+        states.append([t, torch.zeros_like(t), torch.zeros_like(t), torch.zeros(K, V, dtype=torch.int64)])
+    for step in range(1, 6):
+        ids = torch.randint(0, V, (K, N), generator=g)
+        ids[:, -2:] = -1  # padding
+        grad = torch.randn(K, N, E, generator=g)
+        for st, generic in zip(states, (False, True)):
+            embedding_rows_update_(*st, ids, grad, step, lr=0.1, rho=0.95, eps=1e-8, force_generic=generic)
+    for a, b in zip(*states):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -170,13 +170,12 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
             full[ar, slots_t] = g
             head_grads.append(full)
         _compat.adadelta_([arr.t["head_w"], arr.t["head_b"]], head_grads, [arr.t["head_w.sq"], arr.t["head_b.sq"]],
-                          [arr.t["head_w.ad"], arr.t["head_b.ad"]], mask=_compat.slot_mask(slots_t.cpu(), arr.S), **kw)
+                          [arr.t["head_w.ad"], arr.t["head_b.ad"]], mask=_compat.slot_mask(slots_t, arr.S), **kw)
         # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
         ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
-        row_ids, grad_rows = _compat.embedding_grad_rows(ids, x.grad.reshape(K, B * T, E), V, ignore_id=-1)
         arr.local_step += 1
-        _compat.adadelta_rows_(arr.t["emb"], grad_rows, row_ids, arr.t["emb.sq"], arr.t["emb.ad"], arr.t["emb.last"],
-                               arr.local_step, **kw)
+        _compat.embedding_rows_update_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], arr.t["emb.last"], ids,
+                                       x.grad.reshape(K, B * T, E), arr.local_step, **kw)
     return per_run.detach().cpu().tolist(), slots.tolist()
 
 

@@ -333,12 +333,16 @@ def _folder_arrays(folder: Path, embeddings) -> SplitArrays | None:
         return None
     label_buf = np.frombuffer(raw_train, np.uint8)
     term_buf = np.frombuffer(low_train + low_test, np.uint8)
-    label_spans, label_offsets, bad = K.tsv_spans(label_buf, 1)
-    if bad or label_offsets.size < 2:
+    train_spans, label_spans, offsets, bad = K.tsv_spans(label_buf)
+    if bad or offsets.size < 2:
         return None
-    train_spans, offsets, bad = K.tsv_spans(term_buf[: len(low_train)], 0)
-    test_spans, test_offsets, bad_test = K.tsv_spans(term_buf[len(low_train) :], 0)
-    if bad or bad_test or test_offsets.size < 2 or not np.array_equal(offsets, label_offsets):
+    low_train_buf = term_buf[: len(low_train)]
+    if not K.same_layout(label_buf, low_train_buf):  # lower-casing changed byte lengths: parse again
+        train_spans, _, low_offsets, bad = K.tsv_spans(low_train_buf)
+        if bad or not np.array_equal(offsets, low_offsets):
+            return None
+    test_spans, _, test_offsets, bad_test = K.tsv_spans(term_buf[len(low_train) :])
+    if bad_test or test_offsets.size < 2:
         return None
     test_spans[:, 0] += len(low_train)
     n_train = train_spans.shape[0]
@@ -383,8 +387,12 @@ def vocab_has_vector(vocab, embeddings) -> np.ndarray:
     """``bool [len(vocab)]``: whether each word of an ``mtlfast.data.Vocab`` (``.itos``, lower-cased) has a
     vector in the embeddings (``.index``, or a set/dict of words). Compute once per suite and pass it to
     :func:`encoded_task_features`."""
-    index = _embedding_index(embeddings)
-    return np.fromiter((w in index for w in vocab.itos), bool, len(vocab.itos))
+    words = [list(vocab.itos)]
+    buf, n = _join_utf8(words, lower=False)
+    _, _, spans = _intern(buf, n, words)
+    if spans.shape[0] != n:
+        raise ValueError(f"mtlfast.stats: the vocabulary holds duplicate words ({n} words, {spans.shape[0]} distinct)")
+    return _embedding_table(embeddings).has_vector(buf, spans)
 
 
 def encoded_task_features(encoded, has_vector: np.ndarray | None = None, *, base: float | None = None) -> dict[str, float]:

@@ -243,19 +243,19 @@ def _clean_field(buf, start, end):
     return True
 
 
-@njit(nb.types.Tuple((nb.int64[:, ::1], nb.int64[::1], nb.int64))(_BYTES, nb.int64))
-def tsv_spans(buf, field):
+@njit(nb.types.Tuple((nb.int64[:, ::1], nb.int64[:, ::1], nb.int64[::1], nb.int64))(_BYTES))
+def tsv_spans(buf):
     """Parse ``token<TAB>label`` lines (blank line between sentences) of UTF-8 bytes without making strings.
 
-    Returns the byte spans ``(start, length)`` of field ``field`` (0 = token, 1 = label) of every token line,
-    the sentence offsets into them (``[0, n_1, n_1 + n_2, ...]``) and 0; or, at the first line this strict
+    Returns the byte spans ``(start, length)`` of the token and of the label of every token line, the
+    sentence offsets into them (``[0, n_1, n_1 + n_2, ...]``) and 0; or, at the first line this strict
     parser does not accept, empty arrays and that 1-based line number. It accepts only what
     ``mtlfast.data`` reads unchanged: exactly one tab, both fields non-empty with no whitespace at their ends,
     blank lines truly empty, no carriage return (a UTF-8 byte-order mark is skipped). Anything else is left to
     the data layer, which either reads it (e.g. CRLF files) or raises its documented error.
     """
     n = buf.size
-    fail = (np.empty((0, 2), np.int64), np.empty(0, np.int64))
+    fail = (np.empty((0, 2), np.int64), np.empty((0, 2), np.int64), np.empty(0, np.int64))
     pos = 3 if n >= 3 and buf[0] == 0xEF and buf[1] == 0xBB and buf[2] == 0xBF else 0
     # Pass 1, branch-free (no misprediction per line): positions of every newline and tab, any CR.
     newlines = np.empty(n + 1, np.int64)
@@ -277,13 +277,14 @@ def tsv_spans(buf, field):
         line = 1
         for i in range(pos, first_cr):
             line += buf[i] == _NEWLINE
-        return fail[0], fail[1], line
+        return fail[0], fail[1], fail[2], line
     if n_nl == 0 or newlines[n_nl - 1] != n - 1:
         newlines[n_nl] = n  # last line without a final newline
         n_nl += 1
     tabs[n_tab] = n  # sentinel
     # Pass 2, per line: exactly one tab inside a token line, none in a blank line.
     spans = np.empty((n_tab, 2), np.int64)
+    label_spans = np.empty((n_tab, 2), np.int64)
     offsets = np.empty(n_tab + 2, np.int64)
     offsets[0] = 0
     n_spans = 0
@@ -301,23 +302,33 @@ def tsv_spans(buf, field):
         else:
             tab = tabs[k]
             if tab >= eol or tabs[k + 1] < eol:
-                return fail[0], fail[1], line + 1
+                return fail[0], fail[1], fail[2], line + 1
             if not _clean_field(buf, start, tab) or not _clean_field(buf, tab + 1, eol):
-                return fail[0], fail[1], line + 1
+                return fail[0], fail[1], fail[2], line + 1
             k += 1
-            if field == 0:
-                spans[n_spans, 0] = start
-                spans[n_spans, 1] = tab - start
-            else:
-                spans[n_spans, 0] = tab + 1
-                spans[n_spans, 1] = eol - tab - 1
+            spans[n_spans, 0] = start
+            spans[n_spans, 1] = tab - start
+            label_spans[n_spans, 0] = tab + 1
+            label_spans[n_spans, 1] = eol - tab - 1
             n_spans += 1
             in_sentence = True
         start = eol + 1
     if in_sentence:
         n_sent += 1
         offsets[n_sent] = n_spans
-    return spans[:n_spans].copy(), offsets[: n_sent + 1].copy(), 0
+    return spans[:n_spans].copy(), label_spans[:n_spans].copy(), offsets[: n_sent + 1].copy(), 0
+
+
+@njit(nb.boolean(_BYTES, _BYTES))
+def same_layout(a, b):
+    """Whether ``a`` and ``b`` have the same length and their tabs and newlines at the same positions (then
+    spans parsed from one hold for the other). Branch-free, so it vectorises."""
+    if a.size != b.size:
+        return False
+    diff = 0
+    for i in range(a.size):
+        diff |= ((a[i] == 9) | (a[i] == _NEWLINE)) ^ ((b[i] == 9) | (b[i] == _NEWLINE))
+    return diff == 0
 
 
 @njit(nb.int64[::1](nb.int32[::1], nb.int64))

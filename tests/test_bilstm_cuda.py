@@ -115,7 +115,7 @@ def torch_lstm(x, lengths, w_ih, w_hh, bias, dy):
         packed = pack_padded_sequence(xk, lengths[k].cpu(), batch_first=True, enforce_sorted=False)
         with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # full fp32, not cuDNN's TF32 default
             yk, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=T)
-        (yk * dy[k]).sum().backward()
+            (yk * dy[k]).sum().backward()
         grads = [xk.grad]
         for name in ("weight_ih", "weight_hh", "bias_ih"):
             grads.append(torch.stack([getattr(lstm, f"{name}_l0{s}").grad for s in ("", "_reverse")]))

@@ -45,7 +45,7 @@ constexpr int kWeightSlack = 16;
 
 // Matrix-unit arithmetic of the recurrent product h W_hh^T (and dgates W_hh in backward).
 enum class RecurrentMath : int {
-  kBF16 = 0,    // bf16 operands (W_hh, h, dgates rounded to bf16), fp32 accumulation; W_hh 80 KB at H = 100
+  kBF16 = 0,    // bf16 operands (W_hh and h rounded to bf16; dgates as hi + lo bf16 parts), fp32 accumulation
   kTF32x3 = 1,  // fp32 operands split into tf32 hi + lo, three tensor-core products: ~fp32 accuracy
 };
 

@@ -83,8 +83,9 @@ void check_launch(cudaError_t err, const char* what, int64_t H) {
   TORCH_CHECK(err == cudaSuccess, "mtlfast CUDA ", what, " failed: ", cudaGetErrorString(err));
 }
 
-// precision "bf16" rounds the operands of every matrix product to bfloat16 (the reference's semantics); the
-// products themselves accumulate in fp32 (cuBLAS fp32 GEMM of exactly representable values).
+// precision "bf16" rounds the forward operands of every matrix product (x, h, W_ih, W_hh) to bfloat16, as the
+// reference does; gradients stay fp32 and products accumulate in fp32 (cuBLAS fp32 GEMM of exactly representable
+// values; the recurrent kernel splits gate gradients into hi + lo bf16 parts).
 at::Tensor round_operand(const at::Tensor& t, RecurrentMath math) {
   return math == RecurrentMath::kBF16 ? t.to(at::kBFloat16).to(at::kFloat) : t;
 }
@@ -284,13 +285,13 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
                "bilstm backward", d.H);
 
   // Weight gradients and dx: batched GEMMs over all (model, direction) pairs.
-  auto dg = round_operand(dgates, math).view({K * 2, T * d.Bp, d.G4});
+  auto dg = dgates.view({K * 2, T * d.Bp, d.G4});  // gradients stay fp32, as in the reference's bf16 mode
   auto dgT = dg.transpose(1, 2);
   auto dw_ih_p = at::bmm(dgT, round_operand(xproc.contiguous(), math).view({K * 2, T * d.Bp, d.E}));  // [2K, G4, E]
   auto h_prev =
       round_operand(hproc.contiguous(), math).view({K * 2, (T + 1) * d.Bp, d.Hp}).narrow(1, 0, T * d.Bp);  // h entering s
   auto dw_hh_p = at::bmm(dgT, h_prev);                                                            // [2K, G4, Hp]
-  auto dbias_p = dgates.view({K * 2, T * d.Bp, d.G4}).sum(1);                                     // [2K, G4]
+  auto dbias_p = dg.sum(1);                                                                       // [2K, G4]
   auto w_ih_p = round_operand(pad_gates(w_ih, d.H, d.Hp, 0), math);
   auto dxproc = at::bmm(dg, w_ih_p.view({K * 2, d.G4, d.E}));                                      // [2K, T*Bp, E]
   dxproc = dxproc.view({K, 2, T, d.Bp, d.E}).narrow(3, 0, B).permute({0, 1, 3, 2, 4});            // [K, 2, B, T, E]

@@ -40,6 +40,25 @@ struct Mma<RecurrentMath::kBF16> {
   static constexpr int kK = 16;
   using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
   __device__ static Elem from_float(float v) { return __float2bfloat16_rn(v); }
+  // Backward keeps the gate gradients (operand A of dgates W_hh) at ~16 bits as hi + lo bf16 parts, so that, as in
+  // the reference's bf16 mode, only the forward operands (h, W_hh) are rounded to bf16.
+  static constexpr bool kSplitGradients = true;
+  __device__ static void split(float v, Elem& hi, Elem& lo) {
+    hi = __float2bfloat16_rn(v);
+    lo = __float2bfloat16_rn(v - __bfloat162float(hi));
+  }
+  // acc += (A_hi + A_lo) * B, B loaded once.
+  template <typename Layout>
+  __device__ static void mma_split(Acc& acc, const Elem* a_hi, const Elem* a_lo, unsigned lda, const Elem* b,
+                                   unsigned ldb) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fh, fl;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, Layout> fb;
+    wmma::load_matrix_sync(fb, b, ldb);
+    wmma::load_matrix_sync(fl, a_lo, lda);
+    wmma::load_matrix_sync(fh, a_hi, lda);
+    wmma::mma_sync(acc, fl, fb, acc);
+    wmma::mma_sync(acc, fh, fb, acc);
+  }
   // acc += A[16 x kK] * B[kK x 16]; A row-major (lda), B in Layout (ldb).
   template <typename Layout>
   __device__ static void mma(Acc& acc, const Elem* a, unsigned lda, const Elem* b, unsigned ldb) {
@@ -57,6 +76,15 @@ struct Mma<RecurrentMath::kTF32x3> {
   static constexpr int kK = 8;
   using Acc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
   __device__ static Elem from_float(float v) { return v; }
+  static constexpr bool kSplitGradients = false;  // fp32 operands are split inside mma()
+  __device__ static void split(float v, Elem& hi, Elem& lo) {
+    hi = v;
+    lo = 0.0f;
+  }
+  template <typename Layout>
+  __device__ static void mma_split(Acc& acc, const Elem* a_hi, const Elem*, unsigned lda, const Elem* b, unsigned ldb) {
+    mma<Layout>(acc, a_hi, lda, b, ldb);
+  }
   // 3xTF32: x = hi + lo with hi, lo tf32; a*b ~= hi_a*hi_b + hi_a*lo_b + lo_a*hi_b (small terms first).
   template <typename Layout>
   __device__ static void mma(Acc& acc, const Elem* a, unsigned lda, const Elem* b, unsigned ldb) {
@@ -103,18 +131,19 @@ struct SmemLayout {
 };
 
 // forward: a = h [R, Kp] (Elem), acc = gates [R, G4] fp32, state = c [R, Hp] fp32
-// backward: a = dgates [R, G4] (Elem), acc = dh_rec [R, Hp] fp32, state = dc [R, Hp] fp32
+// backward: a = dgates [R, G4] (Elem; [2, R, G4] hi/lo planes for bf16), acc = dh_rec [R, Hp] fp32, state = dc [R, Hp] fp32
 __host__ __device__ inline size_t region(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
+// split_gradients: backward holds dgates as two Elem planes (hi, lo).
 __host__ __device__ inline SmemLayout smem_layout(bool forward, int rows, int Hp, int Kp, size_t elem_bytes,
-                                                  bool w_on_chip) {
+                                                  bool w_on_chip, bool split_gradients) {
   const size_t G4 = 4 * static_cast<size_t>(Hp), R = static_cast<size_t>(rows);
   SmemLayout L{};
   size_t off = 0;
   L.w = off;
   if (w_on_chip) off += region((G4 * Kp + kWeightSlack) * elem_bytes);
   L.a = off;
-  off += region((forward ? R * Kp : R * G4) * elem_bytes);
+  off += region((forward ? R * Kp : R * G4 * (split_gradients ? 2 : 1)) * elem_bytes);
   L.acc = off;
   off += region((forward ? R * G4 : R * Hp) * sizeof(float));
   L.state = off;
@@ -174,7 +203,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int kd = blockIdx.x / chunks;  // k * 2 + d
   const int k = kd >> 1, d = kd & 1;
   const int b0 = chunk * rows;
-  const SmemLayout L = smem_layout(true, rows, Hp, Kp, sizeof(Elem), kWeightsOnChip);
+  const SmemLayout L = smem_layout(true, rows, Hp, Kp, sizeof(Elem), kWeightsOnChip, false);
   const size_t w_elems = static_cast<size_t>(G4) * Kp;
 
   const Elem* w_global = static_cast<const Elem*>(args.w) + kd * w_elems;
@@ -260,12 +289,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int kd = blockIdx.x / chunks;
   const int k = kd >> 1, d = kd & 1;
   const int b0 = chunk * rows;
-  const SmemLayout L = smem_layout(false, rows, Hp, Kp, sizeof(Elem), kWeightsOnChip);
+  const SmemLayout L = smem_layout(false, rows, Hp, Kp, sizeof(Elem), kWeightsOnChip, P::kSplitGradients);
   const size_t w_elems = static_cast<size_t>(G4) * Kp;
 
   const Elem* w_global = static_cast<const Elem*>(args.w) + kd * w_elems;
   Elem* w_smem = reinterpret_cast<Elem*>(smem + L.w);
   Elem* dg = reinterpret_cast<Elem*>(smem + L.a);             // [rows, G4] gate pre-activation grads
+  Elem* dg_lo = dg + static_cast<size_t>(rows) * G4;            // their low parts (bf16 only)
   float* dh_rec = reinterpret_cast<float*>(smem + L.acc);      // [rows, Hp] dgates(s + 1) W
   float* dc = reinterpret_cast<float*>(smem + L.state);        // [rows, Hp] dc flowing to step s - 1
   int* lens = reinterpret_cast<int*>(smem + L.lens);
@@ -275,7 +305,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     zero16(w_smem + w_elems, kWeightSlack * sizeof(Elem));
   }
   // Rows never valid keep zero gradients, so they contribute nothing to dh_rec.
-  zero16(dg, static_cast<size_t>(rows) * G4 * sizeof(Elem));
+  zero16(dg, static_cast<size_t>(rows) * G4 * sizeof(Elem) * (P::kSplitGradients ? 2 : 1));
   zero16(dh_rec, static_cast<size_t>(rows) * Hp * sizeof(float));
   zero16(dc, static_cast<size_t>(rows) * Hp * sizeof(float));
   const Elem* w = kWeightsOnChip ? w_smem : w_global;
@@ -310,10 +340,18 @@ __global__ void __launch_bounds__(kThreads, 1)
       out[2 * Hp + u] = d_g;
       out[3 * Hp + u] = d_o;
       Elem* dgr = dg + r * G4;
-      dgr[u] = P::from_float(d_i);
-      dgr[Hp + u] = P::from_float(d_f);
-      dgr[2 * Hp + u] = P::from_float(d_g);
-      dgr[3 * Hp + u] = P::from_float(d_o);
+      if (P::kSplitGradients) {
+        Elem* dgl = dg_lo + r * G4;
+        P::split(d_i, dgr[u], dgl[u]);
+        P::split(d_f, dgr[Hp + u], dgl[Hp + u]);
+        P::split(d_g, dgr[2 * Hp + u], dgl[2 * Hp + u]);
+        P::split(d_o, dgr[3 * Hp + u], dgl[3 * Hp + u]);
+      } else {
+        dgr[u] = P::from_float(d_i);
+        dgr[Hp + u] = P::from_float(d_f);
+        dgr[2 * Hp + u] = P::from_float(d_g);
+        dgr[3 * Hp + u] = P::from_float(d_o);
+      }
     }
     __syncthreads();
     if (s == 0) break;
@@ -326,8 +364,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       typename P::Acc acc;
       wmma::fill_fragment(acc, 0.0f);
       const Elem* a = dg + mt * kTile * G4;
-      for (int kk = 0; kk < G4; kk += P::kK)
-        P::template mma<wmma::row_major>(acc, a + kk, G4, w + static_cast<size_t>(kk) * Kp + nt * kTile, Kp);
+      const Elem* a_lo = dg_lo + mt * kTile * G4;
+      for (int kk = 0; kk < G4; kk += P::kK) {
+        const Elem* bw = w + static_cast<size_t>(kk) * Kp + nt * kTile;
+        if (P::kSplitGradients)
+          P::template mma_split<wmma::row_major>(acc, a + kk, a_lo + kk, G4, bw, Kp);
+        else
+          P::template mma<wmma::row_major>(acc, a + kk, G4, bw, Kp);
+      }
       wmma::store_matrix_sync(dh_rec + mt * kTile * Hp + nt * kTile, acc, Hp, wmma::mem_row_major);
     }
     __syncthreads();
@@ -397,7 +441,8 @@ bool plan_recurrent(bool forward, int K, int B, int H, RecurrentMath math, size_
     if (on_chip == 0 && placement == WeightsPlacement::kSharedOnly) continue;
     for (int rows : order) {
       if (rows == 32 && !can32) continue;
-      const SmemLayout L = smem_layout(forward, rows, Hp, Kp, elem_bytes(math), on_chip != 0);
+      const SmemLayout L = smem_layout(forward, rows, Hp, Kp, elem_bytes(math), on_chip != 0,
+                                       !forward && math == RecurrentMath::kBF16);
       if (L.total <= max_smem_bytes) {
         plan->rows_per_block = rows;
         plan->blocks = K * 2 * (Bp / rows);

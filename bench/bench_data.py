@@ -6,6 +6,9 @@ Cases
   encode       : encode_suite (shared vocabulary by frequency + flat int32 arrays) on already loaded tasks.
   load+encode  : load_suite + encode_suite, what a sweep does once at start.
   lookup       : a flat list of token strings -> int32 ids (lower-cased dict lookup).
+  glove        : load_embeddings of a GloVe text file (default: a generated 20,000 x 50 file in GloVe's
+                 5-significant-digit spelling; --glove PATH for a real one), all words; Cython number parser
+                 vs NumPy's conversion.
   batch        : one right-padded [32, T] batch of random training sentences cut to 30 tokens (done every
                  training step); Cython vs vectorised NumPy vs a plain Python loop (how the baseline built
                  batches).
@@ -103,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-repeat", type=int, default=2000, help="timed batches per batch measurement")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=30)
+    ap.add_argument("--glove", help="GloVe text file for the glove case (default: generate 20,000 x 50)")
     ap.add_argument("--profile", action="store_true", help="cProfile the pure path of load+encode first")
     ap.add_argument("--csv", default=str(HERE / "out" / "bench_data.csv"))
     args = ap.parse_args(argv)
@@ -168,6 +172,26 @@ def main(argv=None) -> int:
     with pure_python():
         t_p = bench(lambda: encode_suite(load_suite(data)), args.repeat)
     record("load+encode", n_tok, "tokens", {"cython": t_c, "python/numpy": t_p})
+
+    from mtlfast.data import embeddings as EM
+
+    glove = args.glove
+    if glove is None:
+        gdir = tempfile.TemporaryDirectory()
+        glove = os.path.join(gdir.name, "glove.txt")
+        g = np.random.default_rng(0).normal(0, 0.4, size=(20000, 50))
+        with open(glove, "w") as fh:
+            for i, row in enumerate(g):
+                fh.write(f"w{i} " + " ".join(f"{v:.5g}" for v in row) + "\n")
+    t_c = bench(lambda: EM.load_embeddings(glove), args.repeat)
+    saved = EM._fast
+    EM._fast = None
+    try:
+        t_p = bench(lambda: EM.load_embeddings(glove), args.repeat)
+    finally:
+        EM._fast = saved
+    n_vec = len(EM.load_embeddings(glove))
+    record("glove", n_vec, f"vectors ({glove})", {"cython": t_c, "numpy": t_p})
 
     suite = encode_suite(tasks)
     flat = [w for t in tasks for s in t.train.tokens for w in s]

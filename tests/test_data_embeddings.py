@@ -130,3 +130,29 @@ def test_shared_trimmed_glove_loads_in_seconds(shared_data):
     # the README: trimmed vectors cover 96.6-99.3 % of every task's training tokens
     assert 0.007 <= oov_rate(pos, sub) <= 0.034
     assert oov_rate(pos, sub) == pytest.approx(oov_rate(pos, emb))
+
+
+def test_compiled_and_python_number_parsing_identical(tmp_path, monkeypatch):
+    if EM._fast is None:
+        pytest.skip("mtlfast.data._fast not built")
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 1, size=(500, 7)) * 10.0 ** rng.integers(-6, 4, size=(500, 7))
+    spellings = [lambda v: repr(float(v)), lambda v: f"{v:.5g}", lambda v: f"{v:+.3e}", lambda v: f"{v:.8f}"]
+    lines = []
+    for i, row in enumerate(values):
+        lines.append(f"w{i} " + " ".join(spellings[(i + j) % 4](v) for j, v in enumerate(row)))
+    lines.append("special nan -inf 1_0 0 1 2 3")  # spellings only the Python path accepts
+    path = tmp_path / "rand.txt"
+    path.write_text("\n".join(lines) + "\n")
+    fast = load_embeddings(path)
+    monkeypatch.setattr(EM, "_fast", None)
+    slow = load_embeddings(path)
+    assert fast.words == slow.words and fast.vectors.dtype == slow.vectors.dtype == np.float32
+    np.testing.assert_array_equal(fast.vectors, slow.vectors)  # bit-identical, NaN included
+    oracle = np.array([[float(f) for f in l.split()[1:]] for l in lines], dtype=np.float64).astype(np.float32)
+    np.testing.assert_array_equal(fast.vectors, oracle)
+    import mtlfast.data._fast as F
+
+    assert F.parse_floats(b"1 2 3", 3).tolist() == [1, 2, 3]
+    for bad in (b"1 2", b"1 2 3 4", b"1 2 3a", b"nan 1 2", b"0x10 1 2", b"1 - 2"):
+        assert F.parse_floats(bad, 3) is None

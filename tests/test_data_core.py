@@ -262,3 +262,29 @@ def test_vocab_is_shared_lowercased_and_includes_test_only_words(tmp_path):
     small = Vocab(["cat"])
     enc = encode_suite(load_suite([a]), vocab=small)
     assert enc.vocab is small and enc.tasks["a"].splits["train"].tokens.tolist() == [1, 2]
+
+
+def test_import_fallback_without_compiled_module(tmp_path, monkeypatch):
+    """With mtlfast.data._fast unimportable, the package still imports and works (pure Python/NumPy)."""
+    import importlib
+    import sys
+
+    saved = {k: v for k, v in sys.modules.items() if k == "mtlfast.data" or k.startswith("mtlfast.data.")}
+    try:
+        for k in saved:
+            del sys.modules[k]
+        sys.modules["mtlfast.data._fast"] = None  # makes `from mtlfast.data import _fast` raise ImportError
+        D = importlib.import_module("mtlfast.data")
+        assert D.has_fast() is False
+        folder = make_task(tmp_path, "t", train="The\tDT\ncat\tNN\n\nA\tDT\n", test="the\tDT\n")
+        suite = D.encode_suite(D.load_suite([folder]))
+        tok, tag, lengths = D.make_batch(suite.tasks["t"].splits["train"], np.array([1, 0]))
+        assert tok.tolist() == [[3, 0], [2, 4]] and tag.tolist() == [[0, PAD_TAG], [0, 1]]
+        assert lengths.tolist() == [1, 2]
+    finally:
+        for k in [k for k in sys.modules if k == "mtlfast.data" or k.startswith("mtlfast.data.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        import mtlfast
+
+        mtlfast.data = saved["mtlfast.data"]  # the package attribute too

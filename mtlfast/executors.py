@@ -74,7 +74,12 @@ class InProcessExecutor(Executor):
                 on_group_error(group, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
 
 
-def make_executor(name: str, inputs_spec: InputsSpec, inputs=None) -> Executor:
+def make_executor(name: str, inputs_spec: InputsSpec, inputs=None, **options) -> Executor:
+    """``options`` go to the executor (Ray: address, max_retries, threads, device, resume_state)."""
     if name == "inprocess":
         return InProcessExecutor(inputs_spec, inputs)
-    raise ValueError(f"unknown executor {name!r} (available: inprocess)")
+    if name == "ray":
+        from mtlfast.executors_ray import RayExecutor  # imports Ray only now: it is an optional extra
+
+        return RayExecutor(inputs_spec, inputs, **options)
+    raise ValueError(f"unknown executor {name!r} (available: inprocess, ray)")

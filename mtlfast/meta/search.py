@@ -24,7 +24,7 @@ import itertools
 
 import numpy as np
 
-from mtlfast.meta.cv import fit_logreg_batch, fold_scores, make_folds, minmax_scale_folds
+from mtlfast.meta.cv import fit_logreg_folds, fold_scaling, fold_scores, make_folds, single_threaded_blas
 
 __all__ = ["EXHAUSTIVE_LIMIT", "all_subsets", "score_subsets", "search_best", "nested_search"]
 
@@ -47,32 +47,35 @@ def _col_masks(subsets, group_cols, p):
     return m
 
 
-def score_subsets(Xs, y, train, test, subsets, group_cols, C=1.0):
+@single_threaded_blas
+def score_subsets(X, y, train, test, subsets, group_cols, C=1.0, scaling=None):
     """Mean accuracy and F1 over folds of every subset.
 
     Parameters
     ----------
-    Xs : array [F, n, p]: features scaled per fold (:func:`minmax_scale_folds`)
-    train, test : bool [F, n]
+    X : array [n, p] raw features; train, test : bool [F, n]
     subsets : bool [S, G]; group_cols : list of column-index lists, one per group
+    scaling : optional precomputed :func:`~mtlfast.meta.cv.fold_scaling` of (X, train)
 
     Returns
     -------
     acc, f1 : arrays [S]
     """
-    F, n, p = Xs.shape
+    F = train.shape[0]
+    p = np.asarray(X).shape[1]
+    scaling = scaling if scaling is not None else fold_scaling(X, train)
     S = len(subsets)
-    masks = _col_masks(subsets, group_cols, p)
+    masks = _col_masks(np.asarray(subsets, dtype=bool), group_cols, p)
     acc = np.zeros((S, F))
     f1 = np.zeros((S, F))
-    pairs = np.array(list(itertools.product(range(S), range(F))))
+    order = np.argsort(masks.sum(axis=1), kind="stable")  # similar sizes share a chunk (compact solves)
+    s_all = np.repeat(order, F)
+    f_all = np.tile(np.arange(F), S)
     y = np.asarray(y).astype(int)
-    for start in range(0, len(pairs), CHUNK):
-        s_idx, f_idx = pairs[start : start + CHUNK].T
-        X_b = Xs[f_idx] * masks[s_idx][:, None, :]
-        coef, b, _ = fit_logreg_batch(X_b, y, train[f_idx], C=C)
-        pred = ((X_b @ coef[..., None])[..., 0] + b[:, None] > 0).astype(int)
-        a, f = fold_scores(pred, y, test[f_idx])
+    for start in range(0, len(s_all), CHUNK):
+        s_idx, f_idx = s_all[start : start + CHUNK], f_all[start : start + CHUNK]
+        _coef, _b, dec, _ = fit_logreg_folds(X, y, train, C=C, col_mask=masks[s_idx], fold=f_idx, scaling=scaling)
+        a, f = fold_scores((dec > 0).astype(int), y, test[f_idx])
         acc[s_idx, f_idx] = a
         f1[s_idx, f_idx] = f
     return acc.mean(axis=1), f1.mean(axis=1)
@@ -85,7 +88,8 @@ def _best_index(acc, f1, sizes, criterion):
     return int(order[0])
 
 
-def search_best(Xs, y, train, test, group_cols, strategy="auto", criterion="accuracy", C=1.0):
+@single_threaded_blas
+def search_best(X, y, train, test, group_cols, strategy="auto", criterion="accuracy", C=1.0, scaling=None):
     """Best subset of groups on the given folds.
 
     Returns
@@ -93,11 +97,12 @@ def search_best(Xs, y, train, test, group_cols, strategy="auto", criterion="accu
     dict: ``subset`` (bool [G]), ``accuracy``, ``f1`` (mean over the given folds), ``n_scored``.
     """
     G = len(group_cols)
+    scaling = scaling if scaling is not None else fold_scaling(X, train)
     if strategy == "auto":
         strategy = "exhaustive" if 2**G - 1 <= EXHAUSTIVE_LIMIT else "greedy"
     if strategy == "exhaustive":
         subs = all_subsets(G)
-        acc, f1 = score_subsets(Xs, y, train, test, subs, group_cols, C)
+        acc, f1 = score_subsets(X, y, train, test, subs, group_cols, C, scaling)
         k = _best_index(acc, f1, subs.sum(axis=1), criterion)
         return {"subset": subs[k], "accuracy": float(acc[k]), "f1": float(f1[k]), "n_scored": len(subs)}
     if strategy != "greedy":
@@ -109,7 +114,7 @@ def search_best(Xs, y, train, test, group_cols, strategy="auto", criterion="accu
         cand_groups = np.nonzero(~current)[0]
         subs = np.repeat(current[None], len(cand_groups), axis=0)
         subs[np.arange(len(cand_groups)), cand_groups] = True
-        acc, f1 = score_subsets(Xs, y, train, test, subs, group_cols, C)
+        acc, f1 = score_subsets(X, y, train, test, subs, group_cols, C, scaling)
         n_scored += len(subs)
         k = _best_index(acc, f1, subs.sum(axis=1), criterion)
         current = subs[k]
@@ -120,6 +125,7 @@ def search_best(Xs, y, train, test, group_cols, strategy="auto", criterion="accu
     return {"subset": path[k][0], "accuracy": float(accs[k]), "f1": float(f1s[k]), "n_scored": n_scored}
 
 
+@single_threaded_blas
 def nested_search(X, y, group_cols, outer_train, outer_test, inner_splits=5, inner_repeats=2,
                   strategy="auto", criterion="accuracy", C=1.0, random_state=0, progress=None):
     """Nested CV estimate of "search the best combination, then fit it".
@@ -140,12 +146,10 @@ def nested_search(X, y, group_cols, outer_train, outer_test, inner_splits=5, inn
         te = np.zeros((len(itr), n), dtype=bool)
         tr[:, rows] = itr
         te[:, rows] = ~itr
-        Xs_in = minmax_scale_folds(X, tr)
-        best = search_best(Xs_in, y, tr, te, group_cols, strategy, criterion, C)
+        best = search_best(X, y, tr, te, group_cols, strategy, criterion, C)
         sub = best["subset"]
         chosen.append(sub)
-        Xs_out = minmax_scale_folds(X, outer_train[o : o + 1])
-        a, f = score_subsets(Xs_out, y, outer_train[o : o + 1], outer_test[o : o + 1], sub[None], group_cols, C)
+        a, f = score_subsets(X, y, outer_train[o : o + 1], outer_test[o : o + 1], sub[None], group_cols, C)
         accs[o], f1s[o] = a[0], f[0]
         if progress is not None:
             progress(o + 1, O)

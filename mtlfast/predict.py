@@ -1,0 +1,180 @@
+"""Rank auxiliary tasks for new tasks without training any pair: ``python -m mtlfast.predict``.
+
+Fits :class:`mtlfast.meta.GainPredictor` on a finished sweep (its pair table and gains), then predicts the
+gain label and probability for every pair involving a new task, from the new tasks' own features only:
+
+- data features: a CSV with a ``task`` column and any of the 7 data features (``features.csv`` of a sweep, or
+  ``python -m mtlfast.stats``), given with ``--new-task-features``;
+- learning-curve features: the training-loss curves of the new tasks' single-task runs, ``--new-curves``
+  (a ``curves.csv`` in the sweep format, or any CSV with ``task, step, loss``);
+- or both from a folder holding ``features.csv`` and/or ``curves.csv`` (``--new-sweep``; e.g. a sweep that ran
+  only the single-task runs of the new tasks).
+
+The predictor uses the task features available for *every* task (sweep and new); the others are left out
+and listed. Output: one row per directed pair ``main, aux, p_gain, predicted_gain, main_is_new, aux_is_new``
+(``--out``, CSV) and, on stdout, for every new task the auxiliary tasks ranked by the probability of a gain,
+and the known tasks that the new task is predicted to help.
+
+Example::
+
+    python -m mtlfast.predict --sweep mtlfast-out --new-task-features new/features.csv \\
+        --new-curves new/curves.csv --out predictions.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["PredictError", "load_sweep_features", "fit_predictor", "predict_new", "main"]
+
+
+class PredictError(ValueError):
+    """Bad input to the predictor; the message names the file and what was expected."""
+
+
+def load_sweep_features(folder=None, features_csv=None, curves_csv=None):
+    """``{task: {feature: value}}`` from a folder (features.csv, curves.csv) and/or explicit files."""
+    from mtlfast.meta.table import curve_feature_table, read_data_features, read_single_curves
+
+    feats = {}
+    folder = Path(folder) if folder else None
+    fcsv = Path(features_csv) if features_csv else (folder / "features.csv" if folder else None)
+    ccsv = Path(curves_csv) if curves_csv else (folder / "curves.csv" if folder else None)
+    if fcsv is not None and fcsv.exists():
+        for t, d in read_data_features(fcsv).items():
+            feats.setdefault(t, {}).update(d)
+    elif features_csv:
+        raise PredictError(f"{fcsv}: file not found")
+    if ccsv is not None and ccsv.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            for t, d in curve_feature_table(read_single_curves(ccsv)).items():
+                feats.setdefault(t, {}).update(d)
+    elif curves_csv:
+        raise PredictError(f"{ccsv}: file not found")
+    return feats
+
+
+def _usable(feats_by_task, tasks, candidates):
+    return [f for f in candidates
+            if all(math.isfinite(feats_by_task.get(t, {}).get(f, math.nan)) for t in tasks)]
+
+
+def fit_predictor(sweep_dir, new_features, C=1.0, random_state=0):
+    """Fit a GainPredictor on a sweep, using the task features that the sweep's and the new tasks share.
+
+    Returns ``(predictor, features_used, all_features, known_tasks)``.
+    """
+    from mtlfast.meta.predictor import GainPredictor
+    from mtlfast.meta.table import TASK_FEATURES, pair_table, read_gains
+
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "gains.csv").exists():
+        raise PredictError(f"{sweep_dir}: no gains.csv (expected a finished sweep folder)")
+    gains = read_gains(sweep_dir / "gains.csv")
+    known_feats = load_sweep_features(sweep_dir)
+    known = sorted({g["main"] for g in gains} | {g["aux"] for g in gains})
+    missing = [t for t in known if t not in known_feats]
+    if missing:
+        raise PredictError(f"{sweep_dir}: no features (features.csv / curves.csv) for tasks {missing}")
+    all_feats = {**known_feats, **new_features}
+    used = _usable(all_feats, known + sorted(new_features), TASK_FEATURES)
+    if not used:
+        raise PredictError("no task feature is available for every sweep task and every new task")
+    table = pair_table(gains, all_feats, features=used)
+    if table.y.min() == table.y.max():
+        raise PredictError(f"{sweep_dir}: every pair has the same label; nothing to learn")
+    pred = GainPredictor(C=C, columns=table.columns, random_state=random_state).fit(table.X, table.y)
+    return pred, used, all_feats, known
+
+
+def predict_new(sweep_dir, new_features, C=1.0, random_state=0):
+    """Predictions for every directed pair involving a new task. Returns ``(rows, features_used)``."""
+    from mtlfast.meta.predictor import pairs_for_new_tasks, predict_pairs
+
+    if not new_features:
+        raise PredictError("no new tasks given (their features are empty)")
+    pred, used, all_feats, known = fit_predictor(sweep_dir, new_features, C, random_state)
+    new = sorted(t for t in new_features if t not in known)
+    if not new:
+        raise PredictError(f"every given task is already in the sweep ({sorted(new_features)})")
+    rows = predict_pairs(pred, all_feats, pairs_for_new_tasks(known, new), used)
+    for r in rows:
+        r["main_is_new"] = int(r["main"] in new)
+        r["aux_is_new"] = int(r["aux"] in new)
+    return rows, used
+
+
+def format_ranking(rows, top=None):
+    lines = []
+    new = sorted({r["main"] for r in rows if r["main_is_new"]} | {r["aux"] for r in rows if r["aux_is_new"]})
+    for t in new:
+        aux = [r for r in rows if r["main"] == t]
+        aux.sort(key=lambda r: -r["p_gain"])
+        lines.append(f"{t} as main task: auxiliary tasks ranked by P(gain)")
+        for r in aux[:top] if top else aux:
+            lines.append(f"  {r['aux']:<20} {r['p_gain']:.3f}  {'gain' if r['predicted_gain'] else 'no gain'}")
+        helps = sorted((r for r in rows if r["aux"] == t and not r["main_is_new"]), key=lambda r: -r["p_gain"])
+        lines.append(f"{t} as auxiliary task: main tasks it is predicted to help")
+        for r in helps[:top] if top else helps:
+            lines.append(f"  {r['main']:<20} {r['p_gain']:.3f}  {'gain' if r['predicted_gain'] else 'no gain'}")
+    return "\n".join(lines)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m mtlfast.predict",
+        description="Fit the gain predictor on a finished sweep and rank auxiliary tasks for new tasks from "
+                    "their data features and/or single-task learning curves (no pair training).")
+    p.add_argument("--sweep", required=True, type=Path, help="finished sweep folder (gains.csv, features.csv, "
+                                                              "curves.csv)")
+    p.add_argument("--new-task-features", type=Path,
+                   help="CSV with a 'task' column and data features of the new tasks (features.csv format)")
+    p.add_argument("--new-curves", type=Path,
+                   help="CSV with the new tasks' single-task training-loss curves (curves.csv format or "
+                        "task,step,loss)")
+    p.add_argument("--new-sweep", type=Path, help="folder with features.csv and/or curves.csv of the new tasks")
+    p.add_argument("--out", type=Path, help="write all predictions to this CSV")
+    p.add_argument("--top", type=int, default=None, help="show only the best N per list")
+    p.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from mtlfast.meta.table import TableError
+
+    if not (args.new_task_features or args.new_curves or args.new_sweep):
+        print("mtlfast.predict: give --new-task-features, --new-curves or --new-sweep", file=sys.stderr)
+        return 2
+    try:
+        new = load_sweep_features(args.new_sweep, args.new_task_features, args.new_curves)
+        rows, used = predict_new(args.sweep, new, C=args.C)
+    except (PredictError, TableError, OSError) as exc:
+        print(f"mtlfast.predict: {exc}", file=sys.stderr)
+        return 2
+    from mtlfast.meta.table import TASK_FEATURES
+
+    left = [f for f in TASK_FEATURES if f not in used]
+    print(f"features used ({len(used)}): {', '.join(used)}")
+    if left:
+        print(f"not available for every task, left out: {', '.join(left)}")
+    print(format_ranking(rows, args.top))
+    if args.out:
+        with open(args.out, "w", newline="") as fh:
+            w = csv.DictWriter(fh, ["main", "aux", "p_gain", "predicted_gain", "main_is_new", "aux_is_new"])
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -212,7 +213,9 @@ def train(
     Returns ``dict(tasks={name: dict(f1=, accuracy=, n_test_tokens=)}, ms_per_step=, ms_per_step_all=,
     loss_curve=[(step, task, mean loss)], steps=, threads=, seed=, setup_s=, train_s=, eval_s=, vocab_size=)``.
     ``ms_per_step`` is the mean wall time of a training step (batch sampling and padding in Python, forward,
-    backward, optimiser) after ``warmup_steps`` steps; ``ms_per_step_all`` includes the warm-up.
+    backward, optimiser) after ``warmup_steps`` steps; ``ms_per_step_all`` includes the warm-up;
+    ``cpu_ms_per_step`` is the process CPU time per step (with threads=1 a load-independent estimate of the
+    wall time on an idle core; with more threads it also counts OpenMP spin-waiting).
     """
     torch.set_num_threads(threads)
     random.seed(seed)
@@ -238,10 +241,10 @@ def train(
     curve: list[tuple[int, str, float]] = []
     pending: dict[int, list[float]] = {}
     t_start = time.perf_counter()
-    t_warm = t_start
+    t_warm, c_warm = t_start, time.process_time()
     for step in range(1, steps + 1):
         if step == warmup_steps + 1:
-            t_warm = time.perf_counter()
+            t_warm, c_warm = time.perf_counter(), time.process_time()
         k = rng.randrange(len(tasks))
         train_data = enc[k]["train"]
         n = len(train_data)
@@ -260,10 +263,11 @@ def train(
             if verbose and step % (log_every * 50) == 0:
                 print(f"step {step}: " + ", ".join(f"{t} {l:.4f}" for s, t, l in curve[-len(tasks):] if s == step),
                       file=sys.stderr)
-    t_end = time.perf_counter()
+    t_end, c_end = time.perf_counter(), time.process_time()
     train_s = t_end - t_start
     timed = steps - warmup_steps
     ms_per_step = (t_end - t_warm) / timed * 1e3 if timed > 0 else train_s / max(steps, 1) * 1e3
+    cpu_ms_per_step = (c_end - c_warm) / timed * 1e3 if timed > 0 else float("nan")
 
     scores = {}
     t1 = time.perf_counter()
@@ -277,6 +281,8 @@ def train(
         "tasks": scores,
         "ms_per_step": ms_per_step,
         "ms_per_step_all": train_s / max(steps, 1) * 1e3,
+        "cpu_ms_per_step": cpu_ms_per_step,
+        "load_avg_1min": os.getloadavg()[0],
         "loss_curve": curve,
         "steps": steps,
         "threads": threads,
@@ -314,8 +320,9 @@ def main(argv=None) -> int:
                 max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose)
     print(f"reference protocol: tasks {args.tasks}, {args.steps} steps, seed {args.seed}, threads {args.threads}, "
           f"torch {torch.__version__}")
-    print(f"  ms/step {res['ms_per_step']:.2f} (after {20} warm-up steps; {res['ms_per_step_all']:.2f} incl.), "
+    print(f"  ms/step {res['ms_per_step']:.2f} (after 20 warm-up steps; {res['ms_per_step_all']:.2f} incl.), "
           f"setup {res['setup_s']:.1f} s, train {res['train_s']:.1f} s, eval {res['eval_s']:.1f} s")
+    print(f"  cpu ms/step {res['cpu_ms_per_step']:.2f}; load average {res['load_avg_1min']:.1f} on {os.cpu_count()} cpus")
     for name, s in res["tasks"].items():
         print(f"  {name}: test F1 (micro, no O) {s['f1']:.4f}  accuracy {s['accuracy']:.4f}  "
               f"({s['n_test_tokens']} tokens)")

@@ -189,6 +189,44 @@ def evaluate(model: Tagger, data, task: int, outside: int | None, batch_size: in
 # Training
 
 
+def _one_step(model, opt, enc, n_tasks, rng, batch_size, max_len):
+    k = rng.randrange(n_tasks)
+    train_data = enc[k]["train"]
+    n = len(train_data)
+    idx = rng.sample(range(n), batch_size) if n >= batch_size else [rng.randrange(n) for _ in range(batch_size)]
+    tokens, tags = pad_batch([train_data[i] for i in idx], max_len)
+    logits = model(tokens, k)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1), ignore_index=IGNORE)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return k, loss
+
+
+def _profile(model, opt, enc, tasks, rng, batch_size, max_len, steps) -> dict:
+    """Self time per op over ``steps`` training steps (ms per step; the profiler measures wall time, so on a
+    loaded machine read the shares, not the absolute values)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            with record_function("## step"):
+                _one_step(model, opt, enc, len(tasks), rng, batch_size, max_len)
+    rows = []
+    for evt in prof.key_averages():
+        rows.append((evt.key, evt.self_cpu_time_total / 1e3 / steps, evt.count / steps))
+    rows.sort(key=lambda r: -r[1])
+    step_total = sum(r[1] for r in rows)
+    print(f"profile over {steps} steps: self time per op, ms per step (sum {step_total:.2f}); top 20:")
+    for key, ms, cnt in rows[:20]:
+        print(f"  {key[:48]:48s} {ms:8.3f} ms  {cnt:6.1f} calls/step")
+    # the optimizer step's own ops are children of Optimizer.step#...: group them by the profiler's tree
+    opt_ms = sum(e.cpu_time_total for e in prof.events() if e.name.startswith("Optimizer.step")) / 1e3 / steps
+    print(f"  optimizer.step total (incl. children) {opt_ms:.3f} ms/step = {100 * opt_ms / step_total:.0f} % of the step")
+    return {"self_cpu_ms_per_step": {k: ms for k, ms, _ in rows}, "optimizer_step_ms": opt_ms,
+            "sum_ms": step_total}
+
+
 def train(
     task_dirs,
     steps: int = 2000,
@@ -207,6 +245,7 @@ def train(
     warmup_steps: int = 20,
     evaluate_test: bool = True,
     verbose: bool = False,
+    profile_steps: int = 0,
 ) -> dict:
     """Train one model on the given tasks (one head each) and score it on every task's test split.
 
@@ -245,16 +284,7 @@ def train(
     for step in range(1, steps + 1):
         if step == warmup_steps + 1:
             t_warm, c_warm = time.perf_counter(), time.process_time()
-        k = rng.randrange(len(tasks))
-        train_data = enc[k]["train"]
-        n = len(train_data)
-        idx = rng.sample(range(n), batch_size) if n >= batch_size else [rng.randrange(n) for _ in range(batch_size)]
-        tokens, tags = pad_batch([train_data[i] for i in idx], max_len)
-        logits = model(tokens, k)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1), ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        k, loss = _one_step(model, opt, enc, len(tasks), rng, batch_size, max_len)
         pending.setdefault(k, []).append(loss.item())
         if step % log_every == 0:
             for kk in sorted(pending):
@@ -264,6 +294,7 @@ def train(
                 print(f"step {step}: " + ", ".join(f"{t} {l:.4f}" for s, t, l in curve[-len(tasks):] if s == step),
                       file=sys.stderr)
     t_end, c_end = time.perf_counter(), time.process_time()
+    profile = _profile(model, opt, enc, tasks, rng, batch_size, max_len, profile_steps) if profile_steps else None
     train_s = t_end - t_start
     timed = steps - warmup_steps
     ms_per_step = (t_end - t_warm) / timed * 1e3 if timed > 0 else train_s / max(steps, 1) * 1e3
@@ -291,6 +322,7 @@ def train(
         "train_s": train_s,
         "eval_s": eval_s,
         "vocab_size": len(vocab),
+        "profile": profile,
         "torch": torch.__version__,
     }
 
@@ -306,6 +338,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=30, help="training sentences cut to this many tokens")
     ap.add_argument("--no-eval", action="store_true", help="time training only")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after training, profile N more training steps with torch.profiler and print where the "
+                         "time goes (self time per op, top 20, and the optimizer step's share)")
     ap.add_argument("--json", default=None, help="write the full result (with loss curve) to this file")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -317,7 +352,8 @@ def main(argv=None) -> int:
     if args.glove and not Path(args.glove).exists():
         ap.error(f"--glove {args.glove}: no such file")
     res = train(dirs, args.steps, args.seed, args.glove, args.threads, batch_size=args.batch_size,
-                max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose)
+                max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose,
+                profile_steps=args.profile)
     print(f"reference protocol: tasks {args.tasks}, {args.steps} steps, seed {args.seed}, threads {args.threads}, "
           f"torch {torch.__version__}")
     print(f"  ms/step {res['ms_per_step']:.2f} (after 20 warm-up steps; {res['ms_per_step_all']:.2f} incl.), "

@@ -25,7 +25,7 @@ PAPER_STEPS = (25_000, 50_000)
 PAPER_LOG_STEPS = (50_000, 100_000)
 #: Reduced default: chosen so that the default sweep (10 synthetic tasks, 55 runs) finishes in under
 #: 10 minutes on a 2-core CPU. These are NOT the paper's numbers; F1 after so few steps is far from converged.
-DEFAULT_STEPS = (300, 600)
+DEFAULT_STEPS = (200, 400)
 
 
 class ConfigError(ValueError):

@@ -89,16 +89,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default 1, fastest on a busy 2-core CPU; 0: torch's choice)")
     g.add_argument("--array-size", type=int, metavar="K", help="runs trained together as one model array"
                    " (default 0: all)")
-    g.add_argument("--executor", choices=("inprocess",), help="where run groups are trained (default inprocess)")
+    g.add_argument("--executor", choices=("inprocess", "ray"), help="where run groups are trained: inprocess"
+                   " (default) or ray (one Ray task per model array over a Ray cluster; pip install 'mtlfast[ray]')")
+    g.add_argument("--address", metavar="ADDR", help="with --executor ray: the Ray cluster to use (HEAD:6379, or"
+                   " 'auto'); default: start a local Ray instance on all cores")
+    g.add_argument("--max-retries", type=int, metavar="N", help="with --executor ray: retries of a model array"
+                   " whose worker died, each from the last stored checkpoint (default 2); then its runs fail")
     g.add_argument("--backend", choices=("auto", "cpu", "reference"), help="bi-LSTM kernel (default auto)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
-def parse_config(argv: list[str] | None) -> SweepConfig:
+#: Options of the Ray executor: flags only, kept out of the config and the store (they never block a resume).
+EXECUTOR_FLAGS = ("address", "max_retries")
+
+
+def parse_args(argv: list[str] | None) -> tuple[SweepConfig, dict]:
+    """The effective config, and the executor's own options (``EXECUTOR_FLAGS`` given on the command line)."""
     args = vars(build_parser().parse_args(argv))
+    options = {k: args.pop(k) for k in EXECUTOR_FLAGS if k in args}
+    # SweepConfig.validate() knows only the in-process executor; argparse has checked the flag's choices.
+    executor = args.pop("executor", None)
     file_values = load_toml(args.pop("config")) if "config" in args else {}
-    return build_config(file_values, args)
+    cfg = build_config(file_values, args)
+    if executor is not None:
+        cfg.executor = executor
+    if options and cfg.executor != "ray":
+        raise ConfigError(f"--{next(iter(options)).replace('_', '-')} applies only to --executor ray")
+    if options.get("max_retries", 0) < 0:
+        raise ConfigError(f"--max-retries: expected an integer >= 0, got {options['max_retries']}")
+    return cfg, options
+
+
+def parse_config(argv: list[str] | None) -> SweepConfig:
+    return parse_args(argv)[0]
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -126,24 +150,30 @@ def _say(msg: str = "") -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run(cfg: SweepConfig, argv_for_resume: list[str] | None = None) -> int:
-    """Run (or resume) the sweep described by ``cfg``; return the exit status. Raises ConfigError."""
+def run(cfg: SweepConfig, argv_for_resume: list[str] | None = None, executor_options: dict | None = None) -> int:
+    """Run (or resume) the sweep described by ``cfg``; return the exit status. Raises ConfigError.
+    ``executor_options``: ``address``, ``max_retries`` of the Ray executor."""
     import torch
 
+    if cfg.executor == "ray":
+        from mtlfast.executors_ray import import_ray
+
+        import_ray()  # not installed: one clear line (exit 2) before any work
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+    # With Ray the GPUs are the workers' (the executor checks that the cluster has some).
+    if cfg.device.startswith("cuda") and cfg.executor != "ray" and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: torch sees no CUDA device here (torch {torch.__version__})")
     threads_before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _run(cfg, out, argv_for_resume)
+        return _run(cfg, out, argv_for_resume, executor_options or {})
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(cfg: SweepConfig, out: Path, argv_for_resume) -> int:
+def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -> int:
     import torch
 
     from mtlfast.data import DataError
@@ -170,6 +200,10 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume) -> int:
             _say(f"Generating the synthetic default suite into {data_dir} (seed {cfg.synthetic_seed}) ...")
             generate_suite(data_dir, seed=cfg.synthetic_seed)
         task_paths = [str(data_dir)]
+    if cfg.embeddings and Path(cfg.embeddings).exists():
+        cfg.embeddings = str(Path(cfg.embeddings).resolve())
+    elif cfg.embeddings and ("/" in cfg.embeddings or cfg.embeddings.endswith(".txt")):
+        raise ConfigError(f"--embeddings {cfg.embeddings}: no such file")
     # Refuse a different sweep before doing any work; then save the effective config.
     try:
         store = Store(out, cfg)
@@ -229,7 +263,10 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume) -> int:
     total_steps = sum(remaining.values())
 
     settings = TrainSettings.from_config(cfg)
-    executor = make_executor(cfg.executor, spec, inputs)
+    if cfg.executor == "ray":  # a retry continues from the checkpoint this driver stored
+        executor_options = dict(executor_options, threads=cfg.threads, device=cfg.device,
+                                resume_state=store.resume_state)
+    executor = make_executor(cfg.executor, spec, inputs, **executor_options)
     stop = {"requested": False}
 
     def on_sigint(signum, frame):
@@ -315,8 +352,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        cfg = parse_config(argv)
-        return run(cfg, argv)
+        cfg, executor_options = parse_args(argv)
+        return run(cfg, argv, executor_options)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

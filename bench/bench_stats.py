@@ -19,7 +19,10 @@ default on the big corpora):
    of the (100,000-word) embedding vocabulary is built once before timing (it is cached per Embeddings
    object) and its build time is reported on its own line.
 5. ``cold``: a fresh process with an empty Numba cache (JIT compile) and a second fresh process with the cache
-   filled (``cache=True``): import + first call on a small task.
+   filled (``cache=True``): ``import mtlfast`` (the package, which imports torch), ``import mtlfast.stats``
+   (numba and the kernels, which have explicit signatures and so are compiled or loaded at import), then
+   the first and second call on a small task. Do not edit ``mtlfast/stats/_kernels.py`` while this runs
+   (a changed source invalidates the cache).
 
 Never asserts a time. Writes ``bench/out/bench_stats.csv`` (one row per measurement, with the machine).
 """
@@ -251,20 +254,23 @@ def main():
     ap.add_argument("--ref-repeats", type=int, default=3, help="timed repetitions of the SciPy side (1 from 3 M)")
     ap.add_argument("--ref-max", type=float, default=10, help="largest size (millions) the SciPy side runs on")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
+    ap.add_argument("--only", choices=("cold", "tasks", "generated"), default=None, help="run one part only")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "bench_stats.csv")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
     desc = machine()
     print(f"machine: {desc}")
-    if not args.no_cold:
+    if args.only in (None, "cold") and not args.no_cold:
         bench_cold()
-    if (args.data / "MANIFEST.md").exists():
-        bench_ten_tasks(args.data, args.repeats, args.ref_repeats)
-    else:
-        print(f"ten tasks: skipped, no data at {args.data} (set MTLFAST_DATA)")
-    sizes = [int(float(x) * 1e6) for x in args.sizes.split(",") if x]
-    bench_generated(sizes, args.repeats, args.ref_repeats, int(args.ref_max * 1e6))
+    if args.only in (None, "tasks"):
+        if (args.data / "MANIFEST.md").exists():
+            bench_ten_tasks(args.data, args.repeats, args.ref_repeats)
+        else:
+            print(f"ten tasks: skipped, no data at {args.data} (set MTLFAST_DATA)")
+    if args.only in (None, "generated"):
+        sizes = [int(float(x) * 1e6) for x in args.sizes.split(",") if x]
+        bench_generated(sizes, args.repeats, args.ref_repeats, int(args.ref_max * 1e6))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as handle:

@@ -33,10 +33,25 @@ Why nats by default: it is what ``scipy.stats.entropy`` and ``jensenshannon`` gi
 numbers can be checked against them directly; the meta-classifier standardises features, so the unit only
 scales the two columns. Pass ``base=2`` for bits.
 
-Public API: :data:`DATA_FEATURES`, :func:`task_features`, :func:`split_arrays` / :func:`features_from_arrays`
-(the same computation on NumPy id arrays, e.g. from the data layer's encoded corpora), and
-:func:`reference_task_features` (the SciPy / scikit-learn way; test oracle and benchmark baseline).
-Command line: ``python -m mtlfast.stats PATH... [--csv] [--embeddings FILE] [--base 2]``.
+Public API
+----------
+- :data:`DATA_FEATURES`, the seven names in their fixed order;
+- :func:`task_features` (``mtlfast.data.Task`` -> dict), the contract of docs/ARCHITECTURE.md;
+- :func:`folder_features`: the same straight from a task folder's bytes (what the command line uses);
+- :func:`encoded_task_features` + :func:`vocab_has_vector`: the same from the data layer's encoded arrays
+  (``encode_suite``), with no string work at all;
+- :func:`split_arrays` / :func:`features_from_arrays` / :class:`SplitArrays`: the two halves of
+  :func:`task_features` (strings -> id arrays -> features);
+- :func:`reference_task_features`: the SciPy / scikit-learn way (benchmark baseline).
+
+All paths give the same numbers (the tests hold them to 1e-9 relative of SciPy / scikit-learn; the string
+paths agree with each other exactly). Command line: ``python -m mtlfast.stats PATH... [--csv]
+[--embeddings FILE] [--base 2]``.
+
+How it is fast: Python touches the strings only through C-level calls (join, ``str.lower``, encode, or not at
+all for files); one Numba pass maps every token to a dense id with a hash table over the UTF-8 bytes; the
+features are then O(tokens) integer counting passes (the Frobenius norm from per-sentence counts, never a
+matrix). Kernels and their Numba settings: :mod:`mtlfast.stats._kernels`.
 """
 
 from __future__ import annotations
@@ -99,7 +114,10 @@ def _join_utf8(*corpora: Sequence[Sequence[str]], lower: bool) -> tuple[np.ndarr
     Joining per sentence first keeps the per-token work in C.
     """
     n_tokens = sum(sum(map(len, corpus)) for corpus in corpora)
-    text = _SEP.join([_SEP.join(sentence) for corpus in corpora for sentence in corpus if len(sentence)])
+    if all(map(all, corpora)):  # no empty sentence (the usual case): join with no Python-level loop
+        text = _SEP.join([_SEP.join(map(_SEP.join, corpus)) for corpus in corpora if len(corpus)])
+    else:
+        text = _SEP.join([_SEP.join(sentence) for corpus in corpora for sentence in corpus if len(sentence)])
     if lower:
         text = text.lower()
     return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8), n_tokens
@@ -114,9 +132,9 @@ def _intern(buf: np.ndarray, n_tokens: int, corpora) -> tuple[np.ndarray, np.nda
     return ids, table, type_span
 
 
-def _offsets(sentences: Sequence[Sequence[str]]) -> np.ndarray:
-    offsets = np.zeros(len(sentences) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, sentences), np.int64, len(sentences)), out=offsets[1:])
+def _offsets(lengths: list[int]) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
     return offsets
 
 
@@ -213,13 +231,14 @@ def split_arrays(
             f"mtlfast.stats: train tokens and tags must have the same number of sentences, "
             f"got {n_train_sentences} and {len(train_tags)}"
         )
-    offsets = _offsets(train_tokens)
+    lengths = list(map(len, train_tokens))
+    offsets = _offsets(lengths)
     n_train = int(offsets[-1])
     term_buf, n_all = _join_utf8(train_tokens, test_tokens, lower=True)
     ids, _, term_span = _intern(term_buf, n_all, (train_tokens, test_tokens))
-    tag_offsets = _offsets(train_tags)
-    if not np.array_equal(tag_offsets, offsets):
-        s = int(np.flatnonzero(np.diff(tag_offsets) != np.diff(offsets))[0])
+    tag_lengths = list(map(len, train_tags))
+    if tag_lengths != lengths:
+        s = next(i for i, (a, b) in enumerate(zip(lengths, tag_lengths)) if a != b)
         raise ValueError(
             f"mtlfast.stats: every training token needs one tag; training sentence {s} has "
             f"{len(train_tokens[s])} tokens and {len(train_tags[s])} tags"

@@ -7,10 +7,12 @@ All kernels are compiled through :func:`njit` below, the one place that holds th
 - ``error_model="numpy"``: division by zero gives inf/nan instead of raising, so no zero checks are
   compiled into the inner loops (the wrappers handle the undefined cases explicitly).
 - ``fastmath`` off: the sums of logarithms must match SciPy to 1e-9 relative; reassociation is not wanted.
-- no ``parallel=True``: every kernel here is one linear pass whose cost is memory traffic or a
-  sequential hash-table build; on the 2-core development machine a ``prange`` version of the counting
-  and Frobenius kernels was not faster (thread start-up and per-thread histograms cost more than they
-  save at these sizes), and the string interning (the hot part) is inherently sequential.
+- no ``parallel=True``: the hot part, interning the strings, is a sequential hash-table build; the kernels
+  after it are single O(tokens) integer passes that take a few ns per token (bench: "numba kernels on id
+  arrays"), so a ``prange`` version could save at most that share on the 2-core development machine while
+  adding per-thread histograms and thread start-up. Not tried; revisit only if that share grows.
+- explicit signatures: the kernels are compiled (or loaded from the cache) when the module is imported,
+  never in the middle of a first call, and a wrong dtype fails loudly instead of compiling a new version.
 
 Strings reach Numba as one UTF-8 byte buffer per corpus: the tokens joined with ``"\\n"`` (tokens of the
 TSV format never contain a newline; the wrapper checks it). :func:`intern_tokens` maps every token to a
@@ -48,7 +50,7 @@ def _hash_span(buf, start, end):
     for i in range(start, end):
         h ^= np.uint64(buf[i])
         h *= _FNV_PRIME
-    return (h ^ (h >> np.uint64(29))) | np.uint64(1)
+    return h ^ (h >> np.uint64(29))
 
 
 @njit(inline="always")
@@ -59,18 +61,26 @@ def _span_equal(a, a_start, b, b_start, length):
     return True
 
 
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(inline="always")
+def _slot(h, t):
+    """A table slot: the hash's high 32 bits (forced non-zero: 0 marks an empty slot) over the type id."""
+    return (((h >> np.uint64(32)) | np.uint64(1)) << np.uint64(32)) | np.uint64(t)
+
+
 @njit
 def _rehash(type_hash, n_types, capacity):
     """A new table of ``capacity`` slots holding types ``0 .. n_types-1``; see :func:`intern_tokens`."""
-    table = np.zeros(2 * capacity, np.uint64)
+    table = np.zeros(capacity, np.uint64)
     mask = np.uint64(capacity - 1)
     for t in range(n_types):
         h = type_hash[t]
         j = h & mask
-        while table[2 * j] != 0:
+        while table[j] != 0:
             j = (j + np.uint64(1)) & mask
-        table[2 * j] = h
-        table[2 * j + 1] = t
+        table[j] = _slot(h, t)
     return table
 
 
@@ -79,12 +89,13 @@ def _find(table, mask, h, type_span, key_buf, buf, pos, length):
     """Probe for the key ``buf[pos:pos+length]`` (hash ``h``): returns ``(slot, type id)``, the id -1 with the
     empty slot where it would go when the table does not hold it. Keys of the table live in ``key_buf``."""
     j = h & mask
+    tag = _slot(h, 0)
     while True:
-        slot_hash = table[2 * j]
-        if slot_hash == 0:
+        entry = table[j]
+        if entry == 0:
             return j, -1
-        if slot_hash == h:
-            t = np.int64(table[2 * j + 1])
+        if (entry & ~_LOW32) == tag:
+            t = np.int64(entry & _LOW32)
             if type_span[t, 1] == length and _span_equal(key_buf, type_span[t, 0], buf, pos, length):
                 return j, t
         j = (j + np.uint64(1)) & mask
@@ -103,10 +114,9 @@ def _new_type(table, j, h, pos, length, type_hash, type_span, n_types):
     type_hash[n_types] = h
     type_span[n_types, 0] = pos
     type_span[n_types, 1] = length
-    table[2 * j] = h
-    table[2 * j + 1] = n_types
+    table[j] = _slot(h, n_types)
     n_types += 1
-    capacity = table.size // 2
+    capacity = table.size
     if 2 * n_types > capacity:
         table = _rehash(type_hash, n_types, 2 * capacity)
     return table, type_hash, type_span, n_types
@@ -123,9 +133,9 @@ def intern_tokens(buf, n_tokens):
     -------
     ids : int32 [n_tokens]
         id of every token; ids are given in order of first occurrence (0, 1, 2, ...).
-    table : uint64 [2 * capacity]
-        the hash table, capacity a power of two, slot ``j`` = (hash, type id) at ``2j, 2j+1``; hash 0 marks
-        an empty slot (hashes are forced odd). Hash and id share a cache line, so a probe costs one miss.
+    table : uint64 [capacity]
+        the hash table, capacity a power of two; a slot holds the high 32 bits of the hash (forced non-zero;
+        0 marks an empty slot) over the type id, so a probe reads 8 bytes and rarely touches the key bytes.
     type_hash : uint64 [n_types]
     type_span : int64 [n_types, 2]
         byte span (start, length) in ``buf`` of the first occurrence of every type.
@@ -134,7 +144,7 @@ def intern_tokens(buf, n_tokens):
         count was wrong) and the ids are meaningless: the caller must check.
     """
     ids = np.empty(n_tokens, np.int32)
-    table = np.zeros(2 * 1024, np.uint64)
+    table = np.zeros(1024, np.uint64)
     type_hash = np.empty(256, np.uint64)
     type_span = np.empty((256, 2), np.int64)
     n_types = 0
@@ -148,8 +158,8 @@ def intern_tokens(buf, n_tokens):
             h ^= np.uint64(buf[end])
             h *= _FNV_PRIME
             end += 1
-        h = (h ^ (h >> np.uint64(29))) | np.uint64(1)
-        j, t = _find(table, np.uint64(table.size // 2 - 1), h, type_span, buf, buf, pos, end - pos)
+        h ^= h >> np.uint64(29)
+        j, t = _find(table, np.uint64(table.size - 1), h, type_span, buf, buf, pos, end - pos)
         if t < 0:
             t = n_types
             table, type_hash, type_span, n_types = _new_type(table, j, h, pos, end - pos, type_hash, type_span, n_types)
@@ -165,7 +175,7 @@ def intern_spans(buf, spans):
     result is always 0)."""
     n_tokens = spans.shape[0]
     ids = np.empty(n_tokens, np.int32)
-    table = np.zeros(2 * 1024, np.uint64)
+    table = np.zeros(1024, np.uint64)
     type_hash = np.empty(256, np.uint64)
     type_span = np.empty((256, 2), np.int64)
     n_types = 0
@@ -173,7 +183,7 @@ def intern_spans(buf, spans):
         pos = spans[k, 0]
         length = spans[k, 1]
         h = _hash_span(buf, pos, pos + length)
-        j, t = _find(table, np.uint64(table.size // 2 - 1), h, type_span, buf, buf, pos, length)
+        j, t = _find(table, np.uint64(table.size - 1), h, type_span, buf, buf, pos, length)
         if t < 0:
             t = n_types
             table, type_hash, type_span, n_types = _new_type(table, j, h, pos, length, type_hash, type_span, n_types)
@@ -187,7 +197,7 @@ def lookup_types(table, table_span, table_buf, buf, spans):
     :func:`intern_tokens` over ``table_buf``, or -1 when the table does not hold it."""
     n = spans.shape[0]
     found = np.full(n, _EMPTY, np.int32)
-    mask = np.uint64(table.size // 2 - 1)
+    mask = np.uint64(table.size - 1)
     for i in range(n):
         s = spans[i, 0]
         m = spans[i, 1]

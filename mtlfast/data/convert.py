@@ -99,7 +99,7 @@ def read_conllu(path, column="upos", missing: str | None = None) -> Sentences:
                 raise DataError(path, n, "expected a CoNLL-U token line with 10 tab-separated fields", f"{nf} field{'s' * (nf != 1)}")
         try:
             parsed = conllu.parse("\n".join(block) + "\n\n")
-        except ParseException as exc:
+        except (ParseException, ValueError, KeyError, TypeError, IndexError) as exc:
             raise DataError(path, block_start, "expected a CoNLL-U sentence", f"a parse error ({exc})") from None
         toks, tags, nums = [], [], []
         for tokenlist in parsed:
@@ -111,6 +111,8 @@ def read_conllu(path, column="upos", missing: str | None = None) -> Sentences:
                 form = tok["form"]
                 if form is None or not str(form).strip():
                     raise DataError(path, n, "expected a non-empty FORM", repr(form))
+                if field_name not in tok:
+                    raise DataError(path, n, f"expected a column {field_name.upper()}", f"columns {', '.join(tok)}")
                 value = tok[field_name]
                 value = serialize_field(value) if not isinstance(value, str) else value
                 if value is None or value.strip() in ("", "_"):

@@ -89,14 +89,14 @@ def wait_for(out, proc, predicate, timeout=240):
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(suite, tmp_path):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    assert main(tiny_args(suite, ref)) == 0
-    proc = subprocess.Popen(sweep_cmd(tiny_args(suite, killed)), cwd=ROOT, env=env(),
+    assert main(tiny_args(suite, ref, steps_pair=80)) == 0
+    proc = subprocess.Popen(sweep_cmd(tiny_args(suite, killed, steps_pair=80)), cwd=ROOT, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # Kill after the singles are done and the pairs have a checkpoint at step >= 30: mid-run, with loss rows
         # beyond the checkpoint already committed.
         wait_for(killed, proc, lambda rows: sum(s == "done" for _, s, _ in rows) >= 3
-                 and any(k == "pair" and st >= 30 for k, _, st in rows))
+                 and any(k == "pair" and s != "done" and st >= 30 for k, s, st in rows))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -106,7 +106,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(suite, tmp_path):
     runs, _, _ = db_rows(killed)
     assert any(r[5] != "done" for r in runs), "nothing left to resume"
     assert list((killed / "checkpoints").glob("*.pt"))
-    done = subprocess.run(sweep_cmd(tiny_args(suite, killed)), cwd=ROOT, env=env(), capture_output=True, text=True,
+    done = subprocess.run(sweep_cmd(tiny_args(suite, killed, steps_pair=80)), cwd=ROOT, env=env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming" in done.stderr
@@ -199,3 +199,32 @@ def test_toml_then_flags(tmp_path):
     cfg = parse_config(["--paper"])
     assert cfg.resolved_steps() == (25_000, 50_000)
     assert parse_config(["--paper-logs"]).resolved_steps() == (50_000, 100_000)
+
+
+def test_default_data_is_generated_and_every_file_written(tmp_path, capsys):
+    out = tmp_path / "default"
+    rc = main(["--tasks", "coarse", "entity", "keep", "--steps-single", "5", "--steps-pair", "5", "--hidden", "16",
+               "--no-progress", "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "Generating the synthetic default suite" in err and "REDUCED" in err
+    assert (out / "data" / "coarse" / "train.tsv").exists()
+    for name in ("mtlfast.db", "config.json", "gains.csv", "runs.csv", "scores.csv", "curves.csv", "features.csv",
+                 "heatmap.png", "report.md"):
+        assert (out / name).exists(), name
+    import json
+
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["steps_single"] == 5 and cfg["data"] == [] and cfg["tasks"] == ["coarse", "entity", "keep"]
+    header = (out / "features.csv").read_text().splitlines()[0]
+    assert header == "task,size,n_labels,tokens_per_type,oov_rate,label_entropy,frobenius_norm,jsd_train_test"
+
+
+@pytest.mark.slow
+def test_no_argument_sweep_runs_to_completion(tmp_path):
+    """The README's main command, exactly (default steps; minutes)."""
+    r = subprocess.run(sweep_cmd([]), cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "mtlfast-out"
+    assert len((out / "gains.csv").read_text().splitlines()) == 1 + 42
+    assert (out / "heatmap.png").stat().st_size > 10_000

@@ -231,12 +231,16 @@ def build_parser():
                    help="best-combination search over the task-feature groups; auto: exhaustive up to 1,023 "
                         "combinations (<= 10 groups), greedy forward selection beyond. 'exhaustive' with all 14 "
                         "groups scores 16,383 combinations per outer fold (minutes)")
-    p.add_argument("--outer-repeats", type=int, default=10,
-                   help="repetitions of the outer k-fold CV of the nested search (default 10)")
-    p.add_argument("--inner-repeats", type=int, default=2,
-                   help="repetitions of the inner k-fold CV of the nested search (default 2)")
-    p.add_argument("--optimistic-repeats", type=int, default=None,
-                   help="repetitions used for the optimistic (non-nested) search; default: --repeats")
+    p.add_argument("--outer-repeats", type=int, default=5,
+                   help="repetitions of the outer k-fold CV of the nested search (default 5)")
+    p.add_argument("--inner-repeats", type=int, default=1,
+                   help="repetitions of the inner k-fold CV of the nested search (default 1)")
+    p.add_argument("--optimistic-repeats", type=int, default=20,
+                   help="repetitions of k-fold CV for the optimistic (non-nested) search (default 20; 0: "
+                        "--repeats, the paper's protocol)")
+    p.add_argument("--full", action="store_true",
+                   help="the heavier protocol of `mtlfast.reproduce`: 10 outer x 2 inner repetitions, "
+                        "optimistic search on all --repeats")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     return p
 
@@ -245,7 +249,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     settings = {"n_repeats": args.repeats, "n_splits": args.folds, "random_state": args.seed, "search": args.search,
                 "outer_repeats": args.outer_repeats, "inner_repeats": args.inner_repeats,
-                "optimistic_repeats": args.optimistic_repeats}
+                "optimistic_repeats": args.optimistic_repeats or None}
+    if args.full:
+        settings.update(outer_repeats=10, inner_repeats=2, optimistic_repeats=None)
     from mtlfast.meta.table import TableError
 
     try:

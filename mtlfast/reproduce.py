@@ -158,7 +158,8 @@ def _jsonable(o):
     return o
 
 
-def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, quiet=False):
+def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, quiet=False,
+              single_iter=SINGLE_ITER, pair_iter=PAIR_ITER):
     """Run the whole reproduction; returns a dict with ``gains``, ``curve_features``, ``meta``, ``paths``."""
     from mtlfast.meta.analysis import meta_analysis
     from mtlfast.meta.curves import CURVE_FEATURES
@@ -171,9 +172,9 @@ def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, 
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     runs = read_logs(logs_dir)
-    gains, notes = compute_gains(runs)
+    gains, notes = compute_gains(runs, single_iter, pair_iter)
     _write_csv(out_dir / "gains.csv", gains, ["main", "aux", "f1_single", "f1_pair", "gain", "label"])
-    curves, cnotes = single_curves(runs, clean=clean_curves)
+    curves, cnotes = single_curves(runs, clean=clean_curves, single_iter=single_iter)
     notes += cnotes
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -196,7 +197,7 @@ def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, 
     rep = Report("Reproduction of Bingel & Søgaard (EACL 2017) from the released logs")
     rep.paragraph(f"Computed by `python -m mtlfast.reproduce` from `{Path(logs_dir)}`: "
                   f"{len(runs['single'])} single-task runs and {len(runs['pair'])} pair runs. Single-task F1 read "
-                  f"at iteration {SINGLE_ITER:,}, pair F1 at iteration {PAIR_ITER:,} (test split, as logged in "
+                  f"at iteration {single_iter:,}, pair F1 at iteration {pair_iter:,} (test split, as logged in "
                   f"`loss_dv.log`); gain = (F1 pair / F1 single − 1) × 100.")
     rep.heading("Gains (Figure 1)")
     add_gain_summary(rep, gains)
@@ -269,22 +270,32 @@ def build_parser():
                         "combinations, greedy beyond; the 7 curve groups give 127)")
     p.add_argument("--outer-repeats", type=int, default=10,
                    help="repetitions of the outer k-fold CV of the nested search (default 10)")
+    p.add_argument("--single-iter", type=int, default=SINGLE_ITER,
+                   help=f"iteration at which single-task F1 is read (default {SINGLE_ITER:,})")
+    p.add_argument("--pair-iter", type=int, default=PAIR_ITER,
+                   help=f"iteration at which pair F1 is read (default {PAIR_ITER:,})")
     p.add_argument("--clean-curves", action="store_true",
                    help="drop loss_tr.log entries from before a restart and after iteration 50,000 (the "
                         "original analysis kept them)")
     p.add_argument("--free-d", action="store_true",
                    help="fit d of a·ln(c·x+d)+b as well, as the original (c is then not identifiable)")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="same as --search exhaustive (all 127 combinations of the 7 curve groups; the default "
+                        "'auto' already does this)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.exhaustive:
+        args.search = "exhaustive"
     settings = {"n_repeats": args.repeats, "n_splits": args.folds, "random_state": args.seed,
-                "search": args.search, "outer_repeats": args.outer_repeats}
+                "search": args.search, "outer_repeats": args.outer_repeats, "inner_repeats": 2,
+                "optimistic_repeats": None}
     try:
         res = reproduce(args.logs, args.out, settings, clean_curves=args.clean_curves, fix_d=not args.free_d,
-                        quiet=args.quiet)
+                        quiet=args.quiet, single_iter=args.single_iter, pair_iter=args.pair_iter)
     except (LogError, OSError) as exc:
         print(f"mtlfast.reproduce: {exc}", file=sys.stderr)
         return 2

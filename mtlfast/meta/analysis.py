@@ -41,10 +41,10 @@ class MetaSettings(dict):
         "C": 1.0,
         "search": "auto",  # auto | exhaustive | greedy | none
         "criterion": "accuracy",
-        "outer_repeats": 10,  # nested CV: outer repetitions of n_splits folds
+        "outer_repeats": 5,  # nested CV: outer repetitions of n_splits folds
         "inner_splits": 5,
-        "inner_repeats": 2,
-        "optimistic_repeats": None,  # None: the same folds as the main CV
+        "inner_repeats": 1,
+        "optimistic_repeats": 20,  # None: the same folds as the main CV (n_repeats)
         "rfe": True,
     }
 

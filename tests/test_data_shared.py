@@ -8,6 +8,8 @@ import pytest
 
 from mtlfast.data import encode_suite, load_suite, make_batch
 
+pytestmark = pytest.mark.shared_data
+
 TASKS = ("ccg", "chu", "com", "fnt", "pos", "hyp", "key", "mwe", "sem", "str")
 
 

@@ -127,7 +127,7 @@ def test_reference_matches_torch_lstm(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fn", ["bilstm", "reference_bilstm"])
 def test_gradcheck_float64(device, fn):
-    K, B, T, E, H = 2, 3, 4, 3, 2
+    K, B, T, E, H = 2, 2, 4, 3, 2
     x, lengths, w_ih, w_hh, bias, _ = make_problem(K, B, T, E, H, dtype=torch.float64, seed=3, device=device)
     f = bilstm if fn == "bilstm" else reference_bilstm
     kw = {"backend": BACKEND[device]} if fn == "bilstm" else {}
@@ -159,8 +159,11 @@ def test_padding_length_does_not_matter(device):
     assert torch.all(y_long[:, :, T:] == 0)
 
 
+PATHS = ["portable", "avx2", "avx512", "avx512_bf16"]
+
+
 @needs_c
-@pytest.mark.parametrize("path", ["portable", "avx2", "avx512"])
+@pytest.mark.parametrize("path", PATHS)
 def test_each_cpu_kernel_path(path):
     if path not in cpu_kernel_paths():
         pytest.skip(f"this CPU cannot run the {path} kernels")
@@ -191,7 +194,7 @@ def test_aten_gemm_fallback():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bf16_error_within_twice_pytorch_bf16(device):
-    K, B, T, E, H = 2, 16, 20, 50, 100
+    K, B, T, E, H = 2, 6, 9, 50, 100
     prob = make_problem(K, B, T, E, H, seed=19, device=device)
     exact = run_op(reference_bilstm, *[p.double() for p in prob[:1]], prob[1], *[p.double() for p in prob[2:]])
     ours = run_op(bilstm, *prob, precision="bf16", backend=BACKEND[device])
@@ -204,6 +207,26 @@ def test_bf16_error_within_twice_pytorch_bf16(device):
         floor = 1e-6 * e.abs().max().item()
         assert err_ours <= 2 * err_torch + floor, f"{name}: bf16 kernel error {err_ours:.3g} vs PyTorch bf16 {err_torch:.3g}"
         assert err_fp32 < err_ours or err_ours <= floor, f"{name}: bf16 did not change the products ({err_ours:.3g})"
+
+
+def bf16_errors(ours, torch_bf16, exact):
+    for name, o, t, e in zip(NAMES, ours, torch_bf16, exact):
+        yield name, (o.double() - e).abs().max().item(), (t.double() - e).abs().max().item(), e.abs().max().item()
+
+
+@needs_c
+@pytest.mark.parametrize("path", PATHS)
+def test_bf16_each_cpu_kernel_path(path):
+    """Native bf16 dot products (avx512_bf16) and the rounded-operand fp32 products of the other paths."""
+    if path not in cpu_kernel_paths():
+        pytest.skip(f"this CPU cannot run the {path} kernels")
+    prob = make_problem(2, 5, 7, 50, 100, seed=29)
+    exact = run_op(reference_bilstm, *[p.double() for p in prob[:1]], prob[1], *[p.double() for p in prob[2:]])
+    torch_bf16 = run_op(reference_bilstm, *prob, precision="bf16")
+    with forced_cpu_kernel_path(path):
+        ours = run_op(bilstm, *prob, precision="bf16", backend="cpu")
+    for name, err_ours, err_torch, scale in bf16_errors(ours, torch_bf16, exact):
+        assert err_ours <= 2 * err_torch + 1e-6 * scale, f"{name} ({path}): {err_ours:.3g} vs PyTorch bf16 {err_torch:.3g}"
 
 
 def test_module_conversion_round_trip():

@@ -14,9 +14,11 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <immintrin.h>
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "mtlfast.h"
@@ -34,9 +36,22 @@ using sgemm_fn = void (*)(const char*, const char*, const int*, const int*, cons
 using dgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*, const double*,
                           const double*, const int*, const double*, const int*, const double*, double*, const int*);
 
+// MKL's packed-operand API (LP64): pack a matrix once into the kernel's internal layout, reuse it in many
+// products. Used for the recurrent weights, multiplied once per timestep.
+using pack_get_size_fn = size_t (*)(int identifier, int m, int n, int k);
+using sgemm_pack_fn = void (*)(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                               const float* src, int ld, float* dest);
+using sgemm_compute_fn = void (*)(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                                  const float* b, int ldb, float beta, float* c, int ldc);
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112, kCblasPacked = 151,
+              kCblasBMatrix = 162;
+
 struct Blas {
   sgemm_fn sgemm = nullptr;
   dgemm_fn dgemm = nullptr;
+  pack_get_size_fn pack_get_size = nullptr;
+  sgemm_pack_fn sgemm_pack = nullptr;
+  sgemm_compute_fn sgemm_compute = nullptr;
   Blas() {
     // torch's libtorch_cpu exports MKL's Fortran BLAS (LP64). Look it up instead of linking it, so a torch built
     // without MKL still loads this extension and falls back to at::mm.
@@ -45,7 +60,12 @@ struct Blas {
     for (void* scope : scopes) {
       if (!sgemm) sgemm = reinterpret_cast<sgemm_fn>(dlsym(scope, "sgemm_"));
       if (!dgemm) dgemm = reinterpret_cast<dgemm_fn>(dlsym(scope, "dgemm_"));
+      if (!pack_get_size) pack_get_size = reinterpret_cast<pack_get_size_fn>(dlsym(scope, "cblas_sgemm_pack_get_size"));
+      if (!sgemm_pack) sgemm_pack = reinterpret_cast<sgemm_pack_fn>(dlsym(scope, "cblas_sgemm_pack"));
+      if (!sgemm_compute) sgemm_compute = reinterpret_cast<sgemm_compute_fn>(dlsym(scope, "cblas_sgemm_compute"));
     }
+    if (!(pack_get_size && sgemm_pack && sgemm_compute)) pack_get_size = nullptr, sgemm_pack = nullptr,
+                                                          sgemm_compute = nullptr;
   }
 };
 
@@ -96,6 +116,52 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
   }
   gemm_aten<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+std::atomic<bool> g_no_pack{false};
+
+// Right operand op(B) [K, N] of many products C[M, N] (+)= A[M, K] @ op(B): packed once where MKL allows.
+template <typename T>
+class Rhs {
+ public:
+  Rhs(bool tb, int64_t N, int64_t K, const T* B, int64_t ldb, int64_t M, bool allow_pack = true)
+      : tb_(tb), N_(N), K_(K), B_(B), ldb_(ldb) {
+    if constexpr (std::is_same_v<T, float>) {
+      const Blas& bl = blas();
+      if (allow_pack && bl.sgemm_pack && !g_force_aten_gemm.load(std::memory_order_relaxed) &&
+          !g_no_pack.load(std::memory_order_relaxed)) {
+        const size_t bytes = bl.pack_get_size(kCblasBMatrix, static_cast<int>(M), static_cast<int>(N),
+                                              static_cast<int>(K));
+        packed_ = static_cast<float*>(std::aligned_alloc(64, ((bytes + 63) / 64) * 64));
+        if (packed_ != nullptr) {
+          bl.sgemm_pack(kCblasRowMajor, kCblasBMatrix, tb ? kCblasTrans : kCblasNoTrans, static_cast<int>(M),
+                        static_cast<int>(N), static_cast<int>(K), 1.0f, B, static_cast<int>(ldb), packed_);
+        }
+      }
+    }
+  }
+  ~Rhs() { std::free(packed_); }
+  Rhs(const Rhs&) = delete;
+  Rhs& operator=(const Rhs&) = delete;
+
+  void mm(int64_t M, const T* A, int64_t lda, T beta, T* C, int64_t ldc) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_ != nullptr) {
+        blas().sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, static_cast<int>(M), static_cast<int>(N_),
+                             static_cast<int>(K_), A, static_cast<int>(lda), packed_, static_cast<int>(ldb_), beta, C,
+                             static_cast<int>(ldc));
+        return;
+      }
+    }
+    gemm<T>(false, tb_, M, N_, K_, T(1), A, lda, B_, ldb_, beta, C, ldc);
+  }
+
+ private:
+  bool tb_;
+  int64_t N_, K_;
+  const T* B_;
+  int64_t ldb_;
+  float* packed_ = nullptr;
+};
 
 // ------------------------------------------------------------------------------------------------------------
 // Element-wise maths. float: branch-free Cephes-style approximations (about 1-2 ulp) that the compiler vectorises;
@@ -253,11 +319,15 @@ MTLFAST_STEP_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,av
 MTLFAST_STEP_VARIANT(avx2, __attribute__((target("avx2,fma"))))
 MTLFAST_STEP_VARIANT(portable, )
 
-enum class Path : int { kAuto = 0, kPortable = 1, kAvx2 = 2, kAvx512 = 3 };
+// kAvx512Bf16 = the AVX-512 element-wise kernels plus native bf16 dot products (vdpbf16ps) for precision='bf16';
+// every other path computes bf16 products by rounding the operands and multiplying in fp32 (same numbers).
+enum class Path : int { kAuto = 0, kPortable = 1, kAvx2 = 2, kAvx512 = 3, kAvx512Bf16 = 4 };
 std::atomic<int> g_forced_path{static_cast<int>(Path::kAuto)};
 
 bool cpu_has(Path p) {
   switch (p) {
+    case Path::kAvx512Bf16:
+      return cpu_has(Path::kAvx512) && __builtin_cpu_supports("avx512bf16");
     case Path::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
@@ -269,7 +339,10 @@ bool cpu_has(Path p) {
 }
 
 Path best_path() {
-  static const Path best = cpu_has(Path::kAvx512) ? Path::kAvx512 : cpu_has(Path::kAvx2) ? Path::kAvx2 : Path::kPortable;
+  static const Path best = cpu_has(Path::kAvx512Bf16) ? Path::kAvx512Bf16
+                           : cpu_has(Path::kAvx512)   ? Path::kAvx512
+                           : cpu_has(Path::kAvx2)     ? Path::kAvx2
+                                                      : Path::kPortable;
   return best;
 }
 
@@ -280,6 +353,8 @@ Path active_path() {
 
 const char* path_name(Path p) {
   switch (p) {
+    case Path::kAvx512Bf16:
+      return "avx512_bf16";
     case Path::kAvx512:
       return "avx512";
     case Path::kAvx2:
@@ -298,6 +373,7 @@ struct StepKernels {
 
 StepKernels float_kernels() {
   switch (active_path()) {
+    case Path::kAvx512Bf16:
     case Path::kAvx512:
       return {fwd_step_avx512, bwd_step_avx512};
     case Path::kAvx2:
@@ -396,6 +472,161 @@ void round_bf16_inplace(float* p, int64_t n) {
 }
 
 // ------------------------------------------------------------------------------------------------------------
+// Native bf16 products (AVX512-BF16 vdpbf16ps): C[M, N] = op(A)[M, K] @ op(B)[K, N] (+ beta C), bf16 operands
+// rounded to nearest even from fp32, fp32 accumulation. Operands are packed first: A as [M][K/2] pairs, B as
+// 16-column blocks [N/16][K/2][16][2]; a 4 x 64 register tile of C runs over K two at a time.
+// ------------------------------------------------------------------------------------------------------------
+MTLFAST_AI uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+constexpr int64_t kTileRows = 4, kTileBlocks = 4;  // register tile: 4 rows x 4 blocks of 16 columns
+
+struct PackedB16 {
+  std::vector<uint16_t> data;  // [nblk][kp][32]
+  int64_t N = 0, kp = 0, nblk = 0;
+};
+
+void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out) {
+  out.N = N;
+  out.kp = (K + 1) / 2;
+  out.nblk = ((N + 16 * kTileBlocks - 1) / (16 * kTileBlocks)) * kTileBlocks;  // whole tiles, zero-padded
+  out.data.assign(out.nblk * out.kp * 32, 0);
+  for (int64_t k = 0; k < K; ++k) {
+    for (int64_t n = 0; n < N; ++n) {
+      const float v = tb ? B[n * ldb + k] : B[k * ldb + n];
+      out.data[((n / 16) * out.kp + k / 2) * 32 + (n % 16) * 2 + (k % 2)] = bf16_bits(v);
+    }
+  }
+}
+
+void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda, std::vector<uint32_t>& out) {
+  const int64_t kp = (K + 1) / 2;
+  out.assign(M * kp, 0u);
+  uint16_t* o = reinterpret_cast<uint16_t*>(out.data());  // little endian: element 2p is the low half
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k) o[m * 2 * kp + k] = bf16_bits(ta ? A[k * lda + m] : A[m * lda + k]);
+  }
+}
+
+#define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+template <int R>
+MTLFAST_BF16_TARGET void bf16_tile(int64_t kp, const uint32_t* A, const uint16_t* Bt, int64_t bstride, float* C,
+                                   int64_t ldc, int64_t nvalid, float beta) {
+  __m512 acc[R][kTileBlocks];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < kTileBlocks; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; ++p) {
+    __m512bh b[kTileBlocks];
+#pragma GCC unroll 4
+    for (int j = 0; j < kTileBlocks; ++j) b[j] = (__m512bh)_mm512_loadu_si512(Bt + j * bstride + p * 32);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[r * kp + p]));
+#pragma GCC unroll 4
+      for (int j = 0; j < kTileBlocks; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, b[j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < kTileBlocks; ++j) {
+    const int64_t c0 = j * 16;
+    if (c0 >= nvalid) break;
+    const __mmask16 mask = nvalid - c0 >= 16 ? static_cast<__mmask16>(0xffff)
+                                             : static_cast<__mmask16>((1u << (nvalid - c0)) - 1u);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      float* c = C + r * ldc + c0;
+      __m512 v = acc[r][j];
+      if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask, c), v);
+      _mm512_mask_storeu_ps(c, mask, v);
+    }
+  }
+}
+
+MTLFAST_BF16_TARGET void bf16_gemm_packed(int64_t M, const uint32_t* A, const PackedB16& Bp, float beta, float* C,
+                                          int64_t ldc) {
+  const int64_t bstride = Bp.kp * 32;
+  for (int64_t t0 = 0; t0 < Bp.nblk; t0 += kTileBlocks) {
+    const int64_t nvalid = std::min<int64_t>(16 * kTileBlocks, Bp.N - t0 * 16);
+    if (nvalid <= 0) break;
+    const uint16_t* Bt = Bp.data.data() + t0 * bstride;
+    for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
+      const uint32_t* Am = A + m0 * Bp.kp;
+      float* Cm = C + m0 * ldc + t0 * 16;
+      switch (std::min<int64_t>(kTileRows, M - m0)) {
+        case 4: bf16_tile<4>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+        case 3: bf16_tile<3>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+        case 2: bf16_tile<2>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+        default: bf16_tile<1>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+      }
+    }
+  }
+}
+
+// How the products of one call are computed.
+enum class Prod { kFp, kBf16Emulated, kBf16Native };
+
+Prod prod_mode(bool bf16) {
+  if (!bf16) return Prod::kFp;
+  return active_path() == Path::kAvx512Bf16 ? Prod::kBf16Native : Prod::kBf16Emulated;
+}
+
+// General product in the call's mode (operands of the emulated mode are already rounded by the caller).
+template <typename T>
+void prod(Prod mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (mode == Prod::kBf16Native) {
+      if (M == 0 || N == 0) return;
+      std::vector<uint32_t> ap;
+      PackedB16 bp;
+      pack_a16(ta, M, K, A, lda, ap);
+      pack_b16(tb, K, N, B, ldb, bp);
+      bf16_gemm_packed(M, ap.data(), bp, beta, C, ldc);
+      return;
+    }
+  }
+  gemm<T>(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+}
+
+// Right operand reused by every timestep, in the call's mode: fp32 -> MKL-packed (Rhs), native bf16 -> packed
+// bf16 blocks.
+template <typename T>
+class StepRhs {
+ public:
+  StepRhs(Prod mode, bool tb, int64_t N, int64_t K, const T* B, int64_t ldb, int64_t M)
+      : native_(mode == Prod::kBf16Native), K_(K), rhs_(tb, N, K, B, ldb, M, !native_) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (native_) pack_b16(tb, K, N, B, ldb, packed_);
+    }
+  }
+  // C (+)= A @ op(B); A rows strided by lda.
+  void mm(int64_t M, const T* A, int64_t lda, T beta, T* C, int64_t ldc) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (native_) {
+        pack_a16(false, M, K_, A, lda, abuf_);
+        bf16_gemm_packed(M, abuf_.data(), packed_, beta, C, ldc);
+        return;
+      }
+    }
+    rhs_.mm(M, A, lda, beta, C, ldc);
+  }
+
+ private:
+  bool native_;
+  int64_t K_;
+  Rhs<T> rhs_;
+  PackedB16 packed_;
+  std::vector<uint32_t> abuf_;
+};
+
+// ------------------------------------------------------------------------------------------------------------
 // Forward
 // ------------------------------------------------------------------------------------------------------------
 template <typename T>
@@ -403,9 +634,10 @@ void forward_impl(const Dims& d, const T* x, const int64_t* len, const T* w_ih, 
                   T* acts, T* cells, bool bf16) {
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
   const StepKernels kern = float_kernels();
+  const Prod mode = prod_mode(bf16);
   at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows(B);
-    std::vector<T> hbuf(bf16 ? B * H : 0);
+    std::vector<T> hbuf(mode == Prod::kBf16Emulated ? B * H : 0);
     for (int64_t kd = begin; kd < end; ++kd) {
       const int64_t k = kd / 2, dir = kd % 2;
       const T* xk = x + k * B * T_ * E;
@@ -418,7 +650,8 @@ void forward_impl(const Dims& d, const T* x, const int64_t* len, const T* w_ih, 
       const int64_t* lk = len + k * B;
       // Input projection of every timestep at once: A = x @ w_ih^T + bias.
       for (int64_t r = 0; r < B * T_; ++r) std::memcpy(A + r * G4, bk, G4 * sizeof(T));
-      gemm<T>(false, true, B * T_, G4, E, T(1), xk, E, wih, E, T(1), A, G4);
+      prod<T>(mode, false, true, B * T_, G4, E, xk, E, wih, E, T(1), A, G4);
+      StepRhs<T> whh_t(mode, true, G4, H, whh, H, B);  // w_hh^T, packed once for all T steps
       for (int64_t s = 0; s < T_; ++s) {
         const int64_t t = dir == 0 ? s : T_ - 1 - s;
         const int64_t tp = dir == 0 ? t - 1 : t + 1;
@@ -432,14 +665,14 @@ void forward_impl(const Dims& d, const T* x, const int64_t* len, const T* w_ih, 
           const T* hp = Y + tp * 2 * H;
           int64_t ldh = T_ * 2 * H;
           if constexpr (std::is_same_v<T, float>) {
-            if (bf16) {
+            if (mode == Prod::kBf16Emulated) {
               for (int64_t b = 0; b < B; ++b) std::memcpy(hbuf.data() + b * H, hp + b * ldh, H * sizeof(T));
               round_bf16_inplace(hbuf.data(), B * H);
               hp = hbuf.data();
               ldh = H;
             }
           }
-          gemm<T>(false, true, B, G4, H, T(1), hp, ldh, whh, H, T(1), A + t * G4, T_ * G4);
+          whh_t.mm(B, hp, ldh, T(1), A + t * G4, T_ * G4);
         }
         fwd_step<T>(kern, H, n, rows.data(), A + t * G4, T_ * G4, s > 0 ? C + tp * H : nullptr, T_ * H, C + t * H,
                     T_ * H, Y + t * 2 * H, T_ * 2 * H);
@@ -457,9 +690,11 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
                    bool bf16) {
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
   const StepKernels kern = float_kernels();
+  const Prod mode = prod_mode(bf16);
+  const bool emulate = mode == Prod::kBf16Emulated;
   at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows(B);
-    std::vector<T> DH(B * H), DC(B * H), hprev(B * T_ * H), dbuf(bf16 ? B * G4 : 0);
+    std::vector<T> DH(B * H), DC(B * H), hprev(B * T_ * H), dbuf(emulate ? B * G4 : 0);
     for (int64_t kd = begin; kd < end; ++kd) {
       const int64_t k = kd / 2, dir = kd % 2;
       const T* xk = x + k * B * T_ * E;
@@ -471,6 +706,7 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
       const T* dY = dy + k * B * T_ * 2 * H + dir * H;
       const int64_t* lk = len + k * B;
       std::fill(DC.begin(), DC.end(), T(0));
+      StepRhs<T> whh_n(mode, false, H, G4, whh, H, B);  // w_hh, packed once for all T steps
       for (int64_t s = T_ - 1; s >= 0; --s) {
         const int64_t t = dir == 0 ? s : T_ - 1 - s;
         const int64_t tp = dir == 0 ? t - 1 : t + 1;     // previous step in this direction's order
@@ -488,14 +724,14 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
           const T* dn = D + tn * G4;
           int64_t ldd = T_ * G4;
           if constexpr (std::is_same_v<T, float>) {
-            if (bf16) {
+            if (emulate) {
               for (int64_t b = 0; b < B; ++b) std::memcpy(dbuf.data() + b * G4, dn + b * ldd, G4 * sizeof(T));
               round_bf16_inplace(dbuf.data(), B * G4);
               dn = dbuf.data();
               ldd = G4;
             }
           }
-          gemm<T>(false, false, B, H, G4, T(1), dn, ldd, whh, H, T(0), DH.data(), H);
+          whh_n.mm(B, dn, ldd, T(0), DH.data(), H);
         }
         if (n == 0) continue;
         bwd_step<T>(kern, H, n, rows.data(), A + t * G4, T_ * G4, D + t * G4, T_ * G4, dY + t * 2 * H, T_ * 2 * H,
@@ -510,9 +746,9 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
         for (int64_t j = 0; j < G4; ++j) db[j] += dr[j];
       }
       if constexpr (std::is_same_v<T, float>) {
-        if (bf16) round_bf16_inplace(D, B * T_ * G4);  // operand of the weight/input-gradient products
+        if (emulate) round_bf16_inplace(D, B * T_ * G4);  // operand of the weight/input-gradient products
       }
-      gemm<T>(true, false, G4, E, B * T_, T(1), D, G4, xk, E, T(0), dw_ih + kd * G4 * E, E);
+      prod<T>(mode, true, false, G4, E, B * T_, D, G4, xk, E, T(0), dw_ih + kd * G4 * E, E);
       // h_prev of every (b, t): the state the step at t started from (zero at each sequence's first step).
       for (int64_t b = 0; b < B; ++b) {
         for (int64_t t = 0; t < T_; ++t) {
@@ -526,9 +762,9 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
         }
       }
       if constexpr (std::is_same_v<T, float>) {
-        if (bf16) round_bf16_inplace(hprev.data(), B * T_ * H);
+        if (emulate) round_bf16_inplace(hprev.data(), B * T_ * H);
       }
-      gemm<T>(true, false, G4, H, B * T_, T(1), D, G4, hprev.data(), H, T(0), dw_hh + kd * G4 * H, H);
+      prod<T>(mode, true, false, G4, H, B * T_, D, G4, hprev.data(), H, T(0), dw_hh + kd * G4 * H, H);
     }
   });
   // dx[k] = sum_d dgates[k, d] @ w_ih[k, d]; rows split in two so K = 1 still uses two threads.
@@ -541,7 +777,7 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
       if (r1 <= r0) continue;
       for (int64_t dir = 0; dir < 2; ++dir) {
         const int64_t kd = k * 2 + dir;
-        gemm<T>(false, false, r1 - r0, E, G4, T(1), dgates + (kd * rows_total + r0) * G4, G4, w_ih + kd * G4 * E, E,
+        prod<T>(mode, false, false, r1 - r0, E, G4, dgates + (kd * rows_total + r0) * G4, G4, w_ih + kd * G4 * E, E,
                 dir == 0 ? T(0) : T(1), dx + (k * rows_total + r0) * E, E);
       }
     }
@@ -558,9 +794,11 @@ std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tenso
   const bool bf16 = precision == "bf16";
   TORCH_CHECK(!bf16 || x_.scalar_type() == at::kFloat, "bilstm: precision='bf16' needs float32 inputs; got ",
               x_.scalar_type());
-  at::Tensor x = bf16 ? round_bf16(x_).contiguous() : x_.contiguous();
-  at::Tensor w_ih = bf16 ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
-  at::Tensor w_hh = bf16 ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
+  // Emulated bf16 products multiply pre-rounded operands in fp32; the native kernels round while packing.
+  const bool pre_round = prod_mode(bf16) == Prod::kBf16Emulated;
+  at::Tensor x = pre_round ? round_bf16(x_).contiguous() : x_.contiguous();
+  at::Tensor w_ih = pre_round ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
+  at::Tensor w_hh = pre_round ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
   at::Tensor bias = bias_.contiguous();
   at::Tensor len = lengths.contiguous();
   auto opts = x.options();
@@ -586,9 +824,11 @@ std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Ten
   check_tensor(acts_, "acts (saved activations)", {d.K, 2, d.B, d.T, 4 * d.H}, "[K, 2, B, T, 4H]", dt);
   check_tensor(cells_, "cells (saved cell states)", {d.K, 2, d.B, d.T, d.H}, "[K, 2, B, T, H]", dt);
   const bool bf16 = precision == "bf16";
-  at::Tensor x = bf16 ? round_bf16(x_).contiguous() : x_.contiguous();
-  at::Tensor w_ih = bf16 ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
-  at::Tensor w_hh = bf16 ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
+  // Emulated bf16 products multiply pre-rounded operands in fp32; the native kernels round while packing.
+  const bool pre_round = prod_mode(bf16) == Prod::kBf16Emulated;
+  at::Tensor x = pre_round ? round_bf16(x_).contiguous() : x_.contiguous();
+  at::Tensor w_ih = pre_round ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
+  at::Tensor w_hh = pre_round ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
   at::Tensor dy = dy_.contiguous(), y = y_.contiguous(), acts = acts_.contiguous(), cells = cells_.contiguous();
   at::Tensor len = lengths.contiguous();
   auto opts = x.options();
@@ -622,6 +862,7 @@ void register_bilstm_cpu(pybind11::module_& m) {
         std::vector<std::string> out{"portable"};
         if (cpu_has(Path::kAvx2)) out.push_back("avx2");
         if (cpu_has(Path::kAvx512)) out.push_back("avx512");
+        if (cpu_has(Path::kAvx512Bf16)) out.push_back("avx512_bf16");
         return out;
       },
       "Element-wise kernel builds this CPU can run (the last is the default).");
@@ -635,9 +876,10 @@ void register_bilstm_cpu(pybind11::module_& m) {
                  : name == "portable" ? Path::kPortable
                  : name == "avx2"     ? Path::kAvx2
                  : name == "avx512"   ? Path::kAvx512
+                 : name == "avx512_bf16" ? Path::kAvx512Bf16
                                       : static_cast<Path>(-1);
         TORCH_CHECK(static_cast<int>(p) >= 0, "set_cpu_kernel_path: name must be one of auto, portable, avx2, ",
-                    "avx512; got '", name, "'");
+                    "avx512, avx512_bf16; got '", name, "'");
         TORCH_CHECK(cpu_has(p), "set_cpu_kernel_path: this CPU cannot run the '", name, "' kernels");
         g_forced_path.store(static_cast<int>(p));
       },
@@ -649,6 +891,10 @@ void register_bilstm_cpu(pybind11::module_& m) {
         return std::string(blas().sgemm != nullptr ? "mkl" : "aten");
       },
       "Where the bi-LSTM's matrix products go: 'mkl' (torch's own MKL, called directly) or 'aten' (at::mm).");
+  m.def(
+      "set_gemm_packing",
+      [](bool on) { g_no_pack.store(!on); },
+      py::arg("on"), "Use MKL's packed recurrent weights when available (default on; off is for testing).");
   m.def(
       "set_gemm_backend",
       [](const std::string& name) {

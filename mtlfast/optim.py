@@ -183,6 +183,7 @@ def adadelta_(
     backend : {"auto", "c", "reference"}
     """
     ps, gs, ss, as_ = (_as_list(x, n) for x, n in ((params, "params"), (grads, "grads"), (sq, "sq"), (acc, "acc")))
+    gs = [g.contiguous() for g in gs]  # read only: a copy keeps the fused path (params/sq/acc are written in place)
     masks = _masks_list(mask, len(ps))
     masks_ok = all(m is None or m.device.type == "cpu" for m in masks)
     if _pick(backend, _c_ok(ps + gs + ss + as_) and masks_ok, "adadelta_"):
@@ -276,7 +277,9 @@ def adadelta_rows_(
     step : int
         1-based number of the step being applied (the same counter for all K runs of an array).
     """
-    ok = _c_ok([table, grad_rows, sq, acc]) and row_ids.device.type == "cpu" and last_step.device.type == "cpu"
+    grad_rows = grad_rows.contiguous()
+    ok = (_c_ok([table, grad_rows, sq, acc]) and row_ids.device.type == "cpu" and last_step.device.type == "cpu"
+          and last_step.is_contiguous())
     if _pick(backend, ok, "adadelta_rows_"):
         _C.adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, int(step), float(lr), float(rho), float(eps))
     else:
@@ -369,6 +372,7 @@ def embedding_grad_rows(
     grad_rows : Tensor [U, E] or [K, U, E]
         Summed gradients (zeros in padding).
     """
+    grad_out = grad_out.contiguous()
     ok = _c_ok([grad_out]) and ids.device.type == "cpu" and ids.dtype == torch.int64
     if _pick(backend, ok, "embedding_grad_rows"):
         return _C.embedding_grad_rows(ids, grad_out, int(num_rows), int(ignore_id))

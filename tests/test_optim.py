@@ -277,3 +277,14 @@ def test_lazy_state_dict_round_trip():
         o.step(torch.tensor([1, 5]), torch.ones(2, 3))
     torch.testing.assert_close(lazy.table, other.table)
     torch.testing.assert_close(lazy.sq, other.sq)
+
+
+@needs_c
+def test_non_contiguous_grads_keep_fused_path(monkeypatch):
+    p, s, a = torch.randn(4, 6), torch.zeros(4, 6), torch.zeros(4, 6)
+    g = torch.randn(6, 4).t()  # a view: only read, so the fused op still runs on a contiguous copy
+    expect = [p.clone(), g.contiguous(), s.clone(), a.clone()]
+    O.reference_adadelta_(*expect, **HP)
+    monkeypatch.setattr(O, "reference_adadelta_", None)  # the fallback must not be taken
+    O.adadelta_([p], [g], [s], [a], **HP)
+    torch.testing.assert_close(p, expect[0], **ONE_STEP_F32)

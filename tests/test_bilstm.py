@@ -35,6 +35,16 @@ DEVICES = [pytest.param("cpu", marks=needs_c, id="cpu"),
 BACKEND = {"cpu": "cpu", "cuda": "auto"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Run on one thread (the tests are many tiny calls, where spinning thread pools on a busy machine cost
+    more than the work); test_model_array_equals_separate_calls runs the multi-threaded split explicitly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def assert_close_f32(actual, expected, what):
     scale = expected.abs().max().item()
     torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * scale, msg=lambda m: f"{what}: {m}")
@@ -139,7 +149,11 @@ def test_gradcheck_float64(device, fn):
 def test_model_array_equals_separate_calls(device):
     K, B, T, E, H = 3, 7, 9, 16, 8
     prob = make_problem(K, B, T, E, H, seed=11, device=device)
-    together = run_op(bilstm, *prob, backend=BACKEND[device])
+    torch.set_num_threads(2)  # the K x 2 (model, direction) tasks split over threads
+    try:
+        together = run_op(bilstm, *prob, backend=BACKEND[device])
+    finally:
+        torch.set_num_threads(1)
     x, lengths, w_ih, w_hh, bias, dy = prob
     for k in range(K):
         sl = slice(k, k + 1)

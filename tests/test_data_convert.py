@@ -2,11 +2,9 @@
 
 from pathlib import Path
 
-import pytest
-
 from mtlfast.data import load_task
 from mtlfast.data.__main__ import main
-from mtlfast.data.convert import apply_bio, bio_problems, convert_task, read_columns, read_conllu, Sentences
+from mtlfast.data.convert import Sentences, apply_bio, bio_problems, read_columns, read_conllu
 
 CONLLU = """# newdoc id = doc1
 # sent_id = 1

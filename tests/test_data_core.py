@@ -1,6 +1,5 @@
 """mtlfast.data core: reading tasks, vocabulary, encoding, batches, the compiled/pure-Python twins."""
 
-import re
 import warnings
 
 import numpy as np

@@ -1,9 +1,15 @@
 """mtlfast: which auxiliary tasks help which main tasks in multi-task learning, measured fast.
 
-Reproduces and extends Bingel & Søgaard (EACL 2017). Importing the package never compiles anything and
-never fails because a compiled backend is missing; see :mod:`mtlfast._backend` and ``python -m mtlfast.info``.
+Reproduces and extends Bingel & Søgaard (EACL 2017). Importing the package never compiles anything, never
+fails because a compiled backend is missing, and does not import torch (so ``python -m mtlfast.data`` and
+``python -m mtlfast.stats`` start quickly); see :mod:`mtlfast._backend` and ``python -m mtlfast.info``.
 """
 
 __version__ = "0.1.0"
 
-from mtlfast._backend import backends  # noqa: E402,F401
+
+def backends() -> dict:
+    """What the compiled module offers: ``{'_C': bool, 'cuda_kernels': bool, 'error': str | None}``."""
+    from mtlfast._backend import backends as _backends
+
+    return _backends()

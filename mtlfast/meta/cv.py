@@ -13,10 +13,12 @@ where ``m_i`` is 1 for the fold's training rows and 0 otherwise and ``s_i = +-1`
 Agreement with scikit-learn
 ---------------------------
 Newton's method here is run to a relative step of ``tol = 1e-10``, i.e. to machine precision; lbfgs in
-scikit-learn stops at ``tol=1e-4`` (its default), so its coefficients differ from the exact optimum by up to
-about 1e-4. Both therefore give the same prediction for every test point except one whose decision value
-lies within that tolerance of 0 (the decision boundary). The tests compare per-fold predictions and
-scores with scikit-learn's loop and allow a differing prediction only where ``|decision| < 1e-3``.
+scikit-learn stops at ``tol=1e-4`` (its default), so its coefficients differ from the exact optimum by about
+1e-4 to 1e-3, and its decision values by up to a few 1e-3. Both therefore give the same prediction for every
+test point except one whose decision value lies that close to 0 (the decision boundary): in the benchmark
+(500 folds, 9,000 test predictions) 4 predictions differed, all with ``|decision| < 4e-3``. The tests compare
+per-fold predictions and scores with scikit-learn's loop and allow a differing prediction only where
+``|decision| < 1e-2``; with ``LogisticRegression(tol=1e-12)`` the coefficients agree to 1e-4 or better.
 
 Columns are excluded from a fit (feature subsets, recursive feature elimination) by zeroing them: with the
 L2 penalty an all-zero column gets a coefficient of exactly 0 and leaves the other coefficients unchanged,

@@ -93,8 +93,8 @@ class SweepConfig:
             raise ConfigError(f"--precision: expected 'fp32' or 'bf16', got {self.precision!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ConfigError(f"--device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.executor not in ("inprocess",):
-            raise ConfigError(f"--executor: expected 'inprocess' (the only executor in this version), got {self.executor!r}")
+        if self.executor not in ("inprocess", "ray"):
+            raise ConfigError(f"--executor: expected 'inprocess' or 'ray', got {self.executor!r}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"--tasks: a task is named twice: {self.tasks}")
         if self.log_every != 10:

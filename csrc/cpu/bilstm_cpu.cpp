@@ -476,12 +476,6 @@ void round_bf16_inplace(float* p, int64_t n) {
 // rounded to nearest even from fp32, fp32 accumulation. Operands are packed first: A as [M][K/2] pairs, B as
 // 16-column blocks [N/16][K/2][16][2]; a 4 x 64 register tile of C runs over K two at a time.
 // ------------------------------------------------------------------------------------------------------------
-MTLFAST_AI uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
 
 constexpr int64_t kTileRows = 4, kTileBlocks = 4;  // register tile: 4 rows x 4 blocks of 16 columns
 
@@ -490,29 +484,74 @@ struct PackedB16 {
   int64_t N = 0, kp = 0, nblk = 0;
 };
 
-void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out) {
+#define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+// dst[0..n) = bf16(src[0..n)), round to nearest even.
+MTLFAST_BF16_TARGET void cvt_row_bf16(const float* src, int64_t n, uint16_t* dst) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t rem = n - i;
+    const __mmask16 m = rem >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+    _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
+  }
+}
+
+// dst[i] = bf16(r0[i]) | bf16(r1[i]) << 16 for i < n (r1 == nullptr: zero high halves).
+MTLFAST_BF16_TARGET void interleave_rows_bf16(const float* r0, const float* r1, int64_t n, uint32_t* dst) {
+  alignas(64) static const uint16_t kIdx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t rem = n - i;
+    const __mmask16 m = rem >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + i);
+    const __m512 b = r1 != nullptr ? _mm512_maskz_loadu_ps(m, r1 + i) : _mm512_setzero_ps();
+    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // [a0..a15, b0..b15]
+    _mm512_mask_storeu_epi32(dst + i, m, _mm512_permutexvar_epi16(idx, both));
+  }
+}
+
+// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], zero-padded to whole register tiles.
+MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out) {
   out.N = N;
   out.kp = (K + 1) / 2;
-  out.nblk = ((N + 16 * kTileBlocks - 1) / (16 * kTileBlocks)) * kTileBlocks;  // whole tiles, zero-padded
-  out.data.assign(out.nblk * out.kp * 32, 0);
-  for (int64_t k = 0; k < K; ++k) {
+  const int64_t kp = out.kp;
+  out.nblk = ((N + 16 * kTileBlocks - 1) / (16 * kTileBlocks)) * kTileBlocks;
+  out.data.assign(out.nblk * kp * 32, 0);
+  uint32_t* o = reinterpret_cast<uint32_t*>(out.data.data());
+  if (!tb) {  // rows k, k+1 of B are contiguous in n: interleave them, then 16 pairs at a time into the blocks
+    std::vector<uint32_t> tmp(N);
+    for (int64_t p = 0; p < kp; ++p) {
+      interleave_rows_bf16(B + 2 * p * ldb, 2 * p + 1 < K ? B + (2 * p + 1) * ldb : nullptr, N, tmp.data());
+      for (int64_t n0 = 0; n0 < N; n0 += 16)
+        std::memcpy(o + ((n0 / 16) * kp + p) * 16, tmp.data() + n0, std::min<int64_t>(16, N - n0) * 4);
+    }
+  } else {  // column n of op(B) is row n of B: its k pairs are adjacent already
+    std::vector<uint32_t> tmp(kp, 0u);
     for (int64_t n = 0; n < N; ++n) {
-      const float v = tb ? B[n * ldb + k] : B[k * ldb + n];
-      out.data[((n / 16) * out.kp + k / 2) * 32 + (n % 16) * 2 + (k % 2)] = bf16_bits(v);
+      tmp.back() = 0u;
+      cvt_row_bf16(B + n * ldb, K, reinterpret_cast<uint16_t*>(tmp.data()));
+      uint32_t* blk = o + (n / 16) * kp * 16 + (n % 16);
+      for (int64_t p = 0; p < kp; ++p) blk[p * 16] = tmp[p];
     }
   }
 }
 
-void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda, std::vector<uint32_t>& out) {
+// op(A) [M, K] -> [M][kp] k pairs.
+MTLFAST_BF16_TARGET void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda,
+                                  std::vector<uint32_t>& out) {
   const int64_t kp = (K + 1) / 2;
   out.assign(M * kp, 0u);
-  uint16_t* o = reinterpret_cast<uint16_t*>(out.data());  // little endian: element 2p is the low half
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t k = 0; k < K; ++k) o[m * 2 * kp + k] = bf16_bits(ta ? A[k * lda + m] : A[m * lda + k]);
+  if (!ta) {
+    for (int64_t m = 0; m < M; ++m) cvt_row_bf16(A + m * lda, K, reinterpret_cast<uint16_t*>(out.data() + m * kp));
+  } else {  // rows k, k+1 of the stored A hold the pair for every m
+    std::vector<uint32_t> tmp(M);
+    for (int64_t p = 0; p < kp; ++p) {
+      interleave_rows_bf16(A + 2 * p * lda, 2 * p + 1 < K ? A + (2 * p + 1) * lda : nullptr, M, tmp.data());
+      for (int64_t m = 0; m < M; ++m) out[m * kp + p] = tmp[m];
+    }
   }
 }
-
-#define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 template <int R>
 MTLFAST_BF16_TARGET void bf16_tile(int64_t kp, const uint32_t* A, const uint16_t* Bt, int64_t bstride, float* C,

@@ -288,3 +288,60 @@ def test_non_contiguous_grads_keep_fused_path(monkeypatch):
     monkeypatch.setattr(O, "reference_adadelta_", None)  # the fallback must not be taken
     O.adadelta_([p], [g], [s], [a], **HP)
     torch.testing.assert_close(p, expect[0], **ONE_STEP_F32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bench/reference_protocol.py: the plain-PyTorch baseline every speed claim uses (smoke test + metric oracle)
+
+
+def _reference_protocol():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "reference_protocol.py"
+    spec = importlib.util.spec_from_file_location("reference_protocol", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_reference_protocol_metric_matches_sklearn():
+    sklearn = pytest.importorskip("sklearn.metrics")
+    R = _reference_protocol()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    gold, pred = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    f1, acc = R.f1_accuracy(gold, pred, outside=2)
+    assert f1 == pytest.approx(sklearn.f1_score(gold, pred, labels=[0, 1, 3], average="micro"))
+    assert acc == pytest.approx(sklearn.accuracy_score(gold, pred))
+    assert R.f1_accuracy(gold, pred, outside=None) == (acc, acc)
+
+
+def test_reference_protocol_trains_two_tasks(tmp_path):
+    R = _reference_protocol()
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+    g = torch.Generator().manual_seed(0)
+    for name, labels in (("t1", ["O", "B-X", "I-X"]), ("t2", ["N", "V", "D"])):
+        d = tmp_path / name
+        d.mkdir()
+        for split in ("train", "test"):
+            lines = []
+            for _ in range(40):
+                n = int(torch.randint(1, 12, (1,), generator=g))
+                for _ in range(n):
+                    w = words[int(torch.randint(0, len(words), (1,), generator=g))]
+                    lines.append(f"{w}\t{labels[len(w) % 3]}")
+                lines.append("")
+            (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    glove = tmp_path / "glove.txt"
+    glove.write_text("".join(f"{w} " + " ".join(["0.1"] * 6) + "\n" for w in words[:5]))
+    res = R.train([tmp_path / "t1", tmp_path / "t2"], steps=30, seed=0, glove_path=str(glove), threads=1,
+                  warmup_steps=5)
+    assert set(res["tasks"]) == {"t1", "t2"}
+    for s in res["tasks"].values():
+        assert 0.0 <= s["f1"] <= 1.0 and 0.0 <= s["accuracy"] <= 1.0
+    assert res["ms_per_step"] > 0 and len(res["loss_curve"]) >= 3
+    again = R.train([tmp_path / "t1", tmp_path / "t2"], steps=30, seed=0, glove_path=str(glove), threads=1,
+                    warmup_steps=5)
+    assert again["loss_curve"] == res["loss_curve"]  # seeded: same numbers

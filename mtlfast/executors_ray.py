@@ -84,8 +84,9 @@ def init_local_ray(num_cpus: int | None = None, **kwargs):
 
     ray = import_ray()
     _export_source_path()
-    ray.init(num_cpus=num_cpus or available_cores(), include_dashboard=False, logging_level=logging.WARNING,
-             **kwargs)
+    # address="local": a new instance even where `ray start` left a cluster running (or its address file).
+    ray.init(address="local", num_cpus=num_cpus or available_cores(), include_dashboard=False,
+             logging_level=logging.WARNING, **kwargs)
     return ray
 
 
@@ -274,8 +275,12 @@ class RayExecutor(Executor):
                     init_local_ray()
             except Exception as exc:  # noqa: BLE001 - one clear line instead of Ray's traceback
                 where = f"--address {address}" if address else "a local Ray instance"
+                hint = ""
+                if address and os.environ.get("RAY_AUTH_MODE") is None:
+                    hint = (" (a cluster with token authentication, Ray's default, also needs RAY_AUTH_MODE=token"
+                            " and the head's ~/.ray/auth_token on this machine)")
                 raise ConfigError(f"--executor ray: cannot start or reach {where}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}{hint}") from None
         self._check_resources()
 
     def _check_resources(self) -> None:

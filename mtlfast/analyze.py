@@ -230,7 +230,9 @@ def build_parser():
     p.add_argument("--search", choices=["auto", "exhaustive", "greedy", "none"], default="auto",
                    help="best-combination search over the task-feature groups; auto: exhaustive up to 1,023 "
                         "combinations (<= 10 groups), greedy forward selection beyond. 'exhaustive' with all 14 "
-                        "groups scores 16,383 combinations per outer fold (minutes)")
+                        "groups fits 16,383 combinations x 5 inner folds per outer fold (about 30-50 s per outer "
+                        "fold on one busy core); e.g. --search exhaustive --outer-repeats 1 --optimistic-repeats 2 "
+                        "takes a few minutes")
     p.add_argument("--outer-repeats", type=int, default=5,
                    help="repetitions of the outer k-fold CV of the nested search (default 5)")
     p.add_argument("--inner-repeats", type=int, default=1,

@@ -60,8 +60,7 @@ import math
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from itertools import chain
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 

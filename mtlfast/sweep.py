@@ -328,7 +328,12 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
         bar.close()
     elapsed = time.perf_counter() - t0
     written = store.export()
-    n_gains = len(store.gains())
+    gains = store.gains()
+    n_gains = len(gains)
+    undefined = sorted({g["main"] for g in gains if g["gain"] != g["gain"]})
+    if undefined:
+        _say(f"Note: gains with main task {', '.join(undefined)} are undefined (nan): its single-task test F1 is 0"
+             " (after so few steps the model predicts only O). Train longer for these.")
     store.close()
     _say(f"Trained {len(todo)} run(s) ({total_steps:,} run-steps) in {elapsed:.1f} s; {n_gains} gains.")
     _say("Wrote " + ", ".join(p.name for p in written) + f" into {out}")

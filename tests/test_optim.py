@@ -345,3 +345,23 @@ def test_reference_protocol_trains_two_tasks(tmp_path):
     again = R.train([tmp_path / "t1", tmp_path / "t2"], steps=30, seed=0, glove_path=str(glove), threads=1,
                     warmup_steps=5)
     assert again["loss_curve"] == res["loss_curve"]  # seeded: same numbers
+
+
+@needs_c
+def test_parallel_chunks_cross_segment_boundaries():
+    """Enough elements for several parallel tasks (128k elements each), with task boundaries inside tensors and
+    inside masked runs of blocks."""
+    shapes = [(100003,), (7, 30011), (5, 3, 17, 1001)]
+    a = _state(shapes, torch.float32, 8)
+    b = _clone(a)
+    masks = [None, torch.tensor([1, 0, 1, 1, 0, 1, 1], dtype=torch.bool),
+             torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 1], [1, 1, 1]], dtype=torch.bool)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        O.adadelta_(*a, **HP, mask=masks, backend="c")
+    finally:
+        torch.set_num_threads(threads)
+    O.reference_adadelta_(*b, **HP, mask=masks)
+    for x, y in zip(a[0] + a[2] + a[3], b[0] + b[2] + b[3]):
+        torch.testing.assert_close(x, y, **ONE_STEP_F32)

@@ -90,3 +90,14 @@ def test_successful_fit_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CurveFitWarning)
         curve_features(-0.3 * np.log(0.05 * x + 1) + 2)
+
+
+def test_short_curves_are_fitted_on_all_entries():
+    # a 200-step demo run logs 20 entries: every 10th would leave 2 points; all 20 are used instead,
+    # with x still in units of 10 entries (so c is comparable with long curves)
+    a, b, c = -0.4, 2.0, 0.5
+    j = np.arange(20)
+    L = a * np.log(c * j / 10 + 1) + b
+    f = curve_features(L)
+    assert f["curve_a"] == pytest.approx(a, rel=1e-4)
+    assert f["curve_c"] == pytest.approx(c, rel=1e-3)

@@ -6,6 +6,8 @@ number comes from the same seeded folds (``n_repeats`` x ``n_splits`` shuffled s
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mtlfast.meta.cv import (
@@ -78,7 +80,9 @@ def meta_analysis(table, settings=None, progress=None):
     """
     st = MetaSettings(**(settings or {}))
     say = progress or (lambda msg: None)
-    table = table.dropna_columns()
+    with warnings.catch_warnings():  # the message is kept in the notes of the result
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = table.dropna_columns()
     y = table.y
     n = len(y)
     out = {"settings": dict(st), "notes": list(table.notes), "counts": {

@@ -9,7 +9,8 @@ Seven features per task:
   matter to the min-max-scaled meta-classifier).
 - ``curve_a, curve_c``: parameters of ``L(x) = a * ln(c * x + d) + b`` fitted by least squares
   (``scipy.optimize.curve_fit``) to every 10th of the first 5,000 entries, ``x = 0, 1, 2, ...`` counting
-  the points fitted.
+  the points fitted (x in units of 10 entries). Curves shorter than 500 entries are thinned less (every
+  ``max(1, n // 50)``-th entry, at least 50 points or all of them), with x still in units of 10 entries.
 
 Identifiability of c. ``a ln(c x + d) + b = a ln(c/d x + 1) + (b + a ln d)``: only ``c/d`` and
 ``b + a ln d`` are determined by a curve, so with ``d`` free (as in the original) the fitted ``c`` depends
@@ -43,6 +44,8 @@ CURVE_FEATURES = ("grad_10", "grad_20", "grad_30", "grad_50", "grad_70", "curve_
 #: the original fitted every FIT_EVERY-th entry of the first FIT_FIRST entries
 FIT_FIRST = 5000
 FIT_EVERY = 10
+#: short curves are thinned less, so that at least this many points are fitted
+MIN_FIT_POINTS = 50
 #: bounds of the log-curve parameters (a, b, c[, d]); c and d must keep c x + d > 0
 _C_BOUNDS = (1e-8, 1e6)
 _D_BOUNDS = (1e-8, 1e6)
@@ -157,8 +160,13 @@ def curve_features(losses, name="curve", fit_first=FIT_FIRST, fit_every=FIT_EVER
     """
     L = np.asarray(losses, dtype=float)
     out = {f"grad_{int(round(p * 100))}": gradient_at(L, p) for p in GRADIENT_POINTS}
-    pts = L[:fit_first:fit_every]
-    fit = fit_log_curve(pts, fix_d=fix_d)
+    head = L[:fit_first]
+    # short curves (e.g. a 200-step demo sweep logs 20 entries): thin less, so that at least MIN_FIT_POINTS
+    # points (or all entries) are fitted; x stays in units of fit_every entries, so c does not depend on this
+    stride = max(1, min(fit_every, len(head) // MIN_FIT_POINTS))
+    pts = head[::stride]
+    x = np.arange(len(pts)) * (stride / fit_every)
+    fit = fit_log_curve(pts, x=x, fix_d=fix_d)
     if not fit["ok"]:
         warnings.warn(f"curve fit failed for {name!r}: {fit['message']}; curve_a, curve_c set to NaN",
                       CurveFitWarning, stacklevel=2)

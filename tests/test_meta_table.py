@@ -86,3 +86,13 @@ def test_nan_columns_are_dropped_with_a_warning():
         t2 = tab.dropna_columns()
     assert t2.columns == ["main_size", "aux_size", "ratio_size"]
     assert t2.features == ["size"]
+
+
+def test_undefined_gains_are_left_out():
+    feats = {"a": {"size": 1.0}, "b": {"size": 2.0}, "c": {"size": 3.0}}
+    gains = [{"main": "a", "aux": "b", "gain": float("nan"), "label": 0},
+             {"main": "b", "aux": "a", "gain": 1.0, "label": 1},
+             {"main": "c", "aux": "a", "gain": -1.0, "label": 0}]
+    tab = pair_table(gains, feats)
+    assert tab.pairs == [("b", "a"), ("c", "a")]
+    assert any("undefined gain" in n for n in tab.notes)

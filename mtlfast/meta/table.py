@@ -247,9 +247,12 @@ def pair_table(gains, task_features, features=None):
             present.update(d)
         features = [f for f in TASK_FEATURES if f in present]
     features = list(features)
-    rows = [g for g in gains if g["main"] in task_features and g["aux"] in task_features]
     notes = []
-    skipped = len(gains) - len(rows)
+    finite = [g for g in gains if math.isfinite(g["gain"])]
+    if len(finite) < len(gains):
+        notes.append(f"{len(gains) - len(finite)} pair(s) with an undefined gain (single-task F1 0) left out")
+    rows = [g for g in finite if g["main"] in task_features and g["aux"] in task_features]
+    skipped = len(finite) - len(rows)
     if skipped:
         notes.append(f"{skipped} pair(s) skipped: a task has no features")
     n = len(rows)

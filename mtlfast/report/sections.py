@@ -30,13 +30,19 @@ _PAPER_MAP = {
 
 
 def add_gain_summary(rep, gains_rows):
-    g = np.array([r["gain"] for r in gains_rows], dtype=float)
-    lab = np.array([r.get("label", int(r["gain"] > 0)) for r in gains_rows])
+    g_all = np.array([r["gain"] for r in gains_rows], dtype=float)
+    ok = np.isfinite(g_all)
+    g = g_all[ok]
+    lab = np.array([r.get("label", int(r["gain"] > 0)) for r, o in zip(gains_rows, ok) if o])
     n_pos, n_neg, n_zero = int((g > 0).sum()), int((g < 0).sum()), int((g == 0).sum())
-    rep.paragraph(f"{len(g)} directed pairs: **{n_pos} gains** and **{n_neg} losses**"
+    rep.paragraph(f"{len(g_all)} directed pairs: **{n_pos} gains** and **{n_neg} losses**"
                   + (f" and {n_zero} ties" if n_zero else "")
                   + (f"; mean gain {g.mean():.2f} %, median {np.median(g):.2f} %, range {g.min():.2f} to "
                      f"{g.max():.2f} %." if len(g) else "."))
+    if (~ok).any():
+        bad = sorted({r["main"] for r, o in zip(gains_rows, ok) if not o})
+        rep.paragraph(f"{int((~ok).sum())} gains are undefined (single-task F1 of 0 for main task(s) "
+                      f"{', '.join(bad)}): grey in the heatmap and left out of the meta-classifier.")
     if len(lab) and lab.sum() != n_pos:
         rep.paragraph(f"Labels used by the meta-classifier (beyond seed noise): {int(lab.sum())} positive of "
                       f"{len(lab)}.")

@@ -14,7 +14,6 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
-#include <immintrin.h>
 
 #include <atomic>
 #include <cmath>
@@ -22,6 +21,14 @@
 #include <cstring>
 
 #include "mtlfast.h"
+
+// The SIMD builds need an x86 compiler; elsewhere only the portable kernels and fp32-emulated bf16 exist.
+#if defined(__x86_64__) || defined(__i386__)
+#define MTLFAST_X86 1
+#include <immintrin.h>
+#else
+#define MTLFAST_X86 0
+#endif
 
 #define MTLFAST_AI inline __attribute__((always_inline))
 
@@ -315,8 +322,10 @@ using BwdStepF = void (*)(int64_t, int64_t, const int64_t*, const float*, int64_
     bwd_step_body<float>(H, n, rows, A, as, D, ds, dY, dys, DH, DC, C, cs, Cp, cps);                                \
   }
 
+#if MTLFAST_X86
 MTLFAST_STEP_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))))
 MTLFAST_STEP_VARIANT(avx2, __attribute__((target("avx2,fma"))))
+#endif
 MTLFAST_STEP_VARIANT(portable, )
 
 // kAvx512Bf16 = the AVX-512 element-wise kernels plus native bf16 dot products (vdpbf16ps) for precision='bf16';
@@ -325,6 +334,9 @@ enum class Path : int { kAuto = 0, kPortable = 1, kAvx2 = 2, kAvx512 = 3, kAvx51
 std::atomic<int> g_forced_path{static_cast<int>(Path::kAuto)};
 
 bool cpu_has(Path p) {
+#if !MTLFAST_X86
+  return p == Path::kPortable || p == Path::kAuto;
+#else
   switch (p) {
     case Path::kAvx512Bf16:
       return cpu_has(Path::kAvx512) && __builtin_cpu_supports("avx512bf16");
@@ -336,6 +348,7 @@ bool cpu_has(Path p) {
     default:
       return true;
   }
+#endif
 }
 
 Path best_path() {
@@ -373,11 +386,13 @@ struct StepKernels {
 
 StepKernels float_kernels() {
   switch (active_path()) {
+#if MTLFAST_X86
     case Path::kAvx512Bf16:
     case Path::kAvx512:
       return {fwd_step_avx512, bwd_step_avx512};
     case Path::kAvx2:
       return {fwd_step_avx2, bwd_step_avx2};
+#endif
     default:
       return {fwd_step_portable, bwd_step_portable};
   }
@@ -484,6 +499,7 @@ struct PackedB16 {
   int64_t N = 0, kp = 0, nblk = 0;
 };
 
+#if MTLFAST_X86
 #define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 // dst[0..n) = bf16(src[0..n)), round to nearest even.
@@ -608,6 +624,8 @@ MTLFAST_BF16_TARGET void bf16_gemm_packed(int64_t M, const uint32_t* A, const Pa
   }
 }
 
+#endif  // MTLFAST_X86
+
 // How the products of one call are computed.
 enum class Prod { kFp, kBf16Emulated, kBf16Native };
 
@@ -620,6 +638,7 @@ Prod prod_mode(bool bf16) {
 template <typename T>
 void prod(Prod mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
+#if MTLFAST_X86
   if constexpr (std::is_same_v<T, float>) {
     if (mode == Prod::kBf16Native) {
       if (M == 0 || N == 0) return;
@@ -631,6 +650,7 @@ void prod(Prod mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T*
       return;
     }
   }
+#endif
   gemm<T>(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -641,12 +661,15 @@ class StepRhs {
  public:
   StepRhs(Prod mode, bool tb, int64_t N, int64_t K, const T* B, int64_t ldb, int64_t M)
       : native_(mode == Prod::kBf16Native), K_(K), rhs_(tb, N, K, B, ldb, M, !native_) {
+#if MTLFAST_X86
     if constexpr (std::is_same_v<T, float>) {
       if (native_) pack_b16(tb, K, N, B, ldb, packed_);
     }
+#endif
   }
   // C (+)= A @ op(B); A rows strided by lda.
   void mm(int64_t M, const T* A, int64_t lda, T beta, T* C, int64_t ldc) {
+#if MTLFAST_X86
     if constexpr (std::is_same_v<T, float>) {
       if (native_) {
         pack_a16(false, M, K_, A, lda, abuf_);
@@ -654,6 +677,7 @@ class StepRhs {
         return;
       }
     }
+#endif
     rhs_.mm(M, A, lda, beta, C, ldc);
   }
 

@@ -238,7 +238,8 @@ def format_summary(res):
              "",
              "Meta-classifier from curve features only (data features absent: the original corpora are not "
              "shareable):"]
-    rows = res["meta"].get("table3", [])
+    rows = [{**r, "name": "all 7 curve features (21 columns)" if r["name"] == "all features" else r["name"]}
+            for r in res["meta"].get("table3", [])]
     w = max([len(r["name"]) for r in rows] + [10])
     lines.append(f"  {'setting':<{w}}  {'accuracy':>15}  {'F1 (gain)':>15}")
     for r in rows:

@@ -144,7 +144,7 @@ def test_real_logs_cli_prints_counts_and_table(shared_data, tmp_path, capsys):
     assert main(["--logs", str(logs), "--out", str(tmp_path), "--search", "none", *FAST]) == 0
     out = capsys.readouterr().out
     assert "90 directed gains: 40 gains, 50 losses" in out
-    assert "majority baseline" in out and "always gain" in out and "all features" in out
+    assert "majority baseline" in out and "always gain" in out and "all 7 curve features" in out
     assert "data features absent" in out
     md = (tmp_path / "report.md").read_text()
     assert "Data features are absent" in md and "![" in md

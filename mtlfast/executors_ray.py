@@ -5,7 +5,7 @@ CPUs (1 when ``--threads`` is 0) and one GPU with ``--device cuda``. The task lo
 (:class:`mtlfast.executors.InputsSpec`: the data must be at the same path on every node, e.g. a shared file
 system; loaded once per worker process), runs :func:`mtlfast.train.train_group` in a thread and *streams* the
 engine's events back as they come (a Ray generator task: one chunk every ``flush_s`` seconds, and at once
-after every checkpoint and finished run). The driver replays the chunks into ``on_event`` in its own thread,
+when a run starts, is checkpointed or finishes). The driver replays the chunks into ``on_event`` in its own thread,
 so the SQLite store is written by the driver process only, exactly as with the in-process executor.
 
 Failures
@@ -18,7 +18,7 @@ Failures
   reason) and the rest of the sweep goes on.
 * An exception raised by the training code itself (bad data, a bug) is not retried: it would fail again. The
   group's unfinished runs are reported failed at once, as the in-process executor does.
-* Ctrl-C (``should_stop``): running groups are told to stop through a named Ray actor that they poll four times
+* Ctrl-C (``should_stop``): running groups are told to stop through a named Ray actor that they poll five times
   a second; they emit a checkpoint of every active run, which the driver stores, before
   :class:`mtlfast.train.TrainingInterrupted` is raised. Groups that had not started are cancelled.
 
@@ -46,7 +46,7 @@ RAY_MISSING = "--executor ray needs Ray, which is not installed here: pip instal
 #: Seconds between chunks of events shipped by a worker (checkpoints and finished runs go at once).
 FLUSH_SECONDS = 0.5
 #: Seconds between two looks of a worker at the stop flag.
-STOP_POLL_SECONDS = 0.25
+STOP_POLL_SECONDS = 0.2
 
 
 def import_ray():
@@ -166,7 +166,7 @@ def train_group_task(specs: list[RunSpec], settings: TrainSettings, inputs_spec:
             last_poll = now
             if _stop_requested(stop_name):
                 stop.set()
-        if buf and (isinstance(ev, (Checkpoint, RunDone)) or now - last_flush >= flush_s):
+        if buf and (isinstance(ev, (RunStarted, Checkpoint, RunDone)) or now - last_flush >= flush_s):
             yield _compact(buf)
             buf, last_flush = [], now
     trainer.join()
@@ -340,7 +340,7 @@ class RayExecutor(Executor):
                             ray.cancel(gen)
                             del self._active[gen]
                     continue
-                ready, _ = ray.wait(list(self._active), num_returns=1, timeout=0.25)
+                ready, _ = ray.wait(list(self._active), num_returns=1, timeout=0.1)
                 for gen in ready:
                     job = self._active[gen]
                     try:

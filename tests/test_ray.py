@@ -208,11 +208,11 @@ def test_ctrl_c_checkpoints_on_the_workers_and_resumes(suite, reference, tmp_pat
             time.sleep(0.02)
             try:
                 db = sqlite3.connect(str(db_path), timeout=1)
-                running = db.execute("SELECT COUNT(*) FROM runs WHERE status='running'").fetchone()[0]
+                running = db.execute("SELECT COUNT(*) FROM runs WHERE status='running' AND kind='pair'").fetchone()[0]
                 db.close()
             except sqlite3.Error:
                 continue
-            if running and training_workers():
+            if running and training_workers():  # the pair run (the longest) has just started
                 os.kill(os.getpid(), signal.SIGINT)  # the sweep's handler: stop and checkpoint
                 return
 

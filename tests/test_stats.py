@@ -23,6 +23,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 import mtlfast.stats as stats
 from mtlfast.stats import DATA_FEATURES, folder_features, reference_task_features, task_features
+from mtlfast.stats import _io
 from mtlfast.stats.__main__ import main as stats_main
 
 REL = 1e-9
@@ -107,7 +108,7 @@ def test_real_task_against_oracles(shared_data, embeddings, glove_words, name):
     folder = shared_data / name
     if not (folder / "train.tsv").exists():
         pytest.skip(f"task folder {folder} not found")
-    task = stats._io.load_tasks([folder])[0]
+    task = _io.load_tasks([folder])[0]
     got = task_features(task, embeddings)
     expected_e, expected_2 = oracles(task, glove_words, bases=(None, 2))
     assert_features(got, expected_e)
@@ -122,7 +123,7 @@ def test_reference_matches_on_one_real_task(shared_data, embeddings):
     folder = shared_data / "mwe"
     if not (folder / "train.tsv").exists():
         pytest.skip(f"task folder {folder} not found")
-    task = stats._io.load_tasks([folder])[0]
+    task = _io.load_tasks([folder])[0]
     assert_features(reference_task_features(task, embeddings), task_features(task, embeddings))
 
 
@@ -307,9 +308,9 @@ def test_folder_features_equals_data_layer_path(tmp_path, case):
     for split in ("train", "dev", "test"):
         (folder / f"{split}.tsv").write_bytes(_ODD_FILES[case].encode("utf-8"))
     words = _Embeddings(["the", "sat", "straße"])
-    expected = task_features(stats._io.load_tasks([folder])[0], words)
+    expected = task_features(_io.load_tasks([folder])[0], words)
     assert folder_features(folder, words) == expected
-    assert folder_features(folder, words, base=2) == task_features(stats._io.load_tasks([folder])[0], words, base=2)
+    assert folder_features(folder, words, base=2) == task_features(_io.load_tasks([folder])[0], words, base=2)
 
 
 def test_folder_features_bad_file_raises_data_layer_error(tmp_path):

@@ -188,8 +188,9 @@ class SplitArrays:
     Attributes
     ----------
     train_terms : int32 [N_train]
-        term id (lower-cased token) of every training token; ids are dense and train terms come first,
-        so the training vocabulary is ``0 .. n_train_terms - 1``.
+        term id (lower-cased token) of every training token, ``< n_terms``. From :func:`split_arrays` the ids
+        are dense and train terms come first (``0 .. n_train_terms - 1``); from the data layer they are its
+        vocabulary ids.
     train_offsets : int64 [n_train_sentences + 1]
         sentence ``s`` is ``train_terms[train_offsets[s]:train_offsets[s + 1]]``.
     train_labels : int32 [N_train]
@@ -197,9 +198,10 @@ class SplitArrays:
     test_terms : int32 [N_test]
         term ids of the test tokens, in the same id space.
     n_terms, n_train_terms, n_labels : int
-        terms over train+test, terms in train, labels in train.
+        size of the term id space (train + test), of the id range holding the training terms
+        (``n_terms`` for data-layer arrays), of the label id space.
     has_vector : bool [n_train_terms] or None
-        whether each training term has a vector in the embeddings (None: no embeddings given).
+        whether the term of each id in that range has a vector in the embeddings (None: no embeddings).
     """
 
     train_terms: np.ndarray

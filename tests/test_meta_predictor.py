@@ -34,6 +34,18 @@ def test_sklearn_conventions():
     assert p.n_features_in_ == 6
 
 
+def test_passes_sklearn_check_estimator():
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(GainPredictor(), on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert not failed
+
+
 def test_same_as_sklearn_pipeline():
     X, y = _xy(1)
     ours = GainPredictor().fit(X, y)

@@ -43,6 +43,8 @@ class GainPredictor(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     columns_ : list of str
     coef_ : ndarray [n_features]  (on min-max-scaled features)
+    intercept_ : float
+    n_iter_ : ndarray, iterations of the solver
     """
 
     def __init__(self, C=1.0, max_iter=1000, columns=None, random_state=None):
@@ -69,6 +71,7 @@ class GainPredictor(ClassifierMixin, BaseEstimator):
         self.classes_ = self.model_.classes_
         self.coef_ = self.model_.coef_[0]
         self.intercept_ = float(self.model_.intercept_[0])
+        self.n_iter_ = self.model_.n_iter_
         self.columns_ = list(self.columns) if self.columns is not None else [f"x{j}" for j in range(X.shape[1])]
         return self
 
@@ -78,13 +81,16 @@ class GainPredictor(ClassifierMixin, BaseEstimator):
         return self.scaler_.transform(X)
 
     def decision_function(self, X):
-        return self.model_.decision_function(self._transform(X))
+        Xs = self._transform(X)  # checks that the estimator is fitted
+        return self.model_.decision_function(Xs)
 
     def predict_proba(self, X):
-        return self.model_.predict_proba(self._transform(X))
+        Xs = self._transform(X)
+        return self.model_.predict_proba(Xs)
 
     def predict(self, X):
-        return self.model_.predict(self._transform(X))
+        Xs = self._transform(X)
+        return self.model_.predict(Xs)
 
 
 def pairs_for_new_tasks(known, new):

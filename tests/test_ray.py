@@ -31,6 +31,7 @@ from mtlfast.sweep import main  # noqa: E402
 pytestmark = pytest.mark.ray
 RTOL, ATOL = 1e-5, 1e-6
 TASK_TITLE = b"ray::train_group_task"  # a Ray worker's process title while it runs a model array
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds Ray workers through /proc (Linux)")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -161,6 +162,7 @@ def test_ray_store_equals_inprocess(suite, reference, tmp_path, capsys):
     assert len((out / "gains.csv").read_text().splitlines()) == 1 + 2  # coarse<-entity, entity<-coarse
 
 
+@needs_proc
 def test_killed_worker_is_retried_and_nothing_is_lost(suite, reference, tmp_path, capsys):
     out = tmp_path / "killed"
     killer = Killer(out)
@@ -177,6 +179,7 @@ def test_killed_worker_is_retried_and_nothing_is_lost(suite, reference, tmp_path
     assert not list((out / "checkpoints").glob("*"))
 
 
+@needs_proc
 def test_retries_exhausted_marks_runs_failed_and_restart_resumes(suite, reference, tmp_path, capsys):
     out = tmp_path / "failed"
     killer = Killer(out)
@@ -199,6 +202,7 @@ def test_retries_exhausted_marks_runs_failed_and_restart_resumes(suite, referenc
     assert_same_db(reference, out)
 
 
+@needs_proc
 def test_ctrl_c_checkpoints_on_the_workers_and_resumes(suite, reference, tmp_path, capsys):
     out = tmp_path / "interrupted"
 

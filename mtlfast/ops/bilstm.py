@@ -25,7 +25,7 @@ from mtlfast import _backend
 __all__ = ["bilstm", "reference_bilstm", "PRECISIONS", "BACKENDS"]
 
 PRECISIONS = ("fp32", "bf16")
-BACKENDS = ("auto", "cpu", "reference")
+BACKENDS = ("auto", "cpu", "cuda", "reference")
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -72,9 +72,10 @@ def _check_args(x, lengths, w_ih, w_hh, bias, precision, backend):
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise TypeError(f"bilstm: lengths must be an integer tensor; got {lengths.dtype}")
     lengths = lengths.to(dtype=torch.int64)
-    lo, hi = int(lengths.min()), int(lengths.max())
-    if lo < 1 or hi > T:
-        raise ValueError(f"bilstm: lengths must lie in [1, T] = [1, {T}]; got values in [{lo}, {hi}]")
+    if lengths.device.type == "cpu":  # on a GPU the check would cost a device sync (and break graph capture)
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > T:
+            raise ValueError(f"bilstm: lengths must lie in [1, T] = [1, {T}]; got values in [{lo}, {hi}]")
     if precision == "bf16" and x.dtype != torch.float32:
         raise TypeError(f"bilstm: precision='bf16' needs float32 inputs (fp32 master weights); got {x.dtype}")
     return (K, B, T, E, H), lengths
@@ -164,6 +165,27 @@ class _BiLSTMCpu(torch.autograd.Function):
         )
 
 
+class _BiLSTMCuda(torch.autograd.Function):
+    """Autograd over the CUDA kernels of ``mtlfast._C`` (csrc/cuda, built only with a CUDA torch and nvcc)."""
+
+    @staticmethod
+    def forward(ctx, x, lengths, w_ih, w_hh, bias, precision, training):
+        C = _backend.require_cuda()
+        y, *saved = C.bilstm_forward_cuda(x, lengths, w_ih, w_hh, bias, precision, training)
+        ctx.precision = precision
+        ctx.save_for_backward(lengths, w_ih, w_hh, *saved)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        lengths, w_ih, w_hh, *saved = ctx.saved_tensors
+        dx, dw_ih, dw_hh, dbias = _backend.require_cuda().bilstm_backward_cuda(
+            dy.contiguous(), lengths, w_ih, w_hh, *saved, ctx.precision
+        )
+        return dx, None, dw_ih, dw_hh, dbias, None, None
+
+
 def bilstm(x, lengths, w_ih, w_hh, bias, *, precision="fp32", backend="auto"):
     """Bidirectional single-layer LSTM over a model array of K independent models, fused.
 
@@ -182,9 +204,10 @@ def bilstm(x, lengths, w_ih, w_hh, bias, *, precision="fp32", backend="auto"):
     precision : {"fp32", "bf16"}
         ``"bf16"``: operands of every matrix product rounded to bfloat16, products accumulated in fp32; cell
         state, gates and master weights stay fp32.
-    backend : {"auto", "cpu", "reference"}
-        ``"auto"`` uses the compiled CPU kernel for CPU tensors when ``mtlfast._C`` is built, else the
-        reference; ``"cpu"`` insists on the compiled kernel; ``"reference"`` is :func:`reference_bilstm`.
+    backend : {"auto", "cpu", "cuda", "reference"}
+        ``"auto"`` uses the compiled kernel of the tensors' device when ``mtlfast._C`` has it (CPU: always
+        built; CUDA: float32 with a CUDA build), else the reference; ``"cpu"`` / ``"cuda"`` insist on that
+        compiled kernel; ``"reference"`` is :func:`reference_bilstm`.
 
     Returns
     -------
@@ -199,11 +222,20 @@ def bilstm(x, lengths, w_ih, w_hh, bias, *, precision="fp32", backend="auto"):
     _, lengths = _check_args(x, lengths, w_ih, w_hh, bias, precision, backend)
     if backend == "reference":
         return reference_bilstm(x, lengths, w_ih, w_hh, bias, precision=precision)
-    on_cpu = x.device.type == "cpu"
+    on_cpu, on_cuda = x.device.type == "cpu", x.device.type == "cuda"
     if backend == "cpu":
         if not on_cpu:
             raise ValueError(f"bilstm: backend='cpu' needs CPU tensors; got x on {x.device}")
         _backend.require_c()
+    elif backend == "cuda":
+        if not on_cuda or x.dtype != torch.float32:
+            raise ValueError(f"bilstm: backend='cuda' needs float32 CUDA tensors; got x {x.dtype} on {x.device}")
+        _backend.require_cuda()
+    elif on_cuda and x.dtype == torch.float32 and _backend.has_cuda_kernels():
+        backend = "cuda"
     elif not (on_cpu and _backend.has_c()):
         return reference_bilstm(x, lengths, w_ih, w_hh, bias, precision=precision)
+    if backend == "cuda":
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_ih, w_hh, bias))
+        return _BiLSTMCuda.apply(x, lengths.to(x.device), w_ih, w_hh, bias, precision, training)
     return _BiLSTMCpu.apply(x, lengths.cpu(), w_ih, w_hh, bias, precision)

@@ -12,7 +12,7 @@
 //   y        [K, B, T, 2H]     y[..., :H] forward states, y[..., H:] backward states, 0 at padded positions
 //
 // Saved for backward (opaque to Python, produced by the forward):
-//   acts     [K, 2, B, T, 4H]  gate activations sigma(i), sigma(f), tanh(g), sigma(o) (valid where t < length)
+//   acts     [K, 2, B, T, 4H]  (rows of each model in length order, longest first) gate activations sigma(i), sigma(f), tanh(g), sigma(o) (valid where t < length)
 //   cells    [K, 2, B, T, H]   cell states (0 at padded positions)
 //
 // Semantics equal torch.nn.LSTM(bidirectional=True) on packed sequences: the backward direction starts from a

@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -131,7 +132,7 @@ template <typename T>
 class Rhs {
  public:
   Rhs(bool tb, int64_t N, int64_t K, const T* B, int64_t ldb, int64_t M, bool allow_pack = true)
-      : tb_(tb), N_(N), K_(K), B_(B), ldb_(ldb) {
+      : tb_(tb), N_(N), K_(K), M_(M), B_(B), ldb_(ldb) {
     if constexpr (std::is_same_v<T, float>) {
       const Blas& bl = blas();
       if (allow_pack && bl.sgemm_pack && !g_force_aten_gemm.load(std::memory_order_relaxed) &&
@@ -152,7 +153,7 @@ class Rhs {
 
   void mm(int64_t M, const T* A, int64_t lda, T beta, T* C, int64_t ldc) const {
     if constexpr (std::is_same_v<T, float>) {
-      if (packed_ != nullptr) {
+      if (packed_ != nullptr && M == M_) {  // MKL wants the packing's m in every compute call
         blas().sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, static_cast<int>(M), static_cast<int>(N_),
                              static_cast<int>(K_), A, static_cast<int>(lda), packed_, static_cast<int>(ldb_), beta, C,
                              static_cast<int>(ldc));
@@ -164,7 +165,7 @@ class Rhs {
 
  private:
   bool tb_;
-  int64_t N_, K_;
+  int64_t N_, K_, M_;
   const T* B_;
   int64_t ldb_;
   float* packed_ = nullptr;
@@ -722,6 +723,9 @@ void forward_impl(const Dims& d, const T* x, const int64_t* len, const T* w_ih, 
         for (int64_t b = 0; b < B; ++b)
           if (lk[b] > t) rows[n++] = b;
         if (n == 0) continue;
+        // Rows come sorted by length (longest first), so the active rows are 0 .. m-1 and the recurrent product
+        // skips the finished (or not yet started) rows.
+        const int64_t m = rows[n - 1] + 1;
         if (s > 0) {
           // h_prev is read from y itself: its padded positions are zero, which is exactly the zero initial
           // state the backward direction needs at each sequence's last token.
@@ -729,13 +733,13 @@ void forward_impl(const Dims& d, const T* x, const int64_t* len, const T* w_ih, 
           int64_t ldh = T_ * 2 * H;
           if constexpr (std::is_same_v<T, float>) {
             if (mode == Prod::kBf16Emulated) {
-              for (int64_t b = 0; b < B; ++b) std::memcpy(hbuf.data() + b * H, hp + b * ldh, H * sizeof(T));
-              round_bf16_inplace(hbuf.data(), B * H);
+              for (int64_t b = 0; b < m; ++b) std::memcpy(hbuf.data() + b * H, hp + b * ldh, H * sizeof(T));
+              round_bf16_inplace(hbuf.data(), m * H);
               hp = hbuf.data();
               ldh = H;
             }
           }
-          whh_t.mm(B, hp, ldh, T(1), A + t * G4, T_ * G4);
+          whh_t.mm(m, hp, ldh, T(1), A + t * G4, T_ * G4);
         }
         fwd_step<T>(kern, H, n, rows.data(), A + t * G4, T_ * G4, s > 0 ? C + tp * H : nullptr, T_ * H, C + t * H,
                     T_ * H, Y + t * 2 * H, T_ * 2 * H);
@@ -783,20 +787,21 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
           }
         }
         const bool has_next = s < T_ - 1;
+        if (n == 0) continue;
+        const int64_t m = rows[n - 1] + 1;  // active rows are a prefix (rows sorted by length)
         if (has_next) {
           const T* dn = D + tn * G4;
           int64_t ldd = T_ * G4;
           if constexpr (std::is_same_v<T, float>) {
             if (emulate) {
-              for (int64_t b = 0; b < B; ++b) std::memcpy(dbuf.data() + b * G4, dn + b * ldd, G4 * sizeof(T));
-              round_bf16_inplace(dbuf.data(), B * G4);
+              for (int64_t b = 0; b < m; ++b) std::memcpy(dbuf.data() + b * G4, dn + b * ldd, G4 * sizeof(T));
+              round_bf16_inplace(dbuf.data(), m * G4);
               dn = dbuf.data();
               ldd = G4;
             }
           }
-          whh_n.mm(B, dn, ldd, T(0), DH.data(), H);
+          whh_n.mm(m, dn, ldd, T(0), DH.data(), H);
         }
-        if (n == 0) continue;
         bwd_step<T>(kern, H, n, rows.data(), A + t * G4, T_ * G4, D + t * G4, T_ * G4, dY + t * 2 * H, T_ * 2 * H,
                     has_next ? DH.data() : nullptr, DC.data(), C + t * H, T_ * H, s > 0 ? C + tp * H : nullptr,
                     T_ * H);
@@ -847,6 +852,39 @@ void backward_impl(const Dims& d, const T* dy, const T* x, const int64_t* len, c
   });
 }
 
+// Per model, the batch rows sorted by length, longest first (stable), as flat indices into the K*B rows; an
+// undefined tensor when every model's rows are sorted already. The kernels run on sorted rows so that the rows
+// still running at any step are a prefix, and the per-step products skip the others.
+at::Tensor sorted_rows(const at::Tensor& len, int64_t K, int64_t B) {
+  const int64_t* lp = len.data_ptr<int64_t>();
+  bool sorted = true;
+  for (int64_t k = 0; k < K && sorted; ++k)
+    for (int64_t b = 1; b < B && sorted; ++b) sorted = lp[k * B + b] <= lp[k * B + b - 1];
+  if (sorted) return at::Tensor();
+  at::Tensor idx = at::empty({K * B}, len.options());
+  int64_t* ip = idx.data_ptr<int64_t>();
+  for (int64_t k = 0; k < K; ++k) {
+    int64_t* row = ip + k * B;
+    for (int64_t b = 0; b < B; ++b) row[b] = k * B + b;
+    std::stable_sort(row, row + B, [&](int64_t a, int64_t c) { return lp[a] > lp[c]; });
+  }
+  return idx;
+}
+
+// t [K, B, ...] -> rows in the order idx (no-op when idx is undefined).
+at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& idx) {
+  if (!idx.defined()) return t;
+  return t.reshape({idx.size(0), -1}).index_select(0, idx).view(t.sizes());
+}
+
+// Inverse of gather_rows.
+at::Tensor scatter_rows(const at::Tensor& t, const at::Tensor& idx) {
+  if (!idx.defined()) return t;
+  at::Tensor out = at::empty_like(t);
+  out.view({idx.size(0), -1}).index_copy_(0, idx, t.reshape({idx.size(0), -1}));
+  return out;
+}
+
 }  // namespace
 
 std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tensor& lengths, const at::Tensor& w_ih_,
@@ -864,6 +902,9 @@ std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tenso
   at::Tensor w_hh = pre_round ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
   at::Tensor bias = bias_.contiguous();
   at::Tensor len = lengths.contiguous();
+  const at::Tensor order = sorted_rows(len, d.K, d.B);
+  x = gather_rows(x, order).contiguous();
+  len = gather_rows(len, order).contiguous();
   auto opts = x.options();
   at::Tensor y = at::zeros({d.K, d.B, d.T, 2 * d.H}, opts);
   at::Tensor acts = at::empty({d.K, 2, d.B, d.T, 4 * d.H}, opts);
@@ -873,7 +914,8 @@ std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tenso
                            w_hh.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
                            acts.data_ptr<scalar_t>(), cells.data_ptr<scalar_t>(), bf16);
   });
-  return {y, acts, cells};
+  // acts and cells stay in the sorted row order: only backward_cpu reads them, and it sorts the same way.
+  return {scatter_rows(y, order), acts, cells};
 }
 
 std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Tensor& x_, const at::Tensor& lengths,
@@ -892,8 +934,12 @@ std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Ten
   at::Tensor x = pre_round ? round_bf16(x_).contiguous() : x_.contiguous();
   at::Tensor w_ih = pre_round ? round_bf16(w_ih_).contiguous() : w_ih_.contiguous();
   at::Tensor w_hh = pre_round ? round_bf16(w_hh_).contiguous() : w_hh_.contiguous();
-  at::Tensor dy = dy_.contiguous(), y = y_.contiguous(), acts = acts_.contiguous(), cells = cells_.contiguous();
+  at::Tensor acts = acts_.contiguous(), cells = cells_.contiguous();
   at::Tensor len = lengths.contiguous();
+  const at::Tensor order = sorted_rows(len, d.K, d.B);
+  x = gather_rows(x, order).contiguous();
+  len = gather_rows(len, order).contiguous();
+  at::Tensor dy = gather_rows(dy_, order).contiguous(), y = gather_rows(y_, order).contiguous();
   auto opts = x.options();
   at::Tensor dx = at::empty({d.K, d.B, d.T, d.E}, opts);
   at::Tensor dw_ih = at::empty({d.K, 2, 4 * d.H, d.E}, opts);
@@ -907,7 +953,7 @@ std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Ten
                             dw_ih.data_ptr<scalar_t>(), dw_hh.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(),
                             dgates.data_ptr<scalar_t>(), bf16);
   });
-  return {dx, dw_ih, dw_hh, dbias};
+  return {scatter_rows(dx, order), dw_ih, dw_hh, dbias};
 }
 
 void register_bilstm_cpu(pybind11::module_& m) {

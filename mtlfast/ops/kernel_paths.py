@@ -1,7 +1,9 @@
 """Which build of the CPU element-wise kernels runs (AVX-512, AVX2, portable), and a switch to force one.
 
 The compiled kernels pick the best build this CPU supports; forcing another is for tests and benchmarks.
-The environment variable ``MTLFAST_CPU_PATH`` (``auto``, ``portable``, ``avx2``, ``avx512``) is applied when
+``avx512_bf16`` is ``avx512`` plus native bf16 dot products for ``precision="bf16"``; every other build computes
+bf16 products by rounding the operands to bf16 and multiplying in fp32 (the same numbers, no speed-up).
+The environment variable ``MTLFAST_CPU_PATH`` (``auto``, ``portable``, ``avx2``, ``avx512``, ``avx512_bf16``) is applied when
 this module is imported.
 """
 
@@ -26,7 +28,7 @@ def cpu_kernel_path() -> str | None:
 
 
 def set_cpu_kernel_path(name: str) -> None:
-    """Force a build: ``"portable"``, ``"avx2"``, ``"avx512"``, or ``"auto"`` for run-time selection."""
+    """Force a build: ``"portable"``, ``"avx2"``, ``"avx512"``, ``"avx512_bf16"``, or ``"auto"`` for run-time selection."""
     _backend.require_c().set_cpu_kernel_path(name)
 
 

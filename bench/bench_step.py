@@ -1,0 +1,165 @@
+"""End-to-end training step: mtlfast's engine vs the plain-PyTorch reference protocol, side by side.
+
+Two measurements, both in one process run (issue 7, must-show 2 and 3):
+
+1. one run (a single task): ms per training step of ``bench/reference_protocol.py`` (nn.Embedding + nn.LSTM +
+   torch.optim.Adadelta, Python batching) vs the mtlfast engine at K = 1, fp32 and bf16;
+2. the model array of every run of a sweep (10 tasks: 10 single + 45 pair runs = 55; the generated suite: 28):
+   run-steps per second vs the reference's (which trains one run at a time), and from it the projected
+   paper-scale sweep time (10 x 25,000 + 45 x 50,000 run-steps; the array holds 55 runs for the first 25,000
+   steps and the 45 pairs after).
+
+Usage::
+
+    python bench/bench_step.py --data ../shared/data --glove ../shared/data/embeddings/glove.6B.50d.trimmed.txt
+    python bench/bench_step.py                      # generated default suite, no embeddings
+
+Medians over ``--repeat`` timed blocks after warm-up; never asserts a time. Writes bench/out/bench_step.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import reference_protocol  # noqa: E402
+
+from mtlfast.cpu import cpu_features  # noqa: E402
+from mtlfast.train import RunSpec, TrainSettings, engine, prepare_inputs, run_id_for  # noqa: E402
+from mtlfast.train.model import ModelArray  # noqa: E402
+
+PAPER_SINGLE, PAPER_PAIR = 25_000, 50_000
+
+
+def _suite(args) -> list[Path]:
+    if args.data:
+        root = Path(args.data)
+        paths = sorted(p for p in root.iterdir() if (p / "train.tsv").exists())
+    else:
+        from mtlfast.data.synthetic import generate_suite
+
+        root = Path(tempfile.mkdtemp(prefix="mtlfast-bench-")) / "data"
+        paths = [Path(p) for p in generate_suite(root, seed=0)]
+    if args.tasks:
+        want = args.tasks.split(",")
+        paths = [p for p in paths if p.name in want]
+    return paths
+
+
+def _array(inputs, task_tuples, settings):
+    specs = [RunSpec(run_id_for(t, 0), t, 0, 10**9) for t in task_tuples]
+    runs, states = [], []
+    for s in specs:
+        run, state = engine._start_run(s, inputs, settings)
+        runs.append(run)
+        states.append(state)
+    return ModelArray(states, [r.step for r in runs], settings.device), runs
+
+
+def time_engine(inputs, task_tuples, precision, steps, repeat, warmup) -> float:
+    """Median seconds per array step."""
+    settings = TrainSettings(precision=precision)
+    arr, runs = _array(inputs, task_tuples, settings)
+    for _ in range(warmup):
+        engine._array_step(arr, runs, inputs, settings)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            engine._array_step(arr, runs, inputs, settings)
+        times.append((time.perf_counter() - t0) / steps)
+    return statistics.median(times)
+
+
+def time_reference(task_dir: Path, glove, steps, repeat, threads) -> float:
+    """Median seconds per step of the plain-PyTorch protocol (its own warm-up excluded)."""
+    times = []
+    for r in range(repeat):
+        out = reference_protocol.train([task_dir], steps=steps, seed=r, glove_path=glove, threads=threads,
+                                       evaluate_test=False)
+        times.append(out["ms_per_step"] / 1e3)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", help="folder of task folders (default: the generated suite)")
+    ap.add_argument("--glove", help="GloVe text file (both sides use it)")
+    ap.add_argument("--tasks", help="comma-separated task names to use (default: all)")
+    ap.add_argument("--single-task", help="task for the one-run comparison (default: the first)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=50, help="steps per timed block (one run)")
+    ap.add_argument("--array-steps", type=int, default=5, help="steps per timed block (model array)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-array", action="store_true", help="skip the model-array measurement")
+    ap.add_argument("--csv", default=str(HERE / "out" / "bench_step.csv"))
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    paths = _suite(args)
+    names = [p.name for p in paths]
+    single = args.single_task or names[0]
+    feats = cpu_features()
+    machine = f"{feats['model']}; {args.threads} threads; torch {torch.__version__}; {platform.python_version()}"
+    print(f"machine: {machine}")
+    print(f"suite: {len(names)} tasks ({', '.join(names)}); embeddings: {args.glove or 'random 100-d'}")
+
+    inputs = prepare_inputs(paths, args.glove, 100, names)
+    rows = []
+
+    ref = time_reference(paths[names.index(single)], args.glove, args.steps + 20, args.repeat, args.threads)
+    print(f"\n[one run: {single}]  reference protocol (nn.LSTM, torch.optim.Adadelta): {ref * 1e3:.2f} ms/step")
+    rows.append(dict(case="one run", impl="reference", precision="fp32", K=1, ms_per_array_step=ref * 1e3,
+                     ms_per_run_step=ref * 1e3, ratio=1.0))
+    for prec in ("fp32", "bf16"):
+        t = time_engine(inputs, [(single,)], prec, args.steps, args.repeat, warmup=10)
+        print(f"  mtlfast engine K=1 {prec}: {t * 1e3:.2f} ms/step   speed-up x{ref / t:.2f}")
+        rows.append(dict(case="one run", impl="mtlfast", precision=prec, K=1, ms_per_array_step=t * 1e3,
+                         ms_per_run_step=t * 1e3, ratio=ref / t))
+
+    if not args.no_array:
+        all_runs = [(n,) for n in names] + list(itertools.combinations(names, 2))
+        pairs_only = list(itertools.combinations(names, 2))
+        ref_rate = 1.0 / ref
+        print(f"\n[model array: {len(all_runs)} runs]  reference: {ref_rate:.1f} run-steps/s (one run at a time)")
+        for prec in ("fp32", "bf16"):
+            t_all = time_engine(inputs, all_runs, prec, args.array_steps, args.repeat, warmup=2)
+            t_pairs = time_engine(inputs, pairs_only, prec, args.array_steps, args.repeat, warmup=2)
+            rate = len(all_runs) / t_all
+            n_single, n_pair = len(names), len(pairs_only)
+            projected = PAPER_SINGLE * t_all + (PAPER_PAIR - PAPER_SINGLE) * t_pairs
+            ref_projected = (n_single * PAPER_SINGLE + n_pair * PAPER_PAIR) * ref
+            print(f"  mtlfast K={len(all_runs)} {prec}: {t_all * 1e3:.1f} ms/array step = {rate:.1f} run-steps/s"
+                  f"  x{rate / ref_rate:.2f} the reference;  K={n_pair}: {t_pairs * 1e3:.1f} ms/array step")
+            print(f"    paper-scale sweep ({n_single} x {PAPER_SINGLE:,} + {n_pair} x {PAPER_PAIR:,} steps):"
+                  f" mtlfast {projected / 3600:.2f} h vs reference {ref_projected / 3600:.2f} h")
+            rows.append(dict(case=f"array {len(all_runs)} runs", impl="mtlfast", precision=prec, K=len(all_runs),
+                             ms_per_array_step=t_all * 1e3, ms_per_run_step=t_all * 1e3 / len(all_runs),
+                             ratio=rate / ref_rate, projected_paper_h=projected / 3600,
+                             reference_paper_h=ref_projected / 3600))
+
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for r in rows for k in r})
+    with open(args.csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["machine", "suite", *keys])
+        w.writeheader()
+        for r in rows:
+            w.writerow(dict(r, machine=machine, suite=",".join(names)))
+    print(f"\nwrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mtlfast.metrics import score_sequences
 from mtlfast.train import _compat

@@ -34,6 +34,8 @@ def collect() -> dict:
         info["_C backends"] = ", ".join(getattr(c, "BACKENDS", ["cpu"]))
         if hasattr(c, "cpu_kernel_paths"):
             info["_C cpu kernel paths"] = ", ".join(c.cpu_kernel_paths())
+        if hasattr(c, "cpu_kernel_path"):
+            info["_C cpu kernel in use"] = c.cpu_kernel_path() + " (set MTLFAST_CPU_PATH to force one)"
     info["cuda kernels"] = "built" if b["cuda_kernels"] else "not built"
     feats = cpu_features()
     info["cpu"] = feats["model"]

@@ -95,6 +95,18 @@ def _c_ok(tensors: Sequence[torch.Tensor]) -> bool:
     )
 
 
+def _cuda_op(name: str, tensors: Sequence[torch.Tensor], backend: str):
+    """The CUDA twin ``_C.<name>`` when every tensor is a contiguous CUDA float32/float64 tensor and the
+    extension was built with CUDA kernels (same arguments as the CPU op); else None."""
+    if backend == "reference" or _C is None or not hasattr(_C, name) or not tensors:
+        return None
+    dtype = tensors[0].dtype
+    if all(t.device.type == "cuda" and t.dtype == dtype and dtype in (torch.float32, torch.float64)
+           and t.is_contiguous() for t in tensors):
+        return getattr(_C, name)
+    return None
+
+
 def _pick(backend: str, ok: bool, op: str) -> bool:
     """Return True to use the compiled op."""
     if backend == "reference":
@@ -185,6 +197,11 @@ def adadelta_(
     ps, gs, ss, as_ = (_as_list(x, n) for x, n in ((params, "params"), (grads, "grads"), (sq, "sq"), (acc, "acc")))
     gs = [g.contiguous() for g in gs]  # read only: a copy keeps the fused path (params/sq/acc are written in place)
     masks = _masks_list(mask, len(ps))
+    cuda = _cuda_op("adadelta_cuda_", ps + gs + ss + as_, backend)
+    if cuda is not None:
+        cuda(ps, gs, ss, as_, [None if m is None else m.to(ps[0].device) for m in masks], float(lr), float(rho),
+             float(eps))
+        return
     masks_ok = all(m is None or m.device.type == "cpu" for m in masks)
     if _pick(backend, _c_ok(ps + gs + ss + as_) and masks_ok, "adadelta_"):
         _C.adadelta_(ps, gs, ss, as_, masks, float(lr), float(rho), float(eps))
@@ -278,6 +295,10 @@ def adadelta_rows_(
         1-based number of the step being applied (the same counter for all K runs of an array).
     """
     grad_rows = grad_rows.contiguous()
+    cuda = _cuda_op("adadelta_rows_cuda_", [table, grad_rows, sq, acc], backend)
+    if cuda is not None and row_ids.device == table.device and last_step.device == table.device:
+        cuda(table, grad_rows, row_ids, sq, acc, last_step, int(step), float(lr), float(rho), float(eps))
+        return
     ok = (_c_ok([table, grad_rows, sq, acc]) and row_ids.device.type == "cpu" and last_step.device.type == "cpu"
           and last_step.is_contiguous())
     if _pick(backend, ok, "adadelta_rows_"):
@@ -310,6 +331,10 @@ def adadelta_rows_flush_(
     """Bring every row's ``sq``/``acc`` to ``step`` completed steps (for checkpoints, or to compare with a
     dense optimiser): multiply by ``rho ** (step - last_step)``, set ``last_step = step``. The table itself
     never lags (untouched rows do not move), so evaluation needs no flush."""
+    cuda = _cuda_op("adadelta_rows_flush_cuda_", [sq, acc], backend)
+    if cuda is not None and last_step.device == sq.device:
+        cuda(sq, acc, last_step, int(step), float(rho))
+        return
     ok = _c_ok([sq, acc]) and last_step.device.type == "cpu" and last_step.is_contiguous()
     if _pick(backend, ok, "adadelta_rows_flush_"):
         _C.adadelta_rows_flush_(sq, acc, last_step, int(step), float(rho))

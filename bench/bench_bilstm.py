@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 from mtlfast import _backend  # noqa: E402
 from mtlfast.nn import BiLSTM  # noqa: E402
 from mtlfast.ops import bilstm  # noqa: E402
+from mtlfast.cpu import cpu_features  # noqa: E402
 
 
 def ints(s: str) -> list[int]:
@@ -43,14 +43,7 @@ def ints(s: str) -> list[int]:
 
 
 def machine() -> str:
-    model = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_features()["model"]
     c = _backend.require_c()
     return (f"{model}; {len(os.sched_getaffinity(0))} cpus; torch {torch.__version__}; "
             f"kernel {c.cpu_kernel_path()}; gemm {c.gemm_backend()}; load {os.getloadavg()[0]:.1f}")

@@ -46,19 +46,9 @@ from mtlfast.data.synthetic import generate_suite  # noqa: E402
 
 
 def machine() -> str:
-    model = platform.processor()
-    try:
-        from mtlfast.cpu import cpu_features
+    from mtlfast.cpu import cpu_features
 
-        model = cpu_features()["model"]
-    except Exception:
-        try:
-            for line in open("/proc/cpuinfo"):
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+    model = cpu_features()["model"]
     return f"{model}; {os.cpu_count()} cpus; python {platform.python_version()}; numpy {np.__version__}"
 
 

@@ -35,14 +35,9 @@ sys.path.insert(0, str(HERE.parent))
 
 
 def machine():
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from mtlfast.cpu import cpu_features
+
+    cpu = cpu_features()["model"]
     import sklearn
 
     return (f"{cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; numpy {np.__version__}; "

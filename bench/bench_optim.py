@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,19 +32,13 @@ sys.path.insert(0, str(HERE.parent))
 
 import mtlfast.optim as O  # noqa: E402
 from mtlfast._backend import _C  # noqa: E402
+from mtlfast.cpu import cpu_features  # noqa: E402
 
 HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 
 
 def machine() -> str:
-    model = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_features()["model"]
     path = _C.optim_cpu_path() if O.has_fused_adadelta() else "no _C"
     return f"{model}; {os.cpu_count()} cpus; torch {torch.__version__}; threads {torch.get_num_threads()}; kernel {path}"
 

@@ -60,14 +60,9 @@ ROWS: list[dict] = []
 
 
 def machine() -> str:
-    model = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from mtlfast.cpu import cpu_features
+
+    model = cpu_features()["model"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{model}, {os.cpu_count()} cores, load {load:.1f}, Python {platform.python_version()}, numba {numba.__version__}"
 

@@ -209,19 +209,19 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
         cfg.embeddings = str(Path(cfg.embeddings).resolve())
     elif cfg.embeddings and ("/" in cfg.embeddings or cfg.embeddings.endswith(".txt")):
         raise ConfigError(f"--embeddings {cfg.embeddings}: no such file")
-    # Refuse a different sweep before doing any work; then save the effective config.
-    try:
-        store = Store(out, cfg)
-    except ConfigMismatch as exc:
-        raise ConfigError(str(exc)) from None
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
     t_load = time.perf_counter()
     try:
         spec = InputsSpec(tuple(task_paths), cfg.embeddings, cfg.emb_dim, tuple(cfg.tasks))
         inputs = spec.load()
     except (DataError, ValueError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from None
+    # Only a config whose data loaded is stored: a typo in --tasks or --embeddings must not lock the folder.
+    # A different sweep in the same folder is refused here, before any training.
+    try:
+        store = Store(out, cfg)
+    except ConfigMismatch as exc:
+        raise ConfigError(str(exc)) from None
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     names = [t.name for t in inputs.tasks]
     specs = _plan(names, cfg)
     store.add_runs(specs)

@@ -165,6 +165,18 @@ def test_changed_config_is_refused(suite, tmp_path, capsys):
     assert "6 run(s) already done" in capsys.readouterr().err
 
 
+def test_bad_task_name_does_not_lock_the_folder(suite, tmp_path, capsys):
+    """A typo in --tasks exits 2 and stores nothing, so the corrected command runs in the same folder."""
+    out = tmp_path / "typo"
+    args = tiny_args(suite, out)
+    args[args.index("--steps-pair") + 1] = "10"
+    args[args.index("--steps-single") + 1] = "10"
+    assert main(args + ["--tasks", "nosuch"]) == 2
+    assert "no task named nosuch" in capsys.readouterr().err
+    assert not (out / "config.json").exists()
+    assert main(args) == 0
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--paper", "--steps-single", "5"], "--paper sets the step counts"),

@@ -133,7 +133,6 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     tokens_t = torch.from_numpy(tokens).to(dev)
     tags_t = torch.from_numpy(tags).to(dev)
     lengths_t = torch.from_numpy(lengths).to(dev)
-    slots_t = torch.from_numpy(slots).to(dev)
     ar = torch.arange(K, device=dev)
 
     # Embedding lookup as a leaf, so its gradient is per position (the table's rows are updated lazily).
@@ -158,9 +157,13 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
         for p in dense:
             p.grad = None
             p.requires_grad_(False)
-        # Heads: only the drawn slot of each run moves (the others' gradient blocks are never read).
-        _compat.adadelta_([arr.t["head_w"], arr.t["head_b"]], head_grads, [arr.t["head_w.sq"], arr.t["head_b.sq"]],
-                          [arr.t["head_w.ad"], arr.t["head_b.ad"]], mask=_compat.slot_mask(slots_t, arr.S), **kw)
+        # Heads: only the drawn slot of each run moves, and only its task's n label rows (padding rows beyond n
+        # never enter a logit, so they need no update); the blocks are contiguous views, updated in place.
+        hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
+                                                          "head_w.ad", "head_b.ad"))
+        for k, s, n, g_w, g_b in head_grads:
+            _compat.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
+                              [hwa[k, s, :n], hba[k, s, :n]], **kw)
         # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
         ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
         arr.local_step += 1
@@ -177,12 +180,11 @@ def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid):
     tags [K, B, T]; valid bool [K, B, T]. For run k with task slot s and n labels, on its N real tokens:
     p = softmax(y W[:n]^T + b[:n]); loss = mean(-log p[tag]); dlogits = (p - onehot(tag)) / N, which gives
     dW = dlogits^T y, db = sum dlogits, dy = dlogits W. Returns (losses list[float], dy like y,
-    [grad head_w, grad head_b] shaped like the heads, filled only at each run's drawn slot and first n rows).
+    [(k, s, n, grad W[k, s, :n] [n, 2H], grad b[k, s, :n] [n])] for the runs with at least one real token).
     """
     K = y.shape[0]
     dy = torch.zeros_like(y)
-    g_w = torch.zeros_like(head_w)
-    g_b = torch.zeros_like(head_b)
+    grads = []
     losses = []
     for k in range(K):
         s, n = int(slots[k]), int(n_lab[k])
@@ -200,10 +202,9 @@ def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid):
         d = logp.exp_()
         d[rows, tk] -= 1.0
         d.mul_(1.0 / N)
-        torch.mm(d.t(), yk, out=g_w[k, s, :n])
-        torch.sum(d, dim=0, out=g_b[k, s, :n])
+        grads.append((k, s, n, d.t() @ yk, d.sum(dim=0)))
         dy[k][mask] = d @ w
-    return losses, dy, [g_w, g_b]
+    return losses, dy, grads
 
 
 @torch.no_grad()

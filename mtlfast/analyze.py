@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from mtlfast.metrics import relative_gain
 
 __all__ = ["analyze", "AnalyzeError", "main"]
 
@@ -48,19 +51,22 @@ def _gains_from_scores(path):
         if key not in last or step >= last[key][0]:
             last[key] = (step, float(r["value"]))
     single, pair = {}, {}
-    for (kind, tasks, _seed, task), (_s, v) in last.items():
+    for (kind, tasks, seed, task), (_s, v) in last.items():
         if kind == "single" or "+" not in tasks:
-            single.setdefault(task, []).append(v)
+            single[(task, seed)] = v
         else:
             others = [t for t in tasks.split("+") if t != task]
             if others:
-                pair.setdefault((task, others[0]), []).append(v)
+                pair[(task, others[0], seed)] = v
+    by_pair = {}
+    for (main, aux, seed), fp_seed in pair.items():
+        if (main, seed) in single:
+            by_pair.setdefault((main, aux), []).append((fp_seed, single[(main, seed)]))
     out = []
-    for (main, aux), vals in sorted(pair.items()):
-        if main not in single:
-            continue
-        fs, fp = float(np.mean(single[main])), float(np.mean(vals))
-        gain = (fp / fs - 1) * 100 if fs > 0 else float("nan")
+    for (main, aux), vals in sorted(by_pair.items()):
+        # As the store: mean of the per-seed gains (pair and single run of the same seed).
+        fp, fs = float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))
+        gain = float(np.mean([relative_gain(a, b) for a, b in vals]))
         out.append({"main": main, "aux": aux, "f1_single": fs, "f1_pair": fp, "gain": gain,
                     "label": int(gain > 0), "label_source": "gain > 0"})
     return out
@@ -182,7 +188,7 @@ def analyze(out_dir, quiet=False, settings=None):
         if any(v is not None for v in f1s.values()):
             rep.table(["task", "single-task F1"], [[t, f1s.get(t)] for t in tasks])
         rows = []
-        for g in sorted(gains, key=lambda g: -g["gain"])[:10]:
+        for g in sorted(gains, key=lambda g: -g["gain"] if g["gain"] == g["gain"] else math.inf)[:10]:  # NaN last
             rows.append([g["main"], g["aux"], g.get("f1_single"), g.get("f1_pair"), g["gain"],
                          g.get("gain_sd", float("nan")), g["label"]])
         rep.paragraph("Largest gains:")

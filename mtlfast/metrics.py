@@ -18,6 +18,7 @@ An undefined ratio (no positives at all) scores 0, as scikit-learn's ``zero_divi
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Sequence
 
@@ -92,3 +93,11 @@ def score_sequences(
         bounds = list(zip(offsets[:-1], offsets[1:]))
         out["span_f1"] = span_f1([gold_s[a:b] for a, b in bounds], [pred_s[a:b] for a, b in bounds])
     return out
+
+
+def relative_gain(f1_pair: float, f1_single: float) -> float:
+    """Gain(main, aux) = (F1_pair(main) / F1_single(main) - 1) * 100, in percent; NaN when F1_single is 0.
+
+    With several seeds a sweep reports the mean of the per-seed gains (pair and single run of the same seed).
+    """
+    return (f1_pair / f1_single - 1.0) * 100.0 if f1_single > 0 else math.nan

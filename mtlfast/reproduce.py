@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlfast.metrics import relative_gain
+
 __all__ = ["LogError", "parse_log", "read_logs", "compute_gains", "reproduce", "main"]
 
 _LINE = re.compile(
@@ -102,7 +104,7 @@ def compute_gains(runs, single_iter=SINGLE_ITER, pair_iter=PAIR_ITER):
                 continue
             fp = _f1_at(recs, main, pair_iter, folder / "loss_dv.log")
             fs = f1_single[main]
-            gain = (fp / fs - 1.0) * 100.0 if fs > 0 else float("nan")
+            gain = relative_gain(fp, fs)
             rows.append({"main": main, "aux": aux, "f1_single": fs, "f1_pair": fp, "gain": gain,
                          "label": int(gain > 0)})
     rows.sort(key=lambda r: (r["main"], r["aux"]))

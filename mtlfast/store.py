@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mtlfast.config import SweepConfig, diff_science
+from mtlfast.metrics import relative_gain
 
 SCHEMA_VERSION = "1"
 DB_NAME = "mtlfast.db"
@@ -262,7 +263,7 @@ class Store:
                         a, b = single[(main, s)], pair[(main, aux, s)]
                         fs.append(a)
                         fp.append(b)
-                        gs.append((b / a - 1.0) * 100.0 if a > 0 else math.nan)
+                        gs.append(relative_gain(b, a))
                 if not gs:
                     continue
                 gain = float(np.mean(gs))

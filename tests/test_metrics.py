@@ -1,5 +1,7 @@
 """mtlfast.metrics against scikit-learn and seqeval on generated predictions."""
 
+import math
+
 import numpy as np
 import pytest
 from seqeval.metrics import f1_score as seqeval_f1
@@ -58,3 +60,12 @@ def test_is_bio():
     assert not is_bio(PLAIN)
     assert not is_bio(["O", "B", "I", "o", "b", "i"])  # mwe's positional tags are not BIO chunks
     assert not is_bio(["O"])
+
+
+def test_relative_gain_formula():
+    from mtlfast.metrics import relative_gain
+
+    # (F1_pair / F1_single - 1) * 100, worked by hand: 0.9 / 0.8 = 1.125 -> +12.5 %; 0.6 / 0.8 = 0.75 -> -25 %.
+    assert relative_gain(0.9, 0.8) == pytest.approx(12.5)
+    assert relative_gain(0.6, 0.8) == pytest.approx(-25.0)
+    assert math.isnan(relative_gain(0.5, 0.0))

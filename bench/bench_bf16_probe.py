@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,20 +23,15 @@ from pathlib import Path
 
 import torch
 
+from mtlfast.cpu import cpu_features
+
 HERE = Path(__file__).resolve().parent
 
 
 def cpu_desc() -> str:
-    model, flags = platform.processor(), set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    feats = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    f = cpu_features()
+    model = f["model"]
+    feats = [k for k in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f[k]]
     return (f"{model}; {os.cpu_count()} cpus; flags {' '.join(feats) or 'none of avx512/amx'}; torch {torch.__version__}; "
             f"capability {torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")
 

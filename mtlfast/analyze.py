@@ -261,7 +261,12 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error(f"--folds: expected at least 2 (k of k-fold CV), got {args.folds}")
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected a positive integer, got {args.repeats}")
     settings = {"n_repeats": args.repeats, "n_splits": args.folds, "random_state": args.seed, "search": args.search,
                 "outer_repeats": args.outer_repeats, "inner_repeats": args.inner_repeats,
                 "optimistic_repeats": args.optimistic_repeats or None}

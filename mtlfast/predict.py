@@ -30,7 +30,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 __all__ = ["PredictError", "load_sweep_features", "fit_predictor", "predict_new", "main"]
 
@@ -119,11 +118,11 @@ def format_ranking(rows, top=None):
         aux = [r for r in rows if r["main"] == t]
         aux.sort(key=lambda r: -r["p_gain"])
         lines.append(f"{t} as main task: auxiliary tasks ranked by P(gain)")
-        for r in aux[:top] if top else aux:
+        for r in aux[:top] if top is not None else aux:
             lines.append(f"  {r['aux']:<20} {r['p_gain']:.3f}  {'gain' if r['predicted_gain'] else 'no gain'}")
         helps = sorted((r for r in rows if r["aux"] == t and not r["main_is_new"]), key=lambda r: -r["p_gain"])
         lines.append(f"{t} as auxiliary task: main tasks it is predicted to help")
-        for r in helps[:top] if top else helps:
+        for r in helps[:top] if top is not None else helps:
             lines.append(f"  {r['main']:<20} {r['p_gain']:.3f}  {'gain' if r['predicted_gain'] else 'no gain'}")
     return "\n".join(lines)
 
@@ -148,7 +147,10 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.top is not None and args.top < 1:
+        parser.error(f"--top: expected a positive integer, got {args.top}")
     from mtlfast.meta.table import TableError
 
     if not (args.new_task_features or args.new_curves or args.new_sweep):

@@ -277,8 +277,10 @@ class Store:
         return out
 
     # -------------------------------------------------------------------------------------------------- export
-    def export(self, out_dir: str | Path | None = None) -> list[Path]:
-        """Write gains.csv, runs.csv, scores.csv, curves.csv and features.csv (docs/ARCHITECTURE.md)."""
+    def export(self, out_dir: str | Path | None = None, gains: list[dict] | None = None) -> list[Path]:
+        """Write gains.csv, runs.csv, scores.csv, curves.csv and features.csv (docs/ARCHITECTURE.md).
+
+        ``gains``: the result of :meth:`gains` when the caller already has it (it runs the seed tests)."""
         out = Path(out_dir) if out_dir else self.out
         written = []
         runs = self.runs()
@@ -295,7 +297,7 @@ class Store:
             os.replace(tmp, path)
             written.append(path)
 
-        gains = self.gains()
+        gains = self.gains() if gains is None else gains
         header = ["main", "aux", "f1_single", "f1_pair", "gain", "label"]
         if gains and "gain_sd" in gains[0]:
             header += ["gain_sd", "n_seeds", "label_beyond_noise", "p_value"]

@@ -337,8 +337,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
-    written = store.export()
     gains = store.gains()
+    written = store.export(gains=gains)
     n_gains = len(gains)
     undefined = sorted({g["main"] for g in gains if g["gain"] != g["gain"]})
     if undefined:

@@ -223,6 +223,43 @@ def test_bad_input_is_reported():
         task_features(EDGE_CASES["one_token"], base=1)
 
 
+def _large_task(seed, n_sentences=1500, alphabet="abcABC"):
+    """A corpus past ``stats._THREAD_MIN_TOKENS`` tokens, so that the terms are interned in a second thread."""
+    rng = random.Random(seed)
+    vocab = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    sents = [[rng.choice(vocab) for _ in range(rng.randint(1, 40))] for _ in range(n_sentences)]
+    tags = [[rng.choice(("O", "B-X", "I-X", "b-x")) for _ in s] for s in sents]
+    test = [[rng.choice(vocab) for _ in range(rng.randint(1, 40))] for _ in range(n_sentences // 5)]
+    assert sum(map(len, sents)) + sum(map(len, test)) >= stats._THREAD_MIN_TOKENS
+    return make_task(sents, tags, test), {w.lower() for w in vocab[::3]}
+
+
+@pytest.mark.parametrize("alphabet", ["abcABC", "abcAB\u00e9\u00c9\u03a3\u03c3\u0130"])
+def test_large_corpora_against_oracles(alphabet, monkeypatch):
+    """The threaded path (ASCII and non-ASCII text) against the oracles, and equal to the one-thread path."""
+    task, words = _large_task(7, alphabet=alphabet)
+    threaded = task_features(task, words)
+    assert_features(threaded, oracle(task, words))
+    monkeypatch.setattr(stats, "_THREAD_MIN_TOKENS", 10**12)
+    assert task_features(task, words) == threaded
+
+
+def test_bad_large_input_is_reported_in_order():
+    task, _ = _large_task(3)
+    bad_token = make_task(task.train.tokens + [["a\nb"]], task.train.tags + [["X"]], task.test.tokens)
+    with pytest.raises(ValueError, match=r"tokens and labels must not contain a newline, got 'a\\nb'"):
+        task_features(bad_token)
+    bad_both = make_task(task.train.tokens + [["a\nb"]], task.train.tags + [["X", "Y"]], task.test.tokens)
+    with pytest.raises(ValueError, match="newline"):  # the token error first, as with one thread
+        task_features(bad_both)
+    bad_tag = make_task(task.train.tokens + [["ab"]], task.train.tags + [["X\nY"]], task.test.tokens)
+    with pytest.raises(ValueError, match=r"newline, got 'X\\nY'"):
+        task_features(bad_tag)
+    bad_count = make_task(task.train.tokens + [["a", "b"]], task.train.tags + [["X"]], task.test.tokens)
+    with pytest.raises(ValueError, match="1 tags"):
+        task_features(bad_count)
+
+
 class _Embeddings:
     def __init__(self, words):
         self.index = {w: i for i, w in enumerate(words)}

@@ -49,7 +49,8 @@ paths agree with each other exactly). Command line: ``python -m mtlfast.stats PA
 [--embeddings FILE] [--base 2]``.
 
 How it is fast: Python touches the strings only through C-level calls (join, ``str.lower``, encode, or not at
-all for files); one Numba pass maps every token to a dense id with a hash table over the UTF-8 bytes; the
+all for files); one Numba pass maps every token to a dense id with a hash table over the UTF-8 bytes (for the terms
+in a second thread, the kernels releasing the GIL, while the calling thread joins the tags); the
 features are then O(tokens) integer counting passes (the Frobenius norm from per-sentence counts, never a
 matrix). Kernels and their Numba settings: :mod:`mtlfast.stats._kernels`.
 """
@@ -57,6 +58,7 @@ matrix). Kernels and their Numba settings: :mod:`mtlfast.stats._kernels`.
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,22 +106,65 @@ def _log_base(base: float | None) -> float:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _join_utf8(*corpora: Sequence[Sequence[str]], lower: bool) -> tuple[np.ndarray, int]:
+def _join_utf8(*corpora: Sequence[Sequence[str]], lower: bool, n_tokens: int | None = None) -> tuple[np.ndarray, int]:
     """All tokens of the corpora (lists of sentences), in order, as one newline-separated UTF-8 buffer,
     and the number of tokens.
 
     Lower-casing the joined text equals lower-casing every token: ``str.lower`` is per character except
     for the Greek final sigma, whose context test stops at the newline (not a case-ignorable character).
-    Joining per sentence first keeps the per-token work in C.
+    Joining per sentence first keeps the per-token work in C. ``n_tokens``: the number of tokens when the
+    caller knows it already (saves a pass over the sentences).
     """
-    n_tokens = sum(sum(map(len, corpus)) for corpus in corpora)
+    if n_tokens is None:
+        n_tokens = sum(sum(map(len, corpus)) for corpus in corpora)
     if all(map(all, corpora)):  # no empty sentence (the usual case): join with no Python-level loop
         text = _SEP.join([_SEP.join(map(_SEP.join, corpus)) for corpus in corpora if len(corpus)])
     else:
         text = _SEP.join([_SEP.join(sentence) for corpus in corpora for sentence in corpus if len(sentence)])
+    if text.isascii():  # O(1) flag of the str; bytes.lower() then equals str.lower() and is much faster
+        raw = text.encode("ascii")
+        return np.frombuffer(raw.lower() if lower else raw, dtype=np.uint8), n_tokens
     if lower:
         text = text.lower()
     return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8), n_tokens
+
+
+class _Background:
+    """Run ``fn(*args)`` in a fresh thread (the Numba kernels release the GIL, so it overlaps with the string
+    work of the calling thread); :meth:`result` joins and returns its value or raises its exception. A thread
+    per call (about 0.1 ms) rather than a pool, so that nothing is left behind across ``fork``."""
+
+    def __init__(self, fn, *args):
+        self._value = self._error = None
+
+        def run():
+            try:
+                self._value = fn(*args)
+            except BaseException as exc:  # re-raised in the caller by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="mtlfast-stats", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Inline:
+    """:class:`_Background`'s interface, run at once in the calling thread (small inputs)."""
+
+    def __init__(self, fn, *args):
+        self._value = fn(*args)
+
+    def result(self):
+        return self._value
+
+
+# Below this many tokens a thread costs more than the overlap saves.
+_THREAD_MIN_TOKENS = 20_000
 
 
 def _intern(buf: np.ndarray, n_tokens: int, corpora) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -235,17 +280,25 @@ def split_arrays(
     lengths = list(map(len, train_tokens))
     offsets = _offsets(lengths)
     n_train = int(offsets[-1])
-    term_buf, n_all = _join_utf8(train_tokens, test_tokens, lower=True)
-    ids, _, term_span = _intern(term_buf, n_all, (train_tokens, test_tokens))
+    term_buf, n_all = _join_utf8(train_tokens, test_tokens, lower=True, n_tokens=n_train + sum(map(len, test_tokens)))
+    # Intern the terms (Numba, GIL released) in a second thread while this one joins the tags.
+    runner = _Background if n_all >= _THREAD_MIN_TOKENS else _Inline
+    terms_job = runner(_intern, term_buf, n_all, (train_tokens, test_tokens))
     tag_lengths = list(map(len, train_tags))
     if tag_lengths != lengths:
+        terms_job.result()  # its error (a newline in a token) comes first, as it always has
         s = next(i for i, (a, b) in enumerate(zip(lengths, tag_lengths)) if a != b)
         raise ValueError(
             f"mtlfast.stats: every training token needs one tag; training sentence {s} has "
             f"{len(train_tokens[s])} tokens and {len(train_tags[s])} tags"
         )
-    label_buf, n_tags = _join_utf8(train_tags, lower=False)
-    label_ids, _, label_span = _intern(label_buf, n_tags, (train_tags,))
+    label_buf, n_tags = _join_utf8(train_tags, lower=False, n_tokens=n_train)
+    try:
+        label_ids, _, label_span = _intern(label_buf, n_tags, (train_tags,))
+    except ValueError:
+        terms_job.result()  # a newline in a token is reported first, as it always has been
+        raise
+    ids, _, term_span = terms_job.result()
     train_terms = ids[:n_train]
     n_train_terms = int(train_terms.max()) + 1 if n_train else 0
     has_vector = None

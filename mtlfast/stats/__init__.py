@@ -259,6 +259,23 @@ class SplitArrays:
     has_vector: np.ndarray | None = None
 
 
+def _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, label_span, embeddings):
+    """SplitArrays from interned train+test term ids (train first) and interned training labels."""
+    has_vector = None
+    if embeddings is not None:
+        has_vector = _embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
+    return SplitArrays(
+        train_terms=ids[:n_train],
+        train_offsets=offsets,
+        train_labels=label_ids,
+        test_terms=ids[n_train:],
+        n_terms=int(term_span.shape[0]),
+        n_train_terms=n_train_terms,
+        n_labels=int(label_span.shape[0]),
+        has_vector=has_vector,
+    )
+
+
 def split_arrays(
     train_tokens: Sequence[Sequence[str]],
     train_tags: Sequence[Sequence[str]],
@@ -301,19 +318,7 @@ def split_arrays(
     ids, _, term_span = terms_job.result()
     train_terms = ids[:n_train]
     n_train_terms = int(train_terms.max()) + 1 if n_train else 0
-    has_vector = None
-    if embeddings is not None:
-        has_vector = _embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
-    return SplitArrays(
-        train_terms=train_terms,
-        train_offsets=offsets,
-        train_labels=label_ids,
-        test_terms=ids[n_train:],
-        n_terms=int(term_span.shape[0]),
-        n_train_terms=n_train_terms,
-        n_labels=int(label_span.shape[0]),
-        has_vector=has_vector,
-    )
+    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, label_span, embeddings)
 
 
 def features_from_arrays(arrays: SplitArrays, base: float | None = None) -> dict[str, float]:
@@ -423,19 +428,7 @@ def _folder_arrays(folder: Path, embeddings) -> SplitArrays | None:
     label_ids, _, _, label_span, _ = K.intern_spans(label_buf, label_spans)
     train_terms = ids[:n_train]
     n_train_terms = int(train_terms.max()) + 1
-    has_vector = None
-    if embeddings is not None:
-        has_vector = _embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
-    return SplitArrays(
-        train_terms=train_terms,
-        train_offsets=offsets,
-        train_labels=label_ids,
-        test_terms=ids[n_train:],
-        n_terms=int(term_span.shape[0]),
-        n_train_terms=n_train_terms,
-        n_labels=int(label_span.shape[0]),
-        has_vector=has_vector,
-    )
+    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, label_span, embeddings)
 
 
 def folder_features(folder, embeddings=None, *, base: float | None = None) -> dict[str, float]:

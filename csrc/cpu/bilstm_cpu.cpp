@@ -9,7 +9,8 @@
 //
 // Matrix products go to the BLAS that torch itself links (MKL's sgemm_/dgemm_, looked up at run time so the
 // extension never fails to load on a torch without it), else to at::mm. The element-wise passes exist in three
-// builds of one source (AVX-512, AVX2+FMA, portable) picked at run time from the CPU, or forced for testing.
+// builds (AVX-512 intrinsics with masked tails; AVX2+FMA and portable from one generic source) picked at run time
+// from the CPU, or forced for testing.
 #include "bilstm.h"
 
 #include <ATen/Parallel.h>
@@ -324,8 +325,128 @@ using BwdStepF = void (*)(int64_t, int64_t, const int64_t*, const float*, int64_
   }
 
 #if MTLFAST_X86
-MTLFAST_STEP_VARIANT(avx512, __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))))
 MTLFAST_STEP_VARIANT(avx2, __attribute__((target("avx2,fma"))))
+
+// AVX-512 element-wise kernels written with intrinsics: 16 hidden units per vector, the tail of H (H % 16) as
+// one masked vector instead of scalar code, exp through vscalefps, reciprocals as rcp14 + one Newton step.
+// Accuracy (measured against double over [-80, 100]): sigmoid <= 3 ulp, tanh <= 5 ulp (relative 3e-7).
+#define MTLFAST_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+
+MTLFAST_AVX512_TARGET MTLFAST_AI __m512 v_exp(__m512 x) {  // callers keep x <= 88 (larger saturates to inf)
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // ln2 split in two: exact reduction
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);  // p * 2^n, no integer tricks, saturates instead of wrapping
+}
+
+MTLFAST_AVX512_TARGET MTLFAST_AI __m512 v_rcp(__m512 d) {  // 1 / d for finite d > 0: rcp14, one Newton step
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+}
+
+MTLFAST_AVX512_TARGET MTLFAST_AI __m512 v_sigmoid(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));  // keeps 1 + e^-x finite
+  return v_rcp(_mm512_add_ps(_mm512_set1_ps(1.0f), v_exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+// Rational minimax approximation (numerator odd degree 13, denominator even degree 6, as in Eigen), on x
+// clamped to +-7.905 where tanh rounds to +-1 within an ulp.
+MTLFAST_AVX512_TARGET MTLFAST_AI __m512 v_tanh(__m512 x) {
+  const __m512 lim = _mm512_set1_ps(7.90531110763549805f);
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+  const __m512 x2 = _mm512_mul_ps(xc, xc);
+  __m512 p = _mm512_fmadd_ps(x2, _mm512_set1_ps(-2.76076847742355e-16f), _mm512_set1_ps(2.00018790482477e-13f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-8.60467152213735e-11f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(5.12229709037114e-08f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(1.48572235717979e-05f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(6.37261928875436e-04f));
+  p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(4.89352455891786e-03f));
+  p = _mm512_mul_ps(xc, p);
+  __m512 q = _mm512_fmadd_ps(x2, _mm512_set1_ps(1.19825839466702e-06f), _mm512_set1_ps(1.18534705686654e-04f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(2.26843463243900e-03f));
+  q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(4.89352518554385e-03f));
+  return _mm512_mul_ps(p, v_rcp(q));
+}
+
+MTLFAST_AVX512_TARGET MTLFAST_AI __mmask16 tail_mask(int64_t rem) {
+  return rem >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
+}
+
+// Gates of 16 hidden units from pre-activations g[0 .. 4H) (H apart), with the cell and hidden update.
+MTLFAST_AVX512_TARGET MTLFAST_AI void fwd_units_avx512(__mmask16 m, int64_t H, float* g, const float* cp, float* c,
+                                                        float* h) {
+  const __m512 i = v_sigmoid(_mm512_maskz_loadu_ps(m, g));
+  const __m512 f = v_sigmoid(_mm512_maskz_loadu_ps(m, g + H));
+  const __m512 gg = v_tanh(_mm512_maskz_loadu_ps(m, g + 2 * H));
+  const __m512 o = v_sigmoid(_mm512_maskz_loadu_ps(m, g + 3 * H));
+  const __m512 ig = _mm512_mul_ps(i, gg);
+  const __m512 cn = cp != nullptr ? _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp), ig) : ig;
+  _mm512_mask_storeu_ps(g, m, i);
+  _mm512_mask_storeu_ps(g + H, m, f);
+  _mm512_mask_storeu_ps(g + 2 * H, m, gg);
+  _mm512_mask_storeu_ps(g + 3 * H, m, o);
+  _mm512_mask_storeu_ps(c, m, cn);
+  _mm512_mask_storeu_ps(h, m, _mm512_mul_ps(o, v_tanh(cn)));
+}
+
+MTLFAST_AVX512_TARGET void fwd_step_avx512(int64_t H, int64_t n, const int64_t* rows, float* G, int64_t gs,
+                                           const float* Cp, int64_t cps, float* C, int64_t cs, float* Y, int64_t ys) {
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t b = rows[r];
+    float* g = G + b * gs;
+    const float* cp = Cp != nullptr ? Cp + b * cps : nullptr;
+    float* c = C + b * cs;
+    float* h = Y + b * ys;
+    for (int64_t j = 0; j < H; j += 16) {
+      fwd_units_avx512(tail_mask(H - j), H, g + j, cp != nullptr ? cp + j : nullptr, c + j, h + j);
+    }
+  }
+}
+
+MTLFAST_AVX512_TARGET void bwd_step_avx512(int64_t H, int64_t n, const int64_t* rows, const float* A, int64_t as,
+                                           float* D, int64_t ds, const float* dY, int64_t dys, const float* DH,
+                                           float* DC, const float* C, int64_t cs, const float* Cp, int64_t cps) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t b = rows[r];
+    const float* a = A + b * as;
+    float* d = D + b * ds;
+    const float* dy = dY + b * dys;
+    const float* dhr = DH != nullptr ? DH + b * H : nullptr;
+    float* dc = DC + b * H;
+    const float* c = C + b * cs;
+    const float* cp = Cp != nullptr ? Cp + b * cps : nullptr;
+    for (int64_t j = 0; j < H; j += 16) {
+      const __mmask16 m = tail_mask(H - j);
+      const __m512 i = _mm512_maskz_loadu_ps(m, a + j), f = _mm512_maskz_loadu_ps(m, a + H + j);
+      const __m512 gg = _mm512_maskz_loadu_ps(m, a + 2 * H + j), o = _mm512_maskz_loadu_ps(m, a + 3 * H + j);
+      __m512 dh = _mm512_maskz_loadu_ps(m, dy + j);
+      if (dhr != nullptr) dh = _mm512_add_ps(dh, _mm512_maskz_loadu_ps(m, dhr + j));
+      const __m512 tc = v_tanh(_mm512_maskz_loadu_ps(m, c + j));
+      const __m512 dho = _mm512_mul_ps(dh, o);
+      // dct = dc + dh * o * (1 - tc^2)
+      const __m512 dct = _mm512_fmadd_ps(dho, _mm512_fnmadd_ps(tc, tc, one), _mm512_maskz_loadu_ps(m, dc + j));
+      const __m512 cpv = cp != nullptr ? _mm512_maskz_loadu_ps(m, cp + j) : _mm512_setzero_ps();
+      const __m512 di = _mm512_mul_ps(_mm512_mul_ps(dct, gg), _mm512_fnmadd_ps(i, i, i));       // i (1 - i)
+      const __m512 df = _mm512_mul_ps(_mm512_mul_ps(dct, cpv), _mm512_fnmadd_ps(f, f, f));      // f (1 - f)
+      const __m512 dg = _mm512_mul_ps(_mm512_mul_ps(dct, i), _mm512_fnmadd_ps(gg, gg, one));    // 1 - g^2
+      const __m512 dout = _mm512_mul_ps(_mm512_mul_ps(dh, tc), _mm512_fnmadd_ps(o, o, o));      // o (1 - o)
+      _mm512_mask_storeu_ps(d + j, m, di);
+      _mm512_mask_storeu_ps(d + H + j, m, df);
+      _mm512_mask_storeu_ps(d + 2 * H + j, m, dg);
+      _mm512_mask_storeu_ps(d + 3 * H + j, m, dout);
+      _mm512_mask_storeu_ps(dc + j, m, _mm512_mul_ps(dct, f));
+    }
+  }
+}
 #endif
 MTLFAST_STEP_VARIANT(portable, )
 

@@ -287,3 +287,47 @@ def test_import_fallback_without_compiled_module(tmp_path, monkeypatch):
         import mtlfast
 
         mtlfast.data = saved["mtlfast.data"]  # the package attribute too
+
+
+def test_factorize_finds_repeats_by_identity_and_equal_strings_by_value():
+    """Equal strings held by distinct objects get one code; a shared object many codes' worth of times; more
+    distinct objects than the pointer table's first size (it grows); the codes equal the pure-Python ones."""
+    if not HAS_FAST:
+        pytest.skip("mtlfast.data._fast not built")
+    import mtlfast.data._fast as F
+
+    rng = np.random.default_rng(1)
+    pool = [f"w{i}" for i in range(5000)]
+    sents = []
+    for _ in range(400):
+        sent = []
+        for _ in range(int(rng.integers(0, 40))):
+            w = pool[int(rng.integers(0, len(pool)))]
+            sent.append(w if rng.random() < 0.5 else "".join(list(w)))  # equal value, other object
+        sents.append(sent)
+    d1, d2 = {"w7": 0}, {"w7": 0}
+    c1, o1 = F.factorize(sents, d1)
+    c2, o2 = E.factorize_py(sents, d2)
+    assert list(d1) == list(d2) and np.array_equal(c1, c2) and np.array_equal(o1, o2)
+    with pytest.raises(TypeError, match="item 1 is a int"):
+        F.factorize([["a", 1]], {})
+    # The wrapper reruns in Python over the same index: the same codes as a run from scratch.
+    d3, d4 = {}, {}
+    mixed = [["a", "b"], ["b", 1, "c"]]
+    c3, _ = E.factorize(mixed, d3)
+    c4, _ = E.factorize_py(mixed, d4)
+    assert list(d3) == list(d4) and np.array_equal(c3, c4)
+
+
+def test_loaded_splits_share_one_str_per_distinct_field(tmp_path):
+    if not HAS_FAST:
+        pytest.skip("mtlfast.data._fast not built")
+    path = tmp_path / "train.tsv"
+    path.write_bytes("the\tO\ncat\tN\n\nthe\tO\n the \tO\ncaf\u00e9\tN\ncaf\u00e9\tN\n".encode())
+    split = IO.read_split(path)
+    assert split.tokens == [["the", "cat"], ["the", "the", "caf\u00e9", "caf\u00e9"]]
+    assert split.tags == [["O", "N"], ["O", "O", "N", "N"]]
+    first, second = split.tokens
+    assert first[0] is second[0] and second[2] is second[3]  # same bytes, same object
+    assert second[1] == "the"  # " the " (stripped) is equal in value
+    assert split.tags[0][0] is split.tags[1][1]

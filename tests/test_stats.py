@@ -234,17 +234,71 @@ def _large_task(seed, n_sentences=1500, alphabet="abcABC"):
     return make_task(sents, tags, test), {w.lower() for w in vocab[::3]}
 
 
+@pytest.fixture(params=["objects", "text"])
+def string_path(request, monkeypatch):
+    """Run a test through each way of turning strings into ids: ``objects`` (the data layer's compiled
+    ``factorize``, the default when it is built) and ``text`` (joined UTF-8 buffers, the fallback)."""
+    if request.param == "objects" and stats._fast is None:
+        pytest.skip("mtlfast.data._fast is not built: only the text path exists")
+    if request.param == "text":
+        monkeypatch.setattr(stats, "_fast", None)
+    return request.param
+
+
 @pytest.mark.parametrize("alphabet", ["abcABC", "abcAB\u00e9\u00c9\u03a3\u03c3\u0130"])
-def test_large_corpora_against_oracles(alphabet, monkeypatch):
-    """The threaded path (ASCII and non-ASCII text) against the oracles, and equal to the one-thread path."""
+def test_large_corpora_against_oracles(alphabet, string_path, monkeypatch):
+    """Both string paths (ASCII and non-ASCII text; the text path threaded) against the oracles, and the text
+    path equal with one thread."""
     task, words = _large_task(7, alphabet=alphabet)
-    threaded = task_features(task, words)
-    assert_features(threaded, oracle(task, words))
+    got = task_features(task, words)
+    assert_features(got, oracle(task, words))
     monkeypatch.setattr(stats, "_THREAD_MIN_TOKENS", 10**12)
-    assert task_features(task, words) == threaded
+    assert task_features(task, words) == got
 
 
-def test_bad_large_input_is_reported_in_order():
+def _arrays_equal(a, b):
+    for field in ("train_terms", "train_offsets", "train_labels", "test_terms", "has_vector"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            assert np.array_equal(x, y), field
+    assert (a.n_terms, a.n_train_terms, a.n_labels) == (b.n_terms, b.n_train_terms, b.n_labels)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_object_path_equals_text_path(seed, monkeypatch):
+    """The identity-based path gives exactly the text path's arrays: case variants of one term, equal strings
+    held by distinct objects next to shared ones, non-ASCII case mappings (final sigma, dotted I, sharp s),
+    empty sentences and an empty test split, more distinct objects than the pointer table's first size."""
+    if stats._fast is None:
+        pytest.skip("mtlfast.data._fast is not built")
+    rng = random.Random(seed)
+    base = ["the", "The", "THE", "ΣΑΣ", "σας", "İstanbul", "straße", "STRASSE", "naïve", "日本", "x", ""]
+    base += ["".join(rng.choice("abcXYZé") for _ in range(rng.randint(1, 6))) for _ in range(3000)]
+
+    def word():
+        w = rng.choice(base)
+        return w if rng.random() < 0.5 else "".join(list(w))  # an equal str, often a distinct object
+
+    train = [[word() for _ in range(rng.randint(0 if seed % 2 else 1, 30))] for _ in range(rng.randint(1, 300))]
+    tags = [[rng.choice(["O", "B-X", "I-X", "b-x"]) for _ in s] for s in train]
+    test = [[word() for _ in range(rng.randint(1, 30))] for _ in range(rng.randint(0, 80))]
+    words = {w.lower() for w in base[::4]}
+    objects = stats.split_arrays(train, tags, test, words)
+    monkeypatch.setattr(stats, "_fast", None)
+    _arrays_equal(objects, stats.split_arrays(train, tags, test, words))
+
+
+def test_object_path_hands_odd_items_to_the_text_path():
+    """Tuples as sentences and non-str tokens leave the compiled path; results and errors are the text path's."""
+    task = EDGE_CASES["one_sentence"]
+    as_tuples = make_task([tuple(s) for s in task.train.tokens], task.train.tags, task.test.tokens)
+    assert task_features(as_tuples) == task_features(task)
+    with pytest.raises(TypeError):
+        task_features(make_task([["a", 3]], [["X", "Y"]], []))
+
+
+def test_bad_large_input_is_reported_in_order(string_path):
     task, _ = _large_task(3)
     bad_token = make_task(task.train.tokens + [["a\nb"]], task.train.tags + [["X"]], task.test.tokens)
     with pytest.raises(ValueError, match=r"tokens and labels must not contain a newline, got 'a\\nb'"):

@@ -15,9 +15,10 @@ cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdlib cimport strtod
-from libc.string cimport memchr
+from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeUTF8
+from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc, strtod
+from libc.string cimport memchr, memcmp
 
 cnp.import_array()
 
@@ -94,14 +95,113 @@ cdef inline bint _is_space(unsigned char c) nogil:
     return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
 
 
+# --- per-file string pool: byte span -> str, so that equal tokens (and labels) share one object ---------
+
+cdef struct _SpanTable:
+    uint64_t* hashes  # 0 = empty slot
+    Py_ssize_t* starts
+    Py_ssize_t* lens
+    PyObject** objs  # borrowed: the pool list holds the references
+    Py_ssize_t mask
+    Py_ssize_t used
+
+
+cdef int _span_init(_SpanTable* t, Py_ssize_t capacity) except -1:
+    t.hashes = <uint64_t*>calloc(capacity, sizeof(uint64_t))
+    t.starts = <Py_ssize_t*>malloc(capacity * sizeof(Py_ssize_t))
+    t.lens = <Py_ssize_t*>malloc(capacity * sizeof(Py_ssize_t))
+    t.objs = <PyObject**>malloc(capacity * sizeof(PyObject*))
+    t.mask = capacity - 1
+    t.used = 0
+    if t.hashes == NULL or t.starts == NULL or t.lens == NULL or t.objs == NULL:
+        _span_free(t)
+        raise MemoryError()
+    return 0
+
+
+cdef void _span_free(_SpanTable* t) noexcept:
+    free(t.hashes)
+    free(t.starts)
+    free(t.lens)
+    free(t.objs)
+    t.hashes = NULL
+    t.starts = NULL
+    t.lens = NULL
+    t.objs = NULL
+
+
+cdef int _span_grow(_SpanTable* t) except -1:
+    cdef _SpanTable bigger
+    cdef Py_ssize_t i, s
+    _span_init(&bigger, 2 * (t.mask + 1))
+    for i in range(t.mask + 1):
+        if t.hashes[i] != 0:
+            s = <Py_ssize_t>(t.hashes[i] & <uint64_t>bigger.mask)
+            while bigger.hashes[s] != 0:
+                s = (s + 1) & bigger.mask
+            bigger.hashes[s] = t.hashes[i]
+            bigger.starts[s] = t.starts[i]
+            bigger.lens[s] = t.lens[i]
+            bigger.objs[s] = t.objs[i]
+    bigger.used = t.used
+    _span_free(t)
+    t[0] = bigger
+    return 0
+
+
+cdef inline uint64_t _span_hash(const char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <unsigned char>p[i]) * 1099511628211ULL
+    h ^= h >> 29
+    return h | 1
+
+
+cdef object _span_str(_SpanTable* t, list pool, const char* p, Py_ssize_t a, Py_ssize_t b):
+    """The field ``p[a:b]`` as a str (decoded, and stripped when an edge byte is a space or non-ASCII, as
+    the reference parser does), the same object for equal bytes; UnicodeDecodeError for invalid UTF-8."""
+    cdef Py_ssize_t n = b - a
+    cdef uint64_t h = _span_hash(p + a, n)
+    cdef Py_ssize_t s = <Py_ssize_t>(h & <uint64_t>t.mask)
+    while t.hashes[s] != 0:
+        if t.hashes[s] == h and t.lens[s] == n and memcmp(p + t.starts[s], p + a, n) == 0:
+            return <object>t.objs[s]
+        s = (s + 1) & t.mask
+    cdef object v = PyUnicode_DecodeUTF8(p + a, n, "strict")
+    if n > 0 and (_is_space(<unsigned char>p[a]) or _is_space(<unsigned char>p[b - 1])
+                  or <unsigned char>p[a] >= 128 or <unsigned char>p[b - 1] >= 128):
+        v = v.strip()
+    pool.append(v)
+    t.hashes[s] = h
+    t.starts[s] = a
+    t.lens[s] = n
+    t.objs[s] = <PyObject*>v
+    t.used += 1
+    if 2 * t.used > t.mask + 1:
+        _span_grow(t)
+    return v
+
+
 def parse_tsv(bytes data):
     """Fast path of mtlfast.data.io.parse_tsv on raw UTF-8 bytes.
 
     Returns ``(tokens, tags, 0)`` for a well-formed file, or ``(None, None, line)`` at the first line it does
     not accept (a malformed line, bytes that are not UTF-8, a blank line holding non-ASCII spaces): the caller
     then runs the pure-Python parser, which raises the documented error (or accepts the odd-but-valid line),
-    so both paths give identical results.
+    so both paths give identical results. Equal fields share one ``str`` object (a per-file pool keyed by
+    their bytes): less memory, and ``factorize`` then finds repeats by identity.
     """
+    cdef _SpanTable table
+    cdef list pool = []
+    _span_init(&table, 4096)
+    try:
+        return _parse_tsv(data, &table, pool)
+    finally:
+        _span_free(&table)
+
+
+cdef tuple _parse_tsv(bytes data, _SpanTable* table, list pool):
     cdef const char* p = data
     cdef Py_ssize_t n = len(data)
     cdef Py_ssize_t pos = 0, eol, line_end, tab, k
@@ -138,16 +238,10 @@ def parse_tsv(bytes data):
             if memchr(p + tab + 1, 9, line_end - tab - 1) != NULL:
                 return None, None, lineno
             try:
-                tok = PyUnicode_DecodeUTF8(p + pos, tab - pos, "strict")
-                tag = PyUnicode_DecodeUTF8(p + tab + 1, line_end - tab - 1, "strict")
+                tok = _span_str(table, pool, p, pos, tab)
+                tag = _span_str(table, pool, p, tab + 1, line_end)
             except UnicodeDecodeError:
                 return None, None, lineno
-            if tab > pos and (_is_space(<unsigned char>p[pos]) or _is_space(<unsigned char>p[tab - 1])
-                              or <unsigned char>p[pos] >= 128 or <unsigned char>p[tab - 1] >= 128):
-                tok = tok.strip()
-            if line_end > tab + 1 and (_is_space(<unsigned char>p[tab + 1]) or _is_space(<unsigned char>p[line_end - 1])
-                                       or <unsigned char>p[tab + 1] >= 128 or <unsigned char>p[line_end - 1] >= 128):
-                tag = tag.strip()
             if not tok or not tag:
                 return None, None, lineno
             cur_tok.append(tok)
@@ -159,16 +253,76 @@ def parse_tsv(bytes data):
     return tokens, tags, 0
 
 
+# --- identity cache: PyObject* -> code, an open-addressing table local to one call -----------------------
+
+cdef struct _PtrEntry:
+    uintptr_t key  # 0 = empty slot
+    int val
+
+
+cdef struct _PtrTable:
+    _PtrEntry* slots
+    Py_ssize_t mask
+    Py_ssize_t used
+    int shift  # 64 - log2(capacity)
+
+
+cdef inline Py_ssize_t _ptr_slot(uintptr_t key, int shift) noexcept nogil:
+    # Fibonacci hashing of the address (whose low 4 bits are always 0): the top bits of the product
+    return <Py_ssize_t>(((<uint64_t>key >> 4) * <uint64_t>0x9E3779B97F4A7C15ULL) >> shift)
+
+
+cdef int _ptr_init(_PtrTable* t, Py_ssize_t capacity) except -1:
+    t.slots = <_PtrEntry*>calloc(capacity, sizeof(_PtrEntry))
+    if t.slots == NULL:
+        raise MemoryError()
+    t.mask = capacity - 1
+    t.used = 0
+    t.shift = 64
+    while capacity > 1:
+        capacity >>= 1
+        t.shift -= 1
+    return 0
+
+
+cdef void _ptr_free(_PtrTable* t) noexcept:
+    free(t.slots)
+    t.slots = NULL
+
+
+cdef int _ptr_grow(_PtrTable* t) except -1:
+    cdef _PtrTable bigger
+    cdef Py_ssize_t i, s
+    _ptr_init(&bigger, 2 * (t.mask + 1))
+    for i in range(t.mask + 1):
+        if t.slots[i].key != 0:
+            s = _ptr_slot(t.slots[i].key, bigger.shift)
+            while bigger.slots[s].key != 0:
+                s = (s + 1) & bigger.mask
+            bigger.slots[s] = t.slots[i]
+    bigger.used = t.used
+    _ptr_free(t)
+    t[0] = bigger
+    return 0
+
+
 def factorize(list sentences, dict index):
     """Codes of the strings of ``sentences`` (a list of lists) in ``index`` (string -> code), adding unseen
     strings with the next code (``len(index)``), in order of first occurrence.
 
     Returns ``(codes int32 [N], offsets int64 [n + 1])``; ``index`` is updated in place.
+
+    Each distinct *object* is looked up in ``index`` once; its repeats are found by identity in a pointer
+    table local to the call (the lists keep every object alive, so an address cannot be reused meanwhile,
+    and equal objects get equal codes through ``index``). Loaded tasks share one ``str`` per distinct token
+    (see ``parse_tsv``), so most tokens never reach the dict. Only exact ``str`` items are taken (anything
+    else raises TypeError, possibly after ``index`` received some strings, in first-occurrence order: the
+    caller's pure-Python rerun over the same index then gives the same codes).
     """
     cdef Py_ssize_t n_sent = PyList_GET_SIZE(sentences)
     cdef cnp.ndarray[cnp.int64_t, ndim=1] offsets_arr = np.empty(n_sent + 1, dtype=np.int64)
     cdef cnp.int64_t[::1] offsets = offsets_arr
-    cdef Py_ssize_t i, j, total = 0, m
+    cdef Py_ssize_t i, j, total = 0, m, s
     cdef list sent
     offsets[0] = 0
     cdef object item
@@ -183,21 +337,46 @@ def factorize(list sentences, dict index):
     cdef cnp.int32_t[::1] codes = codes_arr
     cdef Py_ssize_t k = 0
     cdef object w
+    cdef PyObject* wp
     cdef PyObject* hit
+    cdef uintptr_t key
+    cdef int code
     cdef int next_code = len(index)
-    for i in range(n_sent):
-        sent = <list>PyList_GET_ITEM(sentences, i)
-        m = PyList_GET_SIZE(sent)
-        for j in range(m):
-            w = <object>PyList_GET_ITEM(sent, j)
-            hit = PyDict_GetItem(index, w)
-            if hit != NULL:
-                codes[k] = <int><object>hit
-            else:
-                PyDict_SetItem(index, w, next_code)
-                codes[k] = next_code
-                next_code += 1
-            k += 1
+    cdef _PtrTable table
+    _ptr_init(&table, 1024)
+    try:
+        for i in range(n_sent):
+            sent = <list>PyList_GET_ITEM(sentences, i)
+            m = PyList_GET_SIZE(sent)
+            for j in range(m):
+                wp = PyList_GET_ITEM(sent, j)
+                key = <uintptr_t>wp
+                s = _ptr_slot(key, table.shift)
+                while table.slots[s].key != 0 and table.slots[s].key != key:
+                    s = (s + 1) & table.mask
+                if table.slots[s].key == key:
+                    codes[k] = table.slots[s].val
+                    k += 1
+                    continue
+                w = <object>wp
+                if not PyUnicode_CheckExact(w):
+                    raise TypeError(f"factorize: sentence {i} item {j} is a {type(w).__name__}, expected a str")
+                hit = PyDict_GetItem(index, w)
+                if hit != NULL:
+                    code = <int><object>hit
+                else:
+                    code = next_code
+                    PyDict_SetItem(index, w, code)
+                    next_code += 1
+                table.slots[s].key = key
+                table.slots[s].val = code
+                table.used += 1
+                if 2 * table.used > table.mask + 1:
+                    _ptr_grow(&table)
+                codes[k] = code
+                k += 1
+    finally:
+        _ptr_free(&table)
     return codes_arr, offsets_arr
 
 

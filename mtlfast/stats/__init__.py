@@ -68,6 +68,11 @@ import numpy as np
 
 from mtlfast.stats import _kernels as K
 
+try:  # the data layer's compiled helpers (optional): factorize by object identity
+    from mtlfast.data import _fast  # type: ignore
+except ImportError:  # pragma: no cover - depends on the build
+    _fast = None
+
 __all__ = [
     "DATA_FEATURES",
     "SplitArrays",
@@ -259,8 +264,9 @@ class SplitArrays:
     has_vector: np.ndarray | None = None
 
 
-def _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, label_span, embeddings):
-    """SplitArrays from interned train+test term ids (train first) and interned training labels."""
+def _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, n_labels, embeddings):
+    """SplitArrays from train+test term ids (train first; ``term_span``: each term's bytes in ``term_buf``)
+    and training label ids."""
     has_vector = None
     if embeddings is not None:
         has_vector = _embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
@@ -271,7 +277,7 @@ def _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_i
         test_terms=ids[n_train:],
         n_terms=int(term_span.shape[0]),
         n_train_terms=n_train_terms,
-        n_labels=int(label_span.shape[0]),
+        n_labels=n_labels,
         has_vector=has_vector,
     )
 
@@ -285,8 +291,11 @@ def split_arrays(
     """Encode the strings of a task once: tokens -> term ids (lower-cased), tags -> label ids, and, with
     embeddings, which training terms have a vector.
 
-    The mapping runs in Numba over one UTF-8 buffer per corpus (see :mod:`mtlfast.stats._kernels`); Python
-    only joins, lower-cases and encodes the text, each one C-level call.
+    Lists of lists of ``str`` (what ``mtlfast.data`` loads) go through the data layer's compiled
+    ``factorize``, which finds repeated token objects by identity and looks each distinct object up once;
+    only the distinct strings are then lower-cased and interned (in Numba). Anything else, or a build without
+    the compiled helpers, takes the text path: one UTF-8 buffer per corpus interned in Numba. Both give the
+    same arrays.
     """
     n_train_sentences = len(train_tokens)
     if len(train_tags) != n_train_sentences:
@@ -294,31 +303,79 @@ def split_arrays(
             f"mtlfast.stats: train tokens and tags must have the same number of sentences, "
             f"got {n_train_sentences} and {len(train_tags)}"
         )
+    if _fast is not None and _all_lists(train_tokens, train_tags, test_tokens):
+        try:
+            return _object_arrays(train_tokens, train_tags, test_tokens, embeddings)
+        except TypeError:  # an item that is not a str or a sentence that is not a list: the text path
+            pass  # reports it (or takes it) as it always has
+    return _text_arrays(train_tokens, train_tags, test_tokens, embeddings)
+
+
+def _all_lists(*corpora) -> bool:
+    return all(type(c) is list for c in corpora)
+
+
+def _tag_count_error(train_tokens, train_tags) -> ValueError:
+    s = next(i for i, (a, b) in enumerate(zip(train_tokens, train_tags)) if len(a) != len(b))
+    return ValueError(
+        f"mtlfast.stats: every training token needs one tag; training sentence {s} has "
+        f"{len(train_tokens[s])} tokens and {len(train_tags[s])} tags"
+    )
+
+
+def _newline_error(strings) -> ValueError:
+    bad = next((w for w in strings if _SEP in w), None)
+    return ValueError(f"mtlfast.stats: tokens and labels must not contain a newline, got {bad!r}")
+
+
+def _object_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitArrays:
+    """:func:`split_arrays` through ``mtlfast.data._fast.factorize`` (see there): ids of the distinct token
+    objects, then only the distinct strings are lower-cased (:func:`_join_utf8` over them), interned in
+    Numba and, with embeddings, looked up in the embedding vocabulary's hash table."""
+    raw_index: dict = {}
+    codes, all_offsets = _fast.factorize(train_tokens + test_tokens, raw_index)
+    offsets = all_offsets[: len(train_tokens) + 1]
+    n_train = int(offsets[-1])
+    n_raw = len(raw_index)
+    raw_types = [list(raw_index)]  # the distinct strings in order of first occurrence (train first)
+    term_buf, _ = _join_utf8(raw_types, lower=True, n_tokens=n_raw)
+    lower_of_raw, _, _, term_span, left = K.intern_tokens(term_buf, n_raw)
+    if left != 0:
+        raise _newline_error(raw_index)
+    label_index: dict = {}
+    label_ids, label_offsets = _fast.factorize(train_tags, label_index)
+    if not np.array_equal(label_offsets, offsets):
+        raise _tag_count_error(train_tokens, train_tags)
+    if any(_SEP in label for label in label_index):
+        raise _newline_error(label_index)
+    ids = lower_of_raw[codes] if codes.size else codes
+    n_train_terms = int(ids[:n_train].max()) + 1 if n_train else 0
+    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, len(label_index),
+                     embeddings)
+
+
+def _text_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitArrays:
+    """:func:`split_arrays` on joined text: Python joins, lower-cases and encodes each corpus (C-level calls),
+    Numba interns the terms in a second thread while this one joins the tags."""
     lengths = list(map(len, train_tokens))
     offsets = _offsets(lengths)
     n_train = int(offsets[-1])
     term_buf, n_all = _join_utf8(train_tokens, test_tokens, lower=True, n_tokens=n_train + sum(map(len, test_tokens)))
-    # Intern the terms (Numba, GIL released) in a second thread while this one joins the tags.
     runner = _Background if n_all >= _THREAD_MIN_TOKENS else _Inline
     terms_job = runner(_intern, term_buf, n_all, (train_tokens, test_tokens))
-    tag_lengths = list(map(len, train_tags))
-    if tag_lengths != lengths:
-        terms_job.result()  # its error (a newline in a token) comes first, as it always has
-        s = next(i for i, (a, b) in enumerate(zip(lengths, tag_lengths)) if a != b)
-        raise ValueError(
-            f"mtlfast.stats: every training token needs one tag; training sentence {s} has "
-            f"{len(train_tokens[s])} tokens and {len(train_tags[s])} tags"
-        )
+    if list(map(len, train_tags)) != lengths:
+        terms_job.result()  # its error (a newline in a token) comes first
+        raise _tag_count_error(train_tokens, train_tags)
     label_buf, n_tags = _join_utf8(train_tags, lower=False, n_tokens=n_train)
     try:
         label_ids, _, label_span = _intern(label_buf, n_tags, (train_tags,))
     except ValueError:
-        terms_job.result()  # a newline in a token is reported first, as it always has been
+        terms_job.result()  # a newline in a token is reported first
         raise
     ids, _, term_span = terms_job.result()
-    train_terms = ids[:n_train]
-    n_train_terms = int(train_terms.max()) + 1 if n_train else 0
-    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, label_span, embeddings)
+    n_train_terms = int(ids[:n_train].max()) + 1 if n_train else 0
+    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids,
+                     int(label_span.shape[0]), embeddings)
 
 
 def features_from_arrays(arrays: SplitArrays, base: float | None = None) -> dict[str, float]:
@@ -428,7 +485,8 @@ def _folder_arrays(folder: Path, embeddings) -> SplitArrays | None:
     label_ids, _, _, label_span, _ = K.intern_spans(label_buf, label_spans)
     train_terms = ids[:n_train]
     n_train_terms = int(train_terms.max()) + 1
-    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, label_span, embeddings)
+    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids,
+                     int(label_span.shape[0]), embeddings)
 
 
 def folder_features(folder, embeddings=None, *, base: float | None = None) -> dict[str, float]:
@@ -453,12 +511,12 @@ def vocab_has_vector(vocab, embeddings) -> np.ndarray:
     """``bool [len(vocab)]``: whether each word of an ``mtlfast.data.Vocab`` (``.itos``, lower-cased) has a
     vector in the embeddings (``.index``, or a set/dict of words). Compute once per suite and pass it to
     :func:`encoded_task_features`."""
-    words = [list(vocab.itos)]
-    buf, n = _join_utf8(words, lower=False)
-    _, _, spans = _intern(buf, n, words)
-    if spans.shape[0] != n:
-        raise ValueError(f"mtlfast.stats: the vocabulary holds duplicate words ({n} words, {spans.shape[0]} distinct)")
-    return _embedding_table(embeddings).has_vector(buf, spans)
+    words = list(vocab.itos)
+    stoi = getattr(vocab, "stoi", None)
+    n_distinct = len(stoi) if isinstance(stoi, dict) and len(stoi) == len(words) else len(set(words))
+    if n_distinct != len(words):
+        raise ValueError(f"mtlfast.stats: the vocabulary holds duplicate words ({len(words)} words, {n_distinct} distinct)")
+    return np.fromiter(map(_embedding_index(embeddings).__contains__, words), bool, count=len(words))
 
 
 def encoded_task_features(encoded, has_vector: np.ndarray | None = None, *, base: float | None = None) -> dict[str, float]:

@@ -172,9 +172,10 @@ class _Inline:
 _THREAD_MIN_TOKENS = 20_000
 
 
-def _intern(buf: np.ndarray, n_tokens: int, corpora) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``intern_tokens`` plus the newline check (a token holding a newline would shift every id after it)."""
-    ids, table, type_hash, type_span, left = K.intern_tokens(buf, n_tokens)
+def _intern(buf: np.ndarray, n_tokens: int, corpora, distinct: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``intern_tokens`` plus the newline check (a token holding a newline would shift every id after it).
+    ``distinct``: the strings are (nearly) all different, so the table is sized for them at once."""
+    ids, table, type_hash, type_span, left = K.intern_tokens(buf, n_tokens, n_tokens if distinct else 0)
     if left != 0:
         bad = next((w for corpus in corpora for s in corpus for w in s if _SEP in w), None)
         raise ValueError(f"mtlfast.stats: tokens and labels must not contain a newline, got {bad!r}")
@@ -193,7 +194,7 @@ class _EmbeddingTable:
     def __init__(self, words):
         words = [list(words)]
         self.buf, self.n_words = _join_utf8(words, lower=False)
-        _, self.table, self.span = _intern(self.buf, self.n_words, [words])
+        _, self.table, self.span = _intern(self.buf, self.n_words, [words], distinct=True)
 
     def has_vector(self, buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
         """Whether each byte span of ``buf`` is one of the words."""
@@ -339,7 +340,7 @@ def _object_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitAr
     n_raw = len(raw_index)
     raw_types = [list(raw_index)]  # the distinct strings in order of first occurrence (train first)
     term_buf, _ = _join_utf8(raw_types, lower=True, n_tokens=n_raw)
-    lower_of_raw, _, _, term_span, left = K.intern_tokens(term_buf, n_raw)
+    lower_of_raw, _, _, term_span, left = K.intern_tokens(term_buf, n_raw, n_raw)
     if left != 0:
         raise _newline_error(raw_index)
     label_index: dict = {}

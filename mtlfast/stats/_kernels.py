@@ -125,9 +125,21 @@ def _new_type(table, j, h, pos, length, type_hash, type_span, n_types):
 _INTERN_RESULT = nb.types.Tuple((nb.int32[::1], nb.uint64[::1], nb.uint64[::1], nb.int64[:, ::1], nb.int64))
 
 
-@njit(_INTERN_RESULT(_BYTES, nb.int64))
-def intern_tokens(buf, n_tokens):
+@njit(inline="always")
+def _table_capacity(expected_types):
+    """Slots for ``expected_types`` types at a load of at most 1/2 (1024 at least)."""
+    capacity = 1024
+    while capacity < 2 * expected_types:
+        capacity *= 2
+    return capacity
+
+
+@njit(_INTERN_RESULT(_BYTES, nb.int64, nb.int64))
+def intern_tokens(buf, n_tokens, expected_types):
     """Dense ids for the ``n_tokens`` newline-separated byte strings in ``buf``.
+
+    ``expected_types``: how many distinct strings to size the table for at the start (``n_tokens`` when the
+    strings are known to be (nearly) distinct, which saves the growth; 0 when unknown: it grows as needed).
 
     Returns
     -------
@@ -144,9 +156,9 @@ def intern_tokens(buf, n_tokens):
         count was wrong) and the ids are meaningless: the caller must check.
     """
     ids = np.empty(n_tokens, np.int32)
-    table = np.zeros(1024, np.uint64)
-    type_hash = np.empty(256, np.uint64)
-    type_span = np.empty((256, 2), np.int64)
+    table = np.zeros(_table_capacity(expected_types), np.uint64)
+    type_hash = np.empty(max(256, expected_types), np.uint64)
+    type_span = np.empty((max(256, expected_types), 2), np.int64)
     n_types = 0
     size = buf.size
     pos = 0
@@ -194,14 +206,42 @@ def intern_spans(buf, spans):
 @njit(nb.int32[::1](nb.uint64[::1], nb.int64[:, ::1], _BYTES, _BYTES, nb.int64[:, ::1]))
 def lookup_types(table, table_span, table_buf, buf, spans):
     """For every span ``(start, length)`` of ``buf`` in ``spans``: its id in a table built by
-    :func:`intern_tokens` over ``table_buf``, or -1 when the table does not hold it."""
+    :func:`intern_tokens` over ``table_buf``, or -1 when the table does not hold it.
+
+    In passes rather than one probe at a time: hash everything; then find each span's candidate (the first
+    slot whose 32-bit tag matches, or none at the empty slot); then check the candidates' bytes. Within a
+    pass the iterations do not depend on each other, so the CPU overlaps their cache misses (a large table
+    misses the cache on nearly every probe); the rare candidate whose bytes differ (a tag collision) gets
+    the full probe."""
     n = spans.shape[0]
-    found = np.full(n, _EMPTY, np.int32)
     mask = np.uint64(table.size - 1)
+    hashes = np.empty(n, np.uint64)
     for i in range(n):
         s = spans[i, 0]
+        hashes[i] = _hash_span(buf, s, s + spans[i, 1])
+    found = np.empty(n, np.int32)
+    for i in range(n):
+        h = hashes[i]
+        j = h & mask
+        tag = _slot(h, 0)
+        t = _EMPTY
+        while True:
+            entry = table[j]
+            if entry == 0:
+                break
+            if (entry & ~_LOW32) == tag:
+                t = np.int64(entry & _LOW32)
+                break
+            j = (j + np.uint64(1)) & mask
+        found[i] = t
+    for i in range(n):
+        t = found[i]
+        if t < 0:
+            continue
+        s = spans[i, 0]
         m = spans[i, 1]
-        found[i] = _find(table, mask, _hash_span(buf, s, s + m), table_span, table_buf, buf, s, m)[1]
+        if not (table_span[t, 1] == m and _span_equal(table_buf, table_span[t, 0], buf, s, m)):
+            found[i] = _find(table, mask, hashes[i], table_span, table_buf, buf, s, m)[1]
     return found
 
 

@@ -3,7 +3,9 @@
 
 encode_tokens: strings -> int32 ids through a dict, lower-casing each distinct string once per call.
 make_batch:    right-padded [B, T] token/tag batches for sampled sentence indices, one pass, no temporaries.
-parse_tsv:     the TSV reader's inner loop on raw bytes (the hot part of loading a suite).
+parse_tsv:     the TSV reader's inner loop on raw bytes (the hot part of loading a suite); equal fields of a
+               file share one str object.
+factorize:     codes of the strings of a list of sentences, repeats found by object identity first.
 parse_floats:  the numbers of a GloVe text file (the hot part of loading vectors).
 Each gives exactly the results of its pure-Python twin (encode_tokens_py / make_batch_np in encode.py,
 parse_tsv in io.py); the tests compare them.

@@ -48,11 +48,14 @@ All paths give the same numbers (the tests hold them to 1e-9 relative of SciPy /
 paths agree with each other exactly). Command line: ``python -m mtlfast.stats PATH... [--csv]
 [--embeddings FILE] [--base 2]``.
 
-How it is fast: Python touches the strings only through C-level calls (join, ``str.lower``, encode, or not at
-all for files); one Numba pass maps every token to a dense id with a hash table over the UTF-8 bytes (for the terms
-in a second thread, the kernels releasing the GIL, while the calling thread joins the tags); the
-features are then O(tokens) integer counting passes (the Frobenius norm from per-sentence counts, never a
-matrix). Kernels and their Numba settings: :mod:`mtlfast.stats._kernels`.
+How it is fast: for loaded tasks (lists of ``str``), repeated token objects are found by identity (the data
+layer's parser gives equal fields one shared object; ``mtlfast.data._fast.factorize``), so only the distinct
+strings are lower-cased and interned in Numba; otherwise Python touches the strings only through C-level calls
+(join, ``str.lower``, encode, or not at all for files) and one Numba pass maps every token to a dense id with a
+hash table over the UTF-8 bytes. The features are then O(tokens) integer counting passes (the Frobenius norm
+from per-sentence counts, never a matrix). Fastest of all is the data layer's encoded arrays
+(:func:`encoded_task_features`): no string work at all. Kernels and their Numba settings:
+:mod:`mtlfast.stats._kernels`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,13 @@
 //   bias     [K, 2, 4H]
 //   y        [K, B, T, 2H]     y[..., :H] forward states, y[..., H:] backward states, 0 at padded positions
 //
-// Saved for backward (opaque to Python, produced by the forward):
-//   acts     [K, 2, B, T, 4H]  (rows of each model in length order, longest first) gate activations sigma(i), sigma(f), tanh(g), sigma(o) (valid where t < length)
+// Saved for backward (opaque to Python, produced by the forward; rows of each model in length order, longest
+// first). Two layouts; the backward tells them apart by the rank of acts:
+//  * fp32 on AVX-512 CPUs ("lanes" layout, batch in the vector lanes), Bp = 16 * ceil(B / 16):
+//   acts     [K, 2, 4H, T*Bp]  gate activations sigma(i), sigma(f), tanh(g), sigma(o), column t*Bp + b
+//   cells    [K, 2, 2H, T*Bp]  cell states (rows 0..H-1) and hidden states (rows H..2H-1), 0 where t >= length
+//  * everything else (float64, bf16, AVX2 / portable builds):
+//   acts     [K, 2, B, T, 4H]  gate activations (valid where t < length)
 //   cells    [K, 2, B, T, H]   cell states (0 at padded positions)
 //
 // Semantics equal torch.nn.LSTM(bidirectional=True) on packed sequences: the backward direction starts from a

@@ -190,6 +190,51 @@ def test_each_cpu_kernel_path(path):
         assert_close_f32(a, r, f"{name} ({path} kernels)")
 
 
+LANES_CASES = [(1, 40, 6, 5, 13), (2, 17, 9, 7, 3), (1, 33, 25, 50, 100), (2, 16, 1, 4, 12)]
+
+
+@needs_c
+@pytest.mark.parametrize("K,B,T,E,H", LANES_CASES, ids=[f"K{k}-B{b}-T{t}-E{e}-H{h}" for k, b, t, e, h in LANES_CASES])
+@pytest.mark.parametrize("gemm", ["auto", "aten"])
+def test_fp32_avx512_lanes_path(K, B, T, E, H, gemm):
+    """The fp32 AVX-512 path (batch in vector lanes, fused step kernels; saved tensors 4-D) on batch sizes that
+    leave partial lane vectors (B % 16 != 0, B > 32), ragged lengths, H with partial register tiles, T = 1; with
+    MKL and with the at::mm fallback for its GEMMs."""
+    if not any(p in cpu_kernel_paths() for p in ("avx512", "avx512_bf16")):
+        pytest.skip("this CPU has no AVX-512")
+    prob = make_problem(K, B, T, E, H, seed=31 + B + T)
+    C = _backend._C
+    with forced_cpu_kernel_path("avx512"):
+        _, acts, cells = C.bilstm_forward(*prob[:5], "fp32")
+        assert acts.dim() == 4 and cells.dim() == 4, "the lanes layout is not in use"
+        C.set_gemm_backend(gemm)
+        try:
+            ours = run_op(bilstm, *prob, backend="cpu")
+        finally:
+            C.set_gemm_backend("auto")
+    ref = run_op(reference_bilstm, *prob)
+    for name, a, r in zip(NAMES, ours, ref):
+        assert_close_f32(a, r, f"{name} (lanes path, K={K} B={B} T={T} E={E} H={H}, gemm {gemm})")
+
+
+@needs_c
+def test_backward_follows_the_saved_layout():
+    """Forward on the AVX-512 lanes path, backward with another build forced (and vice versa): the backward reads
+    the layout from the saved tensors, so the gradients stay right."""
+    if not any(p in cpu_kernel_paths() for p in ("avx512", "avx512_bf16")):
+        pytest.skip("this CPU has no AVX-512")
+    prob = make_problem(2, 7, 12, 16, 24, seed=37)
+    ref = run_op(reference_bilstm, *prob)
+    for first, second in (("avx512", "portable"), ("portable", "avx512")):
+        leaves = [t.clone().requires_grad_(True) for t in (prob[0], prob[2], prob[3], prob[4])]
+        with forced_cpu_kernel_path(first):
+            y = bilstm(leaves[0], prob[1], *leaves[1:], backend="cpu")
+        with forced_cpu_kernel_path(second):
+            (y * prob[5]).sum().backward()
+        for name, a, r in zip(NAMES, [y.detach()] + [t.grad for t in leaves], ref):
+            assert_close_f32(a, r, f"{name} (forward {first}, backward {second})")
+
+
 @needs_c
 def test_aten_gemm_fallback():
     """The at::mm path used when torch exposes no MKL gives the same answer."""

@@ -331,3 +331,27 @@ def test_loaded_splits_share_one_str_per_distinct_field(tmp_path):
     assert first[0] is second[0] and second[2] is second[3]  # same bytes, same object
     assert second[1] == "the"  # " the " (stripped) is equal in value
     assert split.tags[0][0] is split.tags[1][1]
+
+
+def test_parse_tsv_coded_pools_describe_the_file():
+    if not HAS_FAST:
+        pytest.skip("mtlfast.data._fast not built")
+    import mtlfast.data._fast as F
+
+    data = "The\tO\ncat\tN\n\nthe\tO\n the \t O\nΣΑΣ\tN\nThe\tO\n".encode()
+    tokens, tags, bad, pools = F.parse_tsv_coded(data)
+    assert bad == 0 and (tokens, tags) == F.parse_tsv(data)[:2]
+    tok_pool, tok_codes, tag_pool, tag_codes, text = pools
+    flat_tokens = [w for s in tokens for w in s]
+    flat_tags = [t for s in tags for t in s]
+    assert [tok_pool[c] for c in tok_codes] == flat_tokens and [tag_pool[c] for c in tag_codes] == flat_tags
+    assert all(tok_pool[c] is w for c, w in zip(tok_codes, flat_tokens))
+    assert tok_pool == ["The", "cat", "the", "the", "ΣΑΣ"]  # " the " is other bytes: its own entry
+    assert tag_pool == ["O", "N", "O"]
+    assert text == "".join(w.lower() + "\n" for w in tok_pool).encode()
+    offsets = F.check_pool_codes(tokens, tok_pool, tok_codes)
+    assert offsets.tolist() == [0, 2, 6]
+    assert F.check_pool_codes(tokens, tok_pool, tok_codes[::-1].copy()) is None
+    assert F.check_pool_codes(tokens + [["x"]], tok_pool, tok_codes) is None
+    assert F.check_pool_codes(tokens[:1], tok_pool, tok_codes) is None
+    assert F.parse_tsv_coded(b"a\tb\tc\n") == (None, None, 1, None)

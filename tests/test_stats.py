@@ -289,6 +289,68 @@ def test_object_path_equals_text_path(seed, monkeypatch):
     _arrays_equal(objects, stats.split_arrays(train, tags, test, words))
 
 
+def _write_tsv(path, sents, tags):
+    path.write_bytes("".join("".join(f"{w}\t{t}\n" for w, t in zip(s, g)) + "\n" for s, g in zip(sents, tags)).encode())
+
+
+def _loaded_task(tmp_path, seed):
+    """A task written to files and read back by mtlfast.data (so its splits carry the parser's pools), with
+    case variants, non-ASCII case mappings, tokens and labels with spaces around them (stripped: equal text
+    from other bytes), and more distinct tokens than the tables' first sizes."""
+    from mtlfast.data import load_task
+
+    rng = random.Random(seed)
+    base = ["the", "The", "THE", "ΣΑΣ", "σας", "İstanbul", "straße", "STRASSE", "naïve", "日本", " the", "the ", "x"]
+    base += ["".join(rng.choice("abcXYZé") for _ in range(rng.randint(1, 6))) for _ in range(5000)]
+    labels = ["O", "B-X", "I-X", "b-x", " O", "O "]
+
+    def corpus(n):
+        sents = [[rng.choice(base) for _ in range(rng.randint(1, 30))] for _ in range(n)]
+        return sents, [[rng.choice(labels) for _ in s] for s in sents]
+
+    folder = tmp_path / f"t{seed}"
+    folder.mkdir()
+    for split, n in (("train", rng.randint(50, 400)), ("test", rng.randint(1, 100))):
+        _write_tsv(folder / f"{split}.tsv", *corpus(n))
+    return load_task(folder, warn=False)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_loaded_tasks_use_the_parser_pools_and_agree_with_the_text_path(tmp_path, seed, monkeypatch):
+    if stats._fast is None:
+        pytest.skip("mtlfast.data._fast is not built")
+    task = _loaded_task(tmp_path, seed)
+    assert task.train.pools is not None and task.test.pools is not None
+    words = {"the", "σας", "naïve", "x"}
+    pooled = stats._pooled_arrays(task.train, task.test, words)
+    assert pooled is not None
+    for path in ("objects", "text"):
+        if path == "text":
+            monkeypatch.setattr(stats, "_fast", None)
+        _arrays_equal(pooled, stats.split_arrays(task.train.tokens, task.train.tags, task.test.tokens, words))
+    monkeypatch.undo()
+    assert_features(task_features(task, words), oracle(task, words))
+
+
+def test_changed_splits_are_not_read_from_the_pools(tmp_path):
+    """Tokens replaced in place (same length), a label changed, a sentence appended: the pools no longer
+    describe the split, the identity check sees it, and the features are those of the changed data."""
+    if stats._fast is None:
+        pytest.skip("mtlfast.data._fast is not built")
+    task = _loaded_task(tmp_path, 9)
+    before = task_features(task)
+    first = task.train.tokens[0]
+    first[:] = ["zzz-new-word"] * len(first)  # in place, same length: only the objects differ
+    assert stats._pooled_arrays(task.train, task.test, None) is None
+    after = task_features(task)
+    assert after != before and after == task_features(make_task(task.train.tokens, task.train.tags, task.test.tokens))
+    task.train.tags[1][0] = "NEW-LABEL"
+    assert task_features(task)["n_labels"] == after["n_labels"] + 1
+    task.test.tokens.append(["another", "sentence"])
+    assert stats._pooled_arrays(task.train, task.test, None) is None
+    assert_features(task_features(task), oracle(task))
+
+
 def test_object_path_hands_odd_items_to_the_text_path():
     """Tuples as sentences and non-str tokens leave the compiled path; results and errors are the text path's."""
     task = EDGE_CASES["one_sentence"]

@@ -14,15 +14,23 @@ parse_tsv in io.py); the tests compare them.
 import numpy as np
 
 cimport numpy as cnp
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_CheckExact, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
-from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free, malloc, strtod
-from libc.string cimport memchr, memcmp
+from libc.stdlib cimport calloc, free, malloc, realloc, strtod
+from libc.string cimport memchr, memcmp, memcpy
 
 cnp.import_array()
+
+cdef extern from *:
+    void __builtin_prefetch(const void* address) nogil
+
+cdef extern from "Python.h":
+    ctypedef struct PyListObject:
+        PyObject** ob_item
 
 cdef enum:
     PAD_TAG = -100
@@ -104,6 +112,7 @@ cdef struct _SpanTable:
     Py_ssize_t* starts
     Py_ssize_t* lens
     PyObject** objs  # borrowed: the pool list holds the references
+    int* index  # position of the object in the pool
     Py_ssize_t mask
     Py_ssize_t used
 
@@ -113,9 +122,10 @@ cdef int _span_init(_SpanTable* t, Py_ssize_t capacity) except -1:
     t.starts = <Py_ssize_t*>malloc(capacity * sizeof(Py_ssize_t))
     t.lens = <Py_ssize_t*>malloc(capacity * sizeof(Py_ssize_t))
     t.objs = <PyObject**>malloc(capacity * sizeof(PyObject*))
+    t.index = <int*>malloc(capacity * sizeof(int))
     t.mask = capacity - 1
     t.used = 0
-    if t.hashes == NULL or t.starts == NULL or t.lens == NULL or t.objs == NULL:
+    if t.hashes == NULL or t.starts == NULL or t.lens == NULL or t.objs == NULL or t.index == NULL:
         _span_free(t)
         raise MemoryError()
     return 0
@@ -126,10 +136,12 @@ cdef void _span_free(_SpanTable* t) noexcept:
     free(t.starts)
     free(t.lens)
     free(t.objs)
+    free(t.index)
     t.hashes = NULL
     t.starts = NULL
     t.lens = NULL
     t.objs = NULL
+    t.index = NULL
 
 
 cdef int _span_grow(_SpanTable* t) except -1:
@@ -145,6 +157,7 @@ cdef int _span_grow(_SpanTable* t) except -1:
             bigger.starts[s] = t.starts[i]
             bigger.lens[s] = t.lens[i]
             bigger.objs[s] = t.objs[i]
+            bigger.index[s] = t.index[i]
     bigger.used = t.used
     _span_free(t)
     t[0] = bigger
@@ -160,29 +173,115 @@ cdef inline uint64_t _span_hash(const char* p, Py_ssize_t n) noexcept nogil:
     return h | 1
 
 
-cdef object _span_str(_SpanTable* t, list pool, const char* p, Py_ssize_t a, Py_ssize_t b):
+cdef object _span_str(_SpanTable* t, list pool, const char* p, Py_ssize_t a, Py_ssize_t b, int* index_out,
+                      _Text* text):
     """The field ``p[a:b]`` as a str (decoded, and stripped when an edge byte is a space or non-ASCII, as
-    the reference parser does), the same object for equal bytes; UnicodeDecodeError for invalid UTF-8."""
+    the reference parser does), the same object for equal bytes, and its position in ``pool`` (the distinct
+    fields in order of first occurrence) in ``index_out``; UnicodeDecodeError for invalid UTF-8. A new
+    field's UTF-8 text and a newline are appended to ``text`` unless it is NULL."""
     cdef Py_ssize_t n = b - a
     cdef uint64_t h = _span_hash(p + a, n)
     cdef Py_ssize_t s = <Py_ssize_t>(h & <uint64_t>t.mask)
     while t.hashes[s] != 0:
         if t.hashes[s] == h and t.lens[s] == n and memcmp(p + t.starts[s], p + a, n) == 0:
+            index_out[0] = t.index[s]
             return <object>t.objs[s]
         s = (s + 1) & t.mask
     cdef object v = PyUnicode_DecodeUTF8(p + a, n, "strict")
+    cdef const char* utf8
+    cdef Py_ssize_t utf8_len
     if n > 0 and (_is_space(<unsigned char>p[a]) or _is_space(<unsigned char>p[b - 1])
                   or <unsigned char>p[a] >= 128 or <unsigned char>p[b - 1] >= 128):
         v = v.strip()
+        if text != NULL:
+            utf8 = PyUnicode_AsUTF8AndSize(v, &utf8_len)
+            _text_add_lower(text, utf8, utf8_len, v)
+    elif text != NULL:
+        _text_add_lower(text, p + a, n, v)
+    if PyList_GET_SIZE(pool) >= 2147483647:
+        raise OverflowError("parse_tsv: more than 2**31 - 1 distinct fields in one file")
+    index_out[0] = <int>PyList_GET_SIZE(pool)
     pool.append(v)
     t.hashes[s] = h
     t.starts[s] = a
     t.lens[s] = n
     t.objs[s] = <PyObject*>v
+    t.index[s] = index_out[0]
     t.used += 1
     if 2 * t.used > t.mask + 1:
         _span_grow(t)
     return v
+
+
+cdef struct _Text:  # a growing byte buffer
+    char* data
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _text_reserve(_Text* t, Py_ssize_t extra) except -1:
+    cdef char* grown
+    cdef Py_ssize_t cap
+    if t.n + extra > t.cap:
+        cap = 2 * t.cap + extra + 4096
+        grown = <char*>realloc(t.data, cap)
+        if grown == NULL:
+            raise MemoryError()
+        t.data = grown
+        t.cap = cap
+    return 0
+
+
+cdef int _text_add_lower(_Text* t, const char* p, Py_ssize_t n, object v) except -1:
+    """Append the UTF-8 text of ``v.lower()`` and a newline; ``p[:n]`` are ``v``'s UTF-8 bytes (ASCII text is
+    lower-cased while copied, anything else goes through ``str.lower``)."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    cdef const char* utf8
+    cdef Py_ssize_t utf8_len
+    cdef object low
+    for i in range(n):
+        if <unsigned char>p[i] >= 128:
+            low = v.lower()
+            utf8 = PyUnicode_AsUTF8AndSize(low, &utf8_len)
+            _text_reserve(t, utf8_len + 1)
+            memcpy(t.data + t.n, utf8, utf8_len)
+            t.data[t.n + utf8_len] = 10
+            t.n += utf8_len + 1
+            return 0
+    _text_reserve(t, n + 1)
+    for i in range(n):
+        c = <unsigned char>p[i]
+        t.data[t.n + i] = <char>(c + 32 if 65 <= c <= 90 else c)
+    t.data[t.n + n] = 10
+    t.n += n + 1
+    return 0
+
+
+cdef struct _Codes:  # a growing int32 buffer
+    int* data
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _codes_push(_Codes* c, int value) except -1:
+    cdef int* grown
+    if c.n == c.cap:
+        grown = <int*>realloc(c.data, (2 * c.cap + 1024) * sizeof(int))
+        if grown == NULL:
+            raise MemoryError()
+        c.data = grown
+        c.cap = 2 * c.cap + 1024
+    c.data[c.n] = value
+    c.n += 1
+    return 0
+
+
+cdef object _codes_array(_Codes* c):
+    cdef cnp.ndarray[cnp.int32_t, ndim=1] out = np.empty(c.n, dtype=np.int32)
+    if c.n:
+        memcpy(<void*>out.data, c.data, c.n * sizeof(int))
+    return out
 
 
 def parse_tsv(bytes data):
@@ -194,16 +293,49 @@ def parse_tsv(bytes data):
     so both paths give identical results. Equal fields share one ``str`` object (a per-file pool keyed by
     their bytes): less memory, and ``factorize`` then finds repeats by identity.
     """
-    cdef _SpanTable table
-    cdef list pool = []
-    _span_init(&table, 4096)
+    return parse_tsv_coded(data)[:3]
+
+
+def parse_tsv_coded(bytes data):
+    """:func:`parse_tsv` plus, for a well-formed file, the pools it made as a 4th element
+    ``(token_pool, token_codes, tag_pool, tag_codes, token_text)``: the distinct token (tag) objects in order of
+    first occurrence; for every token (tag) of the file, in order, its position in that pool (int32); and the
+    lower-cased UTF-8 text of the token pool, each entry followed by a newline (``"".join(s.lower() + "\\n"
+    for s in token_pool).encode()``). Fields whose bytes differ but whose stripped text is equal (``" a"`` and ``"a"``)
+    are distinct pool entries. ``None`` in 4th place when the file is handed over."""
+    cdef _SpanTable tok_table, tag_table
+    cdef _Codes tok_codes, tag_codes
+    cdef _Text tok_text
+    cdef list tok_pool = [], tag_pool = []
+    tok_text.data = NULL
+    tok_text.n = tok_text.cap = 0
+    tok_codes.data = NULL
+    tok_codes.n = tok_codes.cap = 0
+    tag_codes.data = NULL
+    tag_codes.n = tag_codes.cap = 0
+    _span_init(&tok_table, 4096)
     try:
-        return _parse_tsv(data, &table, pool)
+        _span_init(&tag_table, 256)
+    except MemoryError:
+        _span_free(&tok_table)
+        raise
+    try:
+        tokens, tags, bad = _parse_tsv(data, &tok_table, tok_pool, &tok_codes, &tok_text, &tag_table, tag_pool,
+                                       &tag_codes)
+        if tokens is None:
+            return None, None, bad, None
+        return tokens, tags, 0, (tok_pool, _codes_array(&tok_codes), tag_pool, _codes_array(&tag_codes),
+                                 PyBytes_FromStringAndSize(tok_text.data, tok_text.n))
     finally:
-        _span_free(&table)
+        _span_free(&tok_table)
+        _span_free(&tag_table)
+        free(tok_codes.data)
+        free(tag_codes.data)
+        free(tok_text.data)
 
 
-cdef tuple _parse_tsv(bytes data, _SpanTable* table, list pool):
+cdef tuple _parse_tsv(bytes data, _SpanTable* tok_table, list tok_pool, _Codes* tok_codes, _Text* tok_text,
+                       _SpanTable* tag_table, list tag_pool, _Codes* tag_codes):
     cdef const char* p = data
     cdef Py_ssize_t n = len(data)
     cdef Py_ssize_t pos = 0, eol, line_end, tab, k
@@ -212,6 +344,7 @@ cdef tuple _parse_tsv(bytes data, _SpanTable* table, list pool):
     cdef bint blank
     cdef list tokens = [], tags = [], cur_tok = [], cur_tag = []
     cdef object tok, tag
+    cdef int code = 0
     if n >= 3 and <unsigned char>p[0] == 0xEF and <unsigned char>p[1] == 0xBB and <unsigned char>p[2] == 0xBF:
         pos = 3
     while pos < n:
@@ -240,8 +373,10 @@ cdef tuple _parse_tsv(bytes data, _SpanTable* table, list pool):
             if memchr(p + tab + 1, 9, line_end - tab - 1) != NULL:
                 return None, None, lineno
             try:
-                tok = _span_str(table, pool, p, pos, tab)
-                tag = _span_str(table, pool, p, tab + 1, line_end)
+                tok = _span_str(tok_table, tok_pool, p, pos, tab, &code, tok_text)
+                _codes_push(tok_codes, code)
+                tag = _span_str(tag_table, tag_pool, p, tab + 1, line_end, &code, NULL)
+                _codes_push(tag_codes, code)
             except UnicodeDecodeError:
                 return None, None, lineno
             if not tok or not tag:
@@ -253,6 +388,47 @@ cdef tuple _parse_tsv(bytes data, _SpanTable* table, list pool):
         tokens.append(cur_tok)
         tags.append(cur_tag)
     return tokens, tags, 0
+
+
+def check_pool_codes(list sentences, list pool, const cnp.int32_t[::1] codes):
+    """Sentence offsets (int64 [n + 1]) of ``sentences`` (a list of lists) when its items, in order, are
+    exactly the objects ``pool[codes[0]], pool[codes[1]], ...`` (identity, every code used); None otherwise.
+
+    This is how a user of ``parse_tsv_coded``'s pools checks that a split still holds what was parsed: the pool
+    keeps its objects alive, so an item that *is* ``pool[c]`` is that very string. One pass of pointer
+    comparisons; the lists are not changed.
+    """
+    cdef Py_ssize_t n_sent = PyList_GET_SIZE(sentences)
+    cdef Py_ssize_t n = codes.shape[0]
+    cdef Py_ssize_t n_pool = PyList_GET_SIZE(pool)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] offsets_arr = np.empty(n_sent + 1, dtype=np.int64)
+    cdef cnp.int64_t[::1] offsets = offsets_arr
+    cdef Py_ssize_t i, j, m, k = 0
+    cdef int c
+    cdef PyObject* item
+    offsets[0] = 0
+    for i in range(n_sent):
+        # Every sentence is its own list object with its own item array: fetch them ahead (the header 8
+        # sentences ahead, the item array 4 ahead), so that the walk is not one cache miss after another.
+        if i + 8 < n_sent:
+            __builtin_prefetch(PyList_GET_ITEM(sentences, i + 8))
+        if i + 4 < n_sent and PyList_CheckExact(<object>PyList_GET_ITEM(sentences, i + 4)):
+            __builtin_prefetch((<PyListObject*>PyList_GET_ITEM(sentences, i + 4)).ob_item)
+        item = PyList_GET_ITEM(sentences, i)
+        if not PyList_CheckExact(<object>item):
+            return None
+        m = PyList_GET_SIZE(<object>item)
+        if k + m > n:
+            return None
+        for j in range(m):
+            c = codes[k]
+            if c < 0 or c >= n_pool or PyList_GET_ITEM(<object>item, j) != PyList_GET_ITEM(pool, c):
+                return None
+            k += 1
+        offsets[i + 1] = k
+    if k != n:
+        return None
+    return offsets_arr
 
 
 # --- identity cache: PyObject* -> code, an open-addressing table local to one call -----------------------

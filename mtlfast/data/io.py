@@ -59,6 +59,12 @@ class Split:
     path: Path
     tokens: list[list[str]]
     tags: list[list[str]]
+    # What the compiled parser saw: ``(token_pool, token_codes, tag_pool, tag_codes, token_text)``, the
+    # distinct token (tag) objects of the file in order of first occurrence, each token's (tag's) position in
+    # that pool, and the pool's lower-cased UTF-8 text (see ``mtlfast.data._fast.parse_tsv_coded``).
+    # A hint for fast statistics (mtlfast.stats): it describes ``tokens``/``tags`` only while they still hold
+    # exactly those objects, which its user checks (by identity) before trusting it. None when not parsed so.
+    pools: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_sentences(self) -> int:
@@ -185,16 +191,16 @@ def read_split(path, name: str | None = None) -> Split:
         raise DataError(path, None, f"expected the {name} split file", "a directory") from None
     except OSError as exc:
         raise DataError(path, None, f"expected a readable {name} split file", f"{type(exc).__name__}: {exc.strerror}") from None
-    tokens = tags = None
+    tokens = tags = pools = None
     if _fast is not None:
-        tokens, tags, _bad_line = _fast.parse_tsv(data)
+        tokens, tags, _bad_line, pools = _fast.parse_tsv_coded(data)
     if tokens is None:  # no compiled parser, or it met a line it leaves to the reference parser
         text = _decode(path, data)
         tokens, tags = parse_tsv(text, path)
     if not tokens:
         what = "an empty file" if not data.strip() else "no sentence"
         raise DataError(path, None, "expected at least one sentence ('token<TAB>label' lines)", what)
-    return Split(name=name, path=path, tokens=tokens, tags=tags)
+    return Split(name=name, path=path, tokens=tokens, tags=tags, pools=pools)
 
 
 def _warn_unseen(task: Task) -> None:

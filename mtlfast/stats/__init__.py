@@ -192,16 +192,30 @@ def _offsets(lengths: list[int]) -> np.ndarray:
 
 
 class _EmbeddingTable:
-    """Hash table of an embedding vocabulary, built once per Embeddings object (see :func:`_embedding_table`)."""
+    """Hash table of an embedding vocabulary, built once per Embeddings object (see :func:`_embedding_table`).
+
+    The words are joined (Python) at once; the table itself (Numba, GIL released) is made on first use, in
+    whichever thread asks first, so that a caller can leave it to a second thread."""
 
     def __init__(self, words):
-        words = [list(words)]
-        self.buf, self.n_words = _join_utf8(words, lower=False)
-        _, self.table, self.span = _intern(self.buf, self.n_words, [words], distinct=True)
+        self._words = [list(words)]
+        self.buf, self.n_words = _join_utf8(self._words, lower=False)
+        self._lock = threading.Lock()
+        self._built = None
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(table, type_span)`` of :func:`~mtlfast.stats._kernels.intern_tokens` over the words."""
+        with self._lock:
+            if self._built is None:
+                _, table, span = _intern(self.buf, self.n_words, self._words, distinct=True)
+                self._built = (table, span)
+                self._words = None  # kept only to name a word holding a newline
+            return self._built
 
     def has_vector(self, buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
         """Whether each byte span of ``buf`` is one of the words."""
-        return K.lookup_types(self.table, self.span, self.buf, buf, spans) >= 0
+        table, span = self.tables()
+        return K.lookup_types(table, span, self.buf, buf, spans) >= 0
 
 
 _TABLES: dict[int, tuple[Any, _EmbeddingTable]] = {}

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from mtlfast.cpu import cpu_features
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout's mtlfast, also when it is not installed
+
+from mtlfast.cpu import cpu_features  # noqa: E402
 
 
 def cpu_desc() -> str:

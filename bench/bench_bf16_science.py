@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from mtlfast.train import RunSpec, Scores, TrainSettings, prepare_inputs, run_id_for, train_group
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout's mtlfast, also when it is not installed
+
+from mtlfast.train import RunSpec, Scores, TrainSettings, prepare_inputs, run_id_for, train_group  # noqa: E402
 
 
 def f1_by_run(inputs, tasks, seeds, precision, steps):

@@ -33,6 +33,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # the checkout's mtlfast, also when it is not installed
 
 import reference_protocol  # noqa: E402
 

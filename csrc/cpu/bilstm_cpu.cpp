@@ -1147,6 +1147,25 @@ MTLFAST_AVX512_TARGET void add_inplace(float* a, const float* b, int64_t n) {
   }
 }
 
+// acc[r][v] += sum_k panel[k][r] * src[k][16 v .. 16 v + 15] for k < n: a panel [n][4U] (gate-major rows of
+// U units) times n rows of lanes (row k at src + k * ld), as rank-1 updates held in registers.
+template <int U, int V>
+MTLFAST_AVX512_TARGET MTLFAST_AI void fma_panel(__m512 (&acc)[4 * U][V], const float* panel, const float* src,
+                                                 int64_t n, int64_t ld) {
+  for (int64_t k = 0; k < n; ++k) {
+    __m512 b[V];
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) b[v] = _mm512_load_ps(src + k * ld + 16 * v);
+    const float* w = panel + k * 4 * U;
+#pragma GCC unroll 12
+    for (int r = 0; r < 4 * U; ++r) {
+      const __m512 wv = _mm512_set1_ps(w[r]);
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(wv, b[v], acc[r][v]);
+    }
+  }
+}
+
 // One forward step for U units starting at j0 and V vectors of lanes starting at l0. Pointers are at column
 // t * Bp + l0 (acts, c, h) or tp * Bp + l0 (hp, cp; nullptr: zero state); ld = T * Bp.
 template <int U, int V>
@@ -1158,34 +1177,8 @@ MTLFAST_AVX512_TARGET void fwd_tile(int64_t H, int64_t ld, const float* wp, cons
   for (int r = 0; r < 4 * U; ++r)
 #pragma GCC unroll 2
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  {  // input projection of this step: w_ih panel [e][gate, unit] times x^T [e][lanes]
-    for (int64_t e = 0; e < E; ++e) {
-      __m512 xb[V];
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) xb[v] = _mm512_load_ps(xc + e * ld + 16 * v);
-      const float* w = wxp + e * 4 * U;
-#pragma GCC unroll 12
-      for (int r = 0; r < 4 * U; ++r) {
-        const __m512 wv = _mm512_set1_ps(w[r]);
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(wv, xb[v], acc[r][v]);
-      }
-    }
-  }
-  if (hp != nullptr) {
-    for (int64_t k = 0; k < H; ++k) {
-      __m512 hb[V];
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) hb[v] = _mm512_load_ps(hp + k * ld + 16 * v);
-      const float* w = wp + k * 4 * U;
-#pragma GCC unroll 12
-      for (int r = 0; r < 4 * U; ++r) {
-        const __m512 wv = _mm512_set1_ps(w[r]);
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(wv, hb[v], acc[r][v]);
-      }
-    }
-  }
+  fma_panel<U, V>(acc, wxp, xc, E, ld);                 // input projection of this step: w_ih panel x x^T
+  if (hp != nullptr) fma_panel<U, V>(acc, wp, hp, H, ld);  // recurrent product: w_hh panel x h_{t-1}^T
 #pragma GCC unroll 3
   for (int u = 0; u < U; ++u) {
     const int64_t j = j0 + u;

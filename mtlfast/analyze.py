@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlfast.metrics import relative_gain
+from mtlfast.report.files import jsonable, write_csv
 
 __all__ = ["analyze", "AnalyzeError", "main"]
 
@@ -70,18 +71,6 @@ def _gains_from_scores(path):
         out.append({"main": main, "aux": aux, "f1_single": fs, "f1_pair": fp, "gain": gain,
                     "label": int(gain > 0), "label_source": "gain > 0"})
     return out
-
-
-def _jsonable(o):
-    from mtlfast.reproduce import _jsonable as j
-
-    return j(o)
-
-
-def _write_csv(path, rows, cols):
-    from mtlfast.reproduce import _write_csv as w
-
-    w(path, rows, cols)
 
 
 def analyze(out_dir, quiet=False, settings=None):
@@ -144,12 +133,12 @@ def analyze(out_dir, quiet=False, settings=None):
         notes += [str(w.message) for w in caught]
         for t, d in cf.items():
             task_feats.setdefault(t, {}).update(d)
-        _write_csv(out / "curve_features.csv", [{"task": t, **cf[t]} for t in sorted(cf)], ["task", *CURVE_FEATURES])
+        write_csv(out / "curve_features.csv", [{"task": t, **cf[t]} for t in sorted(cf)], ["task", *CURVE_FEATURES])
     else:
         cf = {}
         notes.append("curves.csv missing: no learning-curve features")
     table = pair_table(gains, task_feats)
-    _write_csv(out / "pair_table.csv", table.to_rows(), ["main", "aux", "gain", "label", *table.columns])
+    write_csv(out / "pair_table.csv", table.to_rows(), ["main", "aux", "gain", "label", *table.columns])
     say(f"{len(gains)} gains, {len(task_feats)} tasks with features, {len(table.columns)} columns")
     t1 = time.perf_counter()
     meta = meta_analysis(table, settings, progress=say)
@@ -224,10 +213,10 @@ def analyze(out_dir, quiet=False, settings=None):
         rep.table(["kind", "runs", "finished", "seconds (sum)"], [[k, v[0], v[2], v[1]] for k, v in kinds.items()],
                   digits=1)
     rep.code(json.dumps(config, indent=2, sort_keys=True) if config else "(config.json missing)")
-    rep.code(json.dumps(_jsonable({**meta.get("settings", {}), "meta_seconds": round(meta_s, 2),
+    rep.code(json.dumps(jsonable({**meta.get("settings", {}), "meta_seconds": round(meta_s, 2),
                                    "total_seconds": round(time.perf_counter() - t0, 2)}), indent=2))
     md = rep.write(out)
-    (out / "meta.json").write_text(json.dumps(_jsonable(meta), indent=1))
+    (out / "meta.json").write_text(json.dumps(jsonable(meta), indent=1))
     say(f"wrote {md} and {out / 'report.html'}")
     return md
 

@@ -19,7 +19,6 @@ those that can be computed from the curve features alone.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlfast.metrics import relative_gain
+from mtlfast.report.files import jsonable, write_csv
 
 __all__ = ["LogError", "parse_log", "read_logs", "compute_gains", "reproduce", "main"]
 
@@ -138,28 +138,6 @@ def single_curves(runs, clean=False, single_iter=SINGLE_ITER):
     return out, notes
 
 
-def _write_csv(path, rows, cols):
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-
-
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return o
-
-
 def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, quiet=False,
               single_iter=SINGLE_ITER, pair_iter=PAIR_ITER):
     """Run the whole reproduction; returns a dict with ``gains``, ``curve_features``, ``meta``, ``paths``."""
@@ -175,19 +153,19 @@ def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, 
     t0 = time.perf_counter()
     runs = read_logs(logs_dir)
     gains, notes = compute_gains(runs, single_iter, pair_iter)
-    _write_csv(out_dir / "gains.csv", gains, ["main", "aux", "f1_single", "f1_pair", "gain", "label"])
+    write_csv(out_dir / "gains.csv", gains, ["main", "aux", "f1_single", "f1_pair", "gain", "label"])
     curves, cnotes = single_curves(runs, clean=clean_curves, single_iter=single_iter)
     notes += cnotes
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cf = curve_feature_table(curves, fix_d=fix_d)
     notes += [str(w.message) for w in caught]
-    _write_csv(out_dir / "curve_features.csv", [{"task": t, **cf[t]} for t in sorted(cf)],
+    write_csv(out_dir / "curve_features.csv", [{"task": t, **cf[t]} for t in sorted(cf)],
                ["task", *CURVE_FEATURES])
     say(f"reproduce: {len(gains)} gains and curve features of {len(cf)} tasks read in "
         f"{time.perf_counter() - t0:.1f} s")
     table = pair_table(gains, cf)
-    _write_csv(out_dir / "pair_table.csv", table.to_rows(), ["main", "aux", "gain", "label", *table.columns])
+    write_csv(out_dir / "pair_table.csv", table.to_rows(), ["main", "aux", "gain", "label", *table.columns])
     t1 = time.perf_counter()
     meta = meta_analysis(table, settings, progress=say)
     meta_s = time.perf_counter() - t1
@@ -223,10 +201,10 @@ def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, 
         "(21 columns: main, aux, main/aux) are available; the data-only and all-features rows of the paper "
         "cannot be recomputed. The paper's numbers are shown for reference, not as like-for-like comparisons."))
     rep.heading("Settings", 3)
-    rep.code(json.dumps(_jsonable({**meta.get("settings", {}), "clean_curves": clean_curves, "fix_d": fix_d,
+    rep.code(json.dumps(jsonable({**meta.get("settings", {}), "clean_curves": clean_curves, "fix_d": fix_d,
                                    "meta_seconds": round(meta_s, 2)}), indent=2))
     md = rep.write(out_dir)
-    (out_dir / "meta.json").write_text(json.dumps(_jsonable(meta), indent=1))
+    (out_dir / "meta.json").write_text(json.dumps(jsonable(meta), indent=1))
     return {"gains": gains, "curve_features": cf, "meta": meta, "table": table, "notes": notes,
             "paths": {"report": md, "heatmap": out_dir / "heatmap.png"}, "meta_seconds": meta_s}
 

@@ -348,18 +348,20 @@ def _newline_error(strings) -> ValueError:
 
 def _object_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitArrays:
     """:func:`split_arrays` through ``mtlfast.data._fast.factorize`` (see there): ids of the distinct token
-    objects, then only the distinct strings are lower-cased (:func:`_join_utf8` over them), interned in
-    Numba and, with embeddings, looked up in the embedding vocabulary's hash table."""
+    objects, then only the distinct strings are lower-cased (:func:`_join_utf8` over them) and go through
+    :func:`_intern_pool`."""
     raw_index: dict = {}
     codes, all_offsets = _fast.factorize(train_tokens + test_tokens, raw_index)
     offsets = all_offsets[: len(train_tokens) + 1]
     n_train = int(offsets[-1])
-    n_raw = len(raw_index)
     raw_types = [list(raw_index)]  # the distinct strings in order of first occurrence (train first)
-    term_buf, _ = _join_utf8(raw_types, lower=True, n_tokens=n_raw)
-    lower_of_raw, _, _, term_span, left = K.intern_tokens(term_buf, n_raw, n_raw)
-    if left != 0:
+    term_buf, _ = _join_utf8(raw_types, lower=True, n_tokens=len(raw_index))
+    n_train_raw = int(codes[:n_train].max()) + 1 if n_train else 0
+    table = _embedding_table(embeddings) if embeddings is not None else None
+    interned = _intern_pool(term_buf, len(raw_index), n_train_raw, table)
+    if interned is None:
         raise _newline_error(raw_index)
+    lower_of_raw, term_span, n_train_terms, has_vector = interned
     label_index: dict = {}
     label_ids, label_offsets = _fast.factorize(train_tags, label_index)
     if not np.array_equal(label_offsets, offsets):
@@ -367,17 +369,23 @@ def _object_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitAr
     if any(_SEP in label for label in label_index):
         raise _newline_error(label_index)
     ids = lower_of_raw[codes] if codes.size else codes
-    n_train_terms = int(ids[:n_train].max()) + 1 if n_train else 0
-    return _assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids, len(label_index),
-                     embeddings)
+    return SplitArrays(
+        train_terms=ids[:n_train],
+        train_offsets=offsets,
+        train_labels=label_ids,
+        test_terms=ids[n_train:],
+        n_terms=int(term_span.shape[0]),
+        n_train_terms=n_train_terms,
+        n_labels=len(label_index),
+        has_vector=has_vector,
+    )
 
 
 def _pooled_arrays(train, test, embeddings) -> SplitArrays | None:
     """:func:`split_arrays` from the pools the data layer's parser left on loaded splits (``Split.pools``:
     the distinct objects of each file, every token's position among them and the pool's lower-cased UTF-8
-    text), after
-    checking by identity that the splits still hold exactly those objects (``_fast.check_pool_codes``, one
-    pass of pointer comparisons). None when there are no pools or the check fails (the splits were changed,
+    text), after checking by identity that the splits still hold exactly those objects
+    (``_fast.check_pool_codes``, one pass of pointer comparisons). None when there are no pools or the check fails (the splits were changed,
     or built another way): the caller then takes the general path, which also reports bad input.
 
     Only the distinct strings are lower-cased and interned, and their embedding lookups made, in Numba in a
@@ -423,9 +431,10 @@ def _pooled_arrays(train, test, embeddings) -> SplitArrays | None:
 
 
 def _intern_pool(term_buf, n_raw, n_train_raw, table):
-    """Numba part of :func:`_pooled_arrays` (releases the GIL): term id of every pool entry, the terms' byte
-    spans, how many ids the training terms take, and which of those have a vector (``table``: an
-    :class:`_EmbeddingTable` or None). None when an entry holds a newline."""
+    """The Numba part of the paths over distinct strings (releases the GIL): ``term_buf`` holds ``n_raw``
+    lower-cased distinct strings, newline-separated, the ``n_train_raw`` of the training split first. Returns
+    the term id of every string, the terms' byte spans, how many ids the training terms take, and which of
+    those have a vector (``table``: an :class:`_EmbeddingTable` or None); None when a string holds a newline."""
     lower_of_raw, _, _, term_span, left = K.intern_tokens(term_buf, n_raw, n_raw)
     if left != 0:
         return None

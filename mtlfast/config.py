@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any

@@ -10,8 +10,10 @@
 ``accuracy``
     Fraction of tokens whose predicted label equals the gold label.
 ``span_f1``
-    Span-level (chunk) F1 as computed by :func:`seqeval.metrics.f1_score` in its default (conlleval) mode;
-    reported only for BIO tasks (labels are ``O`` or ``B-x`` / ``I-x``).
+    Span-level (chunk) F1 with the chunk rules of the CoNLL-2000 ``conlleval`` script (also seqeval's default
+    mode): a chunk starts at ``B-x``, and at ``I-x`` after ``O`` or after a chunk of another type; a predicted
+    chunk is correct when its start, end and type equal a gold chunk's. Reported only for BIO tasks (labels are
+    ``O`` or ``B-x`` / ``I-x``). Tested against a Python port of ``conlleval``.
 
 An undefined ratio (no positives at all) scores 0, as scikit-learn's ``zero_division=0``.
 """
@@ -58,11 +60,45 @@ def accuracy(gold: np.ndarray, pred: np.ndarray) -> float:
     return float(np.count_nonzero(gold == pred)) / gold.size if gold.size else 0.0
 
 
-def span_f1(gold_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]) -> float:
-    """seqeval's span F1 (default mode) over sentences of string labels."""
-    from seqeval.metrics import f1_score
+def _chunks(seq: Sequence[str]) -> set[tuple[int, int, str]]:
+    """The (start, end, type) chunks of one sentence of BIO labels, by conlleval's start/end rules."""
+    out = set()
+    start, kind = -1, ""
+    for i, label in enumerate(seq):
+        if label == OUTSIDE:
+            prefix, typ = OUTSIDE, ""
+        else:
+            prefix, _, typ = label.partition("-")
+        begins = prefix == "B" or (prefix == "I" and (start < 0 or typ != kind))
+        if start >= 0 and (prefix == OUTSIDE or begins):
+            out.add((start, i, kind))
+            start = -1
+        if begins:
+            start, kind = i, typ
+    if start >= 0:
+        out.add((start, len(seq), kind))
+    return out
 
-    return float(f1_score([list(s) for s in gold_seqs], [list(s) for s in pred_seqs], zero_division=0))
+
+def span_counts(gold_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]) -> tuple[int, int, int]:
+    """(correct, predicted, gold) chunk counts over sentences of BIO string labels."""
+    if len(gold_seqs) != len(pred_seqs):
+        raise ValueError(f"span_counts: {len(gold_seqs)} gold sentences but {len(pred_seqs)} predicted")
+    correct = predicted = gold = 0
+    for g, p in zip(gold_seqs, pred_seqs):
+        if len(g) != len(p):
+            raise ValueError(f"span_counts: a sentence has {len(g)} gold labels but {len(p)} predicted")
+        cg, cp = _chunks(g), _chunks(p)
+        correct += len(cg & cp)
+        predicted += len(cp)
+        gold += len(cg)
+    return correct, predicted, gold
+
+
+def span_f1(gold_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]) -> float:
+    """Span (chunk) F1 over sentences of BIO string labels: ``2·correct / (predicted + gold)``, 0 when undefined."""
+    correct, predicted, gold = span_counts(gold_seqs, pred_seqs)
+    return 2.0 * correct / (predicted + gold) if predicted + gold else 0.0
 
 
 def score_sequences(

@@ -23,9 +23,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
-from mtlfast.metrics import relative_gain
 from mtlfast.report.files import jsonable, write_csv
 
 __all__ = ["analyze", "AnalyzeError", "main"]
@@ -37,6 +34,7 @@ class AnalyzeError(ValueError):
 
 def _gains_from_scores(path):
     """Recompute gains from ``scores.csv`` (final-step ``f1_micro_no_o`` on the test split, mean over seeds)."""
+    from mtlfast.meta.gains import directed_gains, task_order
     from mtlfast.meta.table import read_csv
 
     rows, cols = read_csv(path)
@@ -59,18 +57,9 @@ def _gains_from_scores(path):
             others = [t for t in tasks.split("+") if t != task]
             if others:
                 pair[(task, others[0], seed)] = v
-    by_pair = {}
-    for (main, aux, seed), fp_seed in pair.items():
-        if (main, seed) in single:
-            by_pair.setdefault((main, aux), []).append((fp_seed, single[(main, seed)]))
-    out = []
-    for (main, aux), vals in sorted(by_pair.items()):
-        # As the store: mean of the per-seed gains (pair and single run of the same seed).
-        fp, fs = float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))
-        gain = float(np.mean([relative_gain(a, b) for a, b in vals]))
-        out.append({"main": main, "aux": aux, "f1_single": fs, "f1_pair": fp, "gain": gain,
-                    "label": int(gain > 0), "label_source": "gain > 0"})
-    return out
+    # As the sweep: mean of the per-seed gains (pair and single run of the same seed), seed tests with seeds > 1.
+    order = task_order(r["tasks"].split("+") for r in rows)
+    return [{**g, "label_source": "gain > 0"} for g in directed_gains(single, pair, order)]
 
 
 def analyze(out_dir, quiet=False, settings=None):

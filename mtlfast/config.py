@@ -38,6 +38,10 @@ ORIGINAL_OPTIMISER = (0.1, 0.95, 1e-8)
 DEMO_OPTIMISER = (1.0, 0.9, 1e-6)
 
 
+#: Kernel backends of the bi-LSTM (``mtlfast.ops.bilstm``'s ``backend``; a test holds the two equal).
+BACKENDS = ("auto", "cpu", "cuda", "reference")
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or contradicts another."""
 
@@ -108,6 +112,12 @@ class SweepConfig:
             raise ConfigError(f"--precision: expected 'fp32' or 'bf16', got {self.precision!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ConfigError(f"--device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend: expected one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
+        if self.backend == "cuda" and not self.device.startswith("cuda"):
+            raise ConfigError(f"--backend cuda needs --device cuda (or cuda:N), got --device {self.device!r}")
+        if self.backend == "cpu" and self.device != "cpu":
+            raise ConfigError(f"--backend cpu needs --device cpu, got --device {self.device!r}")
         if self.executor not in ("inprocess", "ray"):
             raise ConfigError(f"--executor: expected 'inprocess' or 'ray', got {self.executor!r}")
         if len(set(self.tasks)) != len(self.tasks):

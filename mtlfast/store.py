@@ -9,7 +9,10 @@ Tables
 ``scores(run_id, task, split, step, metric, value)``  (primary key all but value)
 ``features(task, name, value)``                   data features of each task
 
-Checkpoints of unfinished runs live in ``OUT/checkpoints/<run_id>.pt`` and are written atomically.
+Checkpoints of unfinished runs live in ``OUT/checkpoints/<run_id>.pt`` and are written atomically
+(:func:`save_checkpoint`, :func:`load_checkpoint`).
+
+Records only: gains, their seed tests and task ordering are analysis (:mod:`mtlfast.meta.gains`).
 
 Resume guarantees
 -----------------
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mtlfast.config import SweepConfig, diff_science
-from mtlfast.metrics import relative_gain
+from mtlfast.stats import DATA_FEATURES
 
 SCHEMA_VERSION = "1"
 DB_NAME = "mtlfast.db"
@@ -141,9 +144,15 @@ class Store:
         with self.tx():
             start = self.db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM runs").fetchone()[0]
             for i, s in enumerate(specs):
+                row = (s.run_id, s.kind, "+".join(s.tasks), int(s.seed), int(s.steps))
+                old = self.db.execute("SELECT run_id, kind, tasks, seed, steps FROM runs WHERE run_id=?",
+                                      (s.run_id,)).fetchone()
+                if old is not None and tuple(old) != row:  # never drop a run silently
+                    raise ValueError(f"{self.path}: run id {s.run_id!r} is already taken by another run ({old[1]} run "
+                                     f"of {old[2]!r}, seed {old[3]}); task names must not contain '+' or '@'")
                 self.db.execute(
                     "INSERT OR IGNORE INTO runs (run_id, kind, tasks, seed, steps, position) VALUES (?,?,?,?,?,?)",
-                    (s.run_id, s.kind, "+".join(s.tasks), int(s.seed), int(s.steps), start + i))
+                    (*row, start + i))
 
     def status(self, run_id: str) -> str | None:
         row = self.db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -160,8 +169,6 @@ class Store:
     def resume_state(self, run_id: str) -> dict | None:
         """The checkpoint state to continue ``run_id`` from (None: start fresh), after deleting the run's rows
         that lie beyond it."""
-        from mtlfast.train.checkpoint import load_checkpoint
-
         path = self.checkpoint_path(run_id)
         state = None
         if path.exists():
@@ -194,8 +201,6 @@ class Store:
 
     def write_checkpoint(self, run_id: str, step: int, state: dict) -> None:
         """Commit everything so far, then atomically replace the run's checkpoint file."""
-        from mtlfast.train.checkpoint import save_checkpoint
-
         assert not self._in_tx, "write_checkpoint inside a transaction"
         save_checkpoint(self.checkpoint_path(run_id), state)
         with self.tx():
@@ -229,58 +234,11 @@ class Store:
             "WHERE r.status='done' AND s.step = r.steps AND s.split=? AND s.metric=?", (split, metric)).fetchall()
         return {(r, t): v for r, t, v in rows}
 
-    def gains(self) -> list[dict]:
-        """Directed gains from the finished runs: one row per (main, aux) with both its runs done."""
-        import numpy as np
-
-        runs = {r["run_id"]: r for r in self.runs() if r["status"] == "done"}
-        f1 = self.final_f1()
-        single: dict[tuple[str, int], float] = {}
-        pair: dict[tuple[str, str, int], float] = {}
-        order: list[str] = []
-        for r in self.runs():
-            for t in r["tasks"].split("+"):
-                if t not in order:
-                    order.append(t)
-        for rid, r in runs.items():
-            tasks = r["tasks"].split("+")
-            if len(tasks) == 1:
-                single[(tasks[0], r["seed"])] = f1.get((rid, tasks[0]), math.nan)
-            else:
-                a, b = tasks
-                pair[(a, b, r["seed"])] = f1.get((rid, a), math.nan)
-                pair[(b, a, r["seed"])] = f1.get((rid, b), math.nan)
-        seeds = sorted({s for (_, s) in single} | {s for (_, _, s) in pair})
-        multi = len({r["seed"] for r in self.runs()}) > 1
-        out = []
-        for main in order:
-            for aux in order:
-                if main == aux:
-                    continue
-                fs, fp, gs = [], [], []
-                for s in seeds:
-                    if (main, s) in single and (main, aux, s) in pair:
-                        a, b = single[(main, s)], pair[(main, aux, s)]
-                        fs.append(a)
-                        fp.append(b)
-                        gs.append(relative_gain(b, a))
-                if not gs:
-                    continue
-                gain = float(np.mean(gs))
-                row = {"main": main, "aux": aux, "f1_single": float(np.mean(fs)), "f1_pair": float(np.mean(fp)),
-                       "gain": gain, "label": int(gain > 0)}
-                if multi:
-                    row["gain_sd"] = float(np.std(gs, ddof=1)) if len(gs) > 1 else math.nan
-                    row["n_seeds"] = len(gs)
-                    row["p_value"], row["label_beyond_noise"] = _beyond_noise(fp, fs)
-                out.append(row)
-        return out
-
     # -------------------------------------------------------------------------------------------------- export
-    def export(self, out_dir: str | Path | None = None, gains: list[dict] | None = None) -> list[Path]:
-        """Write gains.csv, runs.csv, scores.csv, curves.csv and features.csv (docs/ARCHITECTURE.md).
+    def export(self, out_dir: str | Path | None = None) -> list[Path]:
+        """Write the records as runs.csv, scores.csv, curves.csv and features.csv (docs/ARCHITECTURE.md).
 
-        ``gains``: the result of :meth:`gains` when the caller already has it (it runs the seed tests)."""
+        gains.csv is analysis, not a record: :func:`mtlfast.meta.gains.write_gains_csv`."""
         out = Path(out_dir) if out_dir else self.out
         written = []
         runs = self.runs()
@@ -297,12 +255,6 @@ class Store:
             os.replace(tmp, path)
             written.append(path)
 
-        gains = self.gains() if gains is None else gains
-        header = ["main", "aux", "f1_single", "f1_pair", "gain", "label"]
-        if gains and "gain_sd" in gains[0]:
-            header += ["gain_sd", "n_seeds", "label_beyond_noise", "p_value"]
-        # An undefined gain (single-task F1 = 0) is written as "nan" (label 0): every directed pair has a row.
-        write("gains.csv", header, ([g.get(h, "") for h in header] for g in gains), nan="nan")
         write("runs.csv", ["run_id", "kind", "tasks", "seed", "steps", "status", "seconds"],
               ([r["run_id"], r["kind"], r["tasks"], r["seed"], r["steps"], r["status"], round(r["seconds"], 3)]
                for r in runs))
@@ -315,45 +267,36 @@ class Store:
         lrows = sorted(cur.fetchall(), key=lambda r: (pos.get(r[0], 0), r[1], r[2]))
         write("curves.csv", ["run_id", "kind", "tasks", "seed", "task", "step", "loss"],
               ([r[0], info[r[0]]["kind"], info[r[0]]["tasks"], info[r[0]]["seed"], *r[1:]] for r in lrows if r[0] in info))
-        feats = self.db.execute("SELECT task, name, value FROM features").fetchall()
-        try:
-            from mtlfast.stats import DATA_FEATURES
-            names = list(DATA_FEATURES)
-        except Exception:  # noqa: BLE001
-            names = sorted({n for _, n, _ in feats})
+        # Tasks in the order their first run was registered, then tasks that have features but no run.
+        feats = self.db.execute(
+            "SELECT f.task, f.name, f.value, (SELECT MIN(r.position) FROM runs r WHERE instr('+' || r.tasks || '+', "
+            "'+' || f.task || '+') > 0) AS pos FROM features f ORDER BY pos IS NULL, pos, f.task").fetchall()
         by_task: dict[str, dict] = {}
-        for t, n, v in feats:
+        for t, n, v, _ in feats:
             by_task.setdefault(t, {})[n] = v
-        order = []
-        for r in runs:
-            for t in r["tasks"].split("+"):
-                if t not in order:
-                    order.append(t)
-        order += [t for t in by_task if t not in order]
-        write("features.csv", ["task"] + names,
-              ([t] + [by_task[t].get(n, "") for n in names] for t in order if t in by_task))
+        write("features.csv", ["task", *DATA_FEATURES],
+              ([t] + [values.get(n, "") for n in DATA_FEATURES] for t, values in by_task.items()))
         return written
 
 
-def _beyond_noise(pair_f1: list[float], single_f1: list[float], alpha: float = 0.05) -> tuple[float, int]:
-    """Welch's t-test of pair vs single F1 over seeds: (p, 1 if the pair is better and p < alpha else 0)."""
-    p, verdict = _welch(pair_f1, single_f1, alpha)
-    return p, int(verdict == "gain")
+# ------------------------------------------------------------------------------------------------ checkpoint files
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` to ``path`` so that a reader sees either the old file or the complete new one
+    (temporary file, fsync, ``os.replace``)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
-def _welch(pair_f1: list[float], single_f1: list[float], alpha: float = 0.05) -> tuple[float, str]:
-    """Welch's t-test of pair vs single F1 over seeds: (p, "gain" | "loss" if p < alpha, else "noise")."""
-    import numpy as np
-    from scipy import stats
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint` (tensors on the CPU; ``weights_only``)."""
+    import torch
 
-    a, b = np.asarray(pair_f1, float), np.asarray(single_f1, float)
-    if len(a) < 2 or len(b) < 2 or np.isnan(a).any() or np.isnan(b).any():
-        return math.nan, "noise"
-    if np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0:
-        if a.mean() == b.mean():
-            return 1.0, "noise"
-        return 0.0, "gain" if a.mean() > b.mean() else "loss"
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    if p < alpha:
-        return p, "gain" if a.mean() > b.mean() else "loss"
-    return p, "noise"
+    return torch.load(Path(path), map_location="cpu", weights_only=True)

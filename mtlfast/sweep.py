@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from mtlfast.config import (
+    BACKENDS,
     DEFAULT_STEPS,
     PAPER_LOG_STEPS,
     PAPER_STEPS,
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    " 'auto'); default: start a local Ray instance on all cores")
     g.add_argument("--max-retries", type=int, metavar="N", help="with --executor ray: retries of a model array"
                    " whose worker died, each from the last stored checkpoint (default 2); then its runs fail")
-    g.add_argument("--backend", choices=("auto", "cpu", "reference"), help="bi-LSTM kernel (default auto)")
+    g.add_argument("--backend", choices=BACKENDS, help="bi-LSTM kernel (default auto)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -144,6 +145,15 @@ def _plan(task_names: list[str], cfg: SweepConfig):
     return specs
 
 
+def check_task_names(names: list[str]) -> None:
+    """Refuse task names that a run id cannot hold apart: run ids are ``a+b@seed``, so a task folder named
+    ``a+b`` would take the id of the pair run of ``a`` and ``b`` (ConfigError: exit 2)."""
+    bad = [n for n in names if "+" in n or "@" in n or not n.strip()]
+    if bad:
+        raise ConfigError(f"task names must not contain '+' or '@' (run ids are main+aux@seed), got "
+                          f"{', '.join(repr(n) for n in bad)}: rename the task folder(s)")
+
+
 def _groups(specs: list, array_size: int) -> list[list]:
     if array_size <= 0 or array_size >= len(specs):
         return [specs] if specs else []
@@ -160,7 +170,7 @@ def run(cfg: SweepConfig, argv_for_resume: list[str] | None = None, executor_opt
     import torch
 
     if cfg.executor == "ray":
-        from mtlfast.executors_ray import import_ray
+        from mtlfast.executors.ray import import_ray
 
         import_ray()  # not installed: one clear line (exit 2) before any work
     out = Path(cfg.out).resolve()
@@ -182,6 +192,7 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
 
     from mtlfast.data import DataError
     from mtlfast.executors import InputsSpec, make_executor
+    from mtlfast.meta.gains import store_gains, write_gains_csv
     from mtlfast.store import ConfigMismatch, Store
     from mtlfast.train import (Checkpoint, LossPoints, Progress, RunDone, RunStarted, Scores, TrainingInterrupted,
                                TrainSettings)
@@ -214,6 +225,7 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
         inputs = spec.load()
     except (DataError, ValueError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from None
+    check_task_names([t.name for t in inputs.tasks])
     # Only a config whose data loaded is stored: a typo in --tasks or --embeddings must not lock the folder.
     # A different sweep in the same folder is refused here, before any training.
     try:
@@ -244,18 +256,16 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
          f" precision {cfg.precision}, threads {torch.get_num_threads()}; {describe()}")
     _say(f"  output: {out}  (data loaded in {time.perf_counter() - t_load:.1f} s)")
 
-    # Data features (once per task).
-    try:
-        from mtlfast.stats import task_features
-    except Exception as exc:  # noqa: BLE001
-        _say(f"  data features unavailable ({type(exc).__name__}: {exc}); features.csv will be empty")
-    else:
-        for task in inputs.tasks:
-            if not store.has_features(task.name):
-                try:
-                    store.set_features(task.name, task_features(task, inputs.embeddings))
-                except Exception as exc:  # noqa: BLE001
-                    _say(f"  data features of {task.name} failed: {type(exc).__name__}: {exc}")
+    # Data features (once per task). A task whose features cannot be computed (e.g. an empty training split)
+    # still trains; a broken mtlfast.stats is an import error, not a silent empty features.csv.
+    from mtlfast.stats import task_features
+
+    for task in inputs.tasks:
+        if not store.has_features(task.name):
+            try:
+                store.set_features(task.name, task_features(task, inputs.embeddings))
+            except ValueError as exc:
+                _say(f"  data features of {task.name} failed: {exc}")
 
     # What is left to do.
     todo, done_before = [], 0
@@ -337,8 +347,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
-    gains = store.gains()
-    written = store.export(gains=gains)
+    gains = store_gains(store)
+    written = [write_gains_csv(gains, out / "gains.csv"), *store.export()]
     n_gains = len(gains)
     undefined = sorted({g["main"] for g in gains if g["gain"] != g["gain"]})
     if undefined:

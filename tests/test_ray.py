@@ -25,7 +25,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra: pip install 'mtlfast[ray]'")
 
-from mtlfast.executors_ray import init_local_ray  # noqa: E402
+from mtlfast.executors.ray import init_local_ray  # noqa: E402
 from mtlfast.sweep import main  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -241,7 +241,7 @@ def test_ctrl_c_checkpoints_on_the_workers_and_resumes(suite, reference, tmp_pat
 
 def test_training_error_is_reported_not_retried(suite):
     from mtlfast.executors import InputsSpec
-    from mtlfast.executors_ray import RayExecutor
+    from mtlfast.executors.ray import RayExecutor
     from mtlfast.train import RunSpec, TrainSettings
 
     executor = RayExecutor(InputsSpec((str(suite),), task_names=("coarse",)), max_retries=2, log=lambda msg: None)

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_import_never_needs_ray():
-    code = ("import sys; import mtlfast, mtlfast.executors, mtlfast.sweep, mtlfast.executors_ray; "
+    code = ("import sys; import mtlfast, mtlfast.executors, mtlfast.sweep, mtlfast.executors.ray; "
             "print('ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -208,6 +208,40 @@ def test_cli_errors_from_data_and_toml(suite, tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad_name", ["coarse+entity", "coarse@1"])
+def test_task_folder_named_like_a_run_id_is_refused(suite, tmp_path, capsys, bad_name):
+    """A task folder "a+b" would take the run id of the pair run of a and b (the store used to drop one run)."""
+    import shutil
+
+    data = tmp_path / "data"
+    for name in ("coarse", "entity"):
+        shutil.copytree(suite / name, data / name)
+    shutil.copytree(suite / "keep", data / bad_name)
+    out = tmp_path / "o"
+    assert main(["--data", str(data), "--steps-single", "2", "--steps-pair", "2", "--no-progress", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m mtlfast.sweep: error: task names must not contain '+' or '@'"), err
+    assert repr(bad_name) in err and "Traceback" not in err
+    assert not (out / "mtlfast.db").exists()
+
+
+def test_backend_from_toml_is_validated(tmp_path, capsys):
+    from mtlfast.config import BACKENDS
+    from mtlfast.ops import BACKENDS as OPS_BACKENDS
+
+    assert BACKENDS == OPS_BACKENDS  # the config accepts exactly what the kernels accept
+    bad = tmp_path / "bad.toml"
+    bad.write_text('backend = "cpuu"\n')
+    assert main(["--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--backend: expected one of 'auto', 'cpu', 'cuda', 'reference', got 'cpuu'" in err
+    assert not (tmp_path / "o").exists()  # refused before any work
+    bad.write_text('backend = "cuda"\n')
+    assert main(["--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "--backend cuda needs --device cuda" in capsys.readouterr().err
+
+
 def test_toml_then_flags(tmp_path):
     from mtlfast.sweep import parse_config
 

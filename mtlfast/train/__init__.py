@@ -7,11 +7,9 @@ Public API
 ``RunSpec``, ``TrainSettings``, ``run_id_for``                      what to train
 events: ``RunStarted``, ``LossPoints``, ``Scores``, ``Checkpoint``, ``RunDone``, ``Progress``;
 ``TrainingInterrupted``
-``save_checkpoint`` / ``load_checkpoint``                           atomic checkpoint files
 ``evaluate(params, tasks, inputs, settings)``                       scores of one run
 """
 
-from mtlfast.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 from mtlfast.train.engine import evaluate, predict, train_group  # noqa: F401
 from mtlfast.train.inputs import TrainInputs, prepare_inputs  # noqa: F401
 from mtlfast.train.spec import (  # noqa: F401

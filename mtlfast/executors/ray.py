@@ -2,7 +2,7 @@
 
 Each run group (one model array) becomes one Ray task, :func:`train_group_task`, that asks for ``threads``
 CPUs (1 when ``--threads`` is 0) and one GPU with ``--device cuda``. The task loads the training inputs itself
-(:class:`mtlfast.executors.InputsSpec`: the data must be at the same path on every node, e.g. a shared file
+(:class:`mtlfast.executors.base.InputsSpec`: the data must be at the same path on every node, e.g. a shared file
 system; loaded once per worker process), runs :func:`mtlfast.train.train_group` in a thread and *streams* the
 engine's events back as they come (a Ray generator task: one chunk every ``flush_s`` seconds, and at once
 when a run starts, is checkpointed or finishes). The driver replays the chunks into ``on_event`` in its own thread,
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from mtlfast.config import ConfigError
-from mtlfast.executors import Executor, InputsSpec
+from mtlfast.executors.base import Executor, InputsSpec
 from mtlfast.train import Checkpoint, Progress, RunDone, RunSpec, RunStarted, TrainingInterrupted, TrainSettings
 
 RAY_MISSING = "--executor ray needs Ray, which is not installed here: pip install 'mtlfast[ray]'"

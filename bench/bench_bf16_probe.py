@@ -26,7 +26,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout's mtlfast, also when it is not installed
 
-from mtlfast.cpu import cpu_features  # noqa: E402
+from mtlfast.ops.dispatch import cpu_features  # noqa: E402
 
 
 def cpu_desc() -> str:

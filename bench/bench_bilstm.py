@@ -32,10 +32,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from mtlfast import _backend  # noqa: E402
 from mtlfast.nn import BiLSTM  # noqa: E402
-from mtlfast.ops import bilstm  # noqa: E402
-from mtlfast.cpu import cpu_features  # noqa: E402
+from mtlfast.ops import bilstm, dispatch  # noqa: E402
+from mtlfast.ops.dispatch import cpu_features  # noqa: E402
 
 
 def ints(s: str) -> list[int]:
@@ -44,7 +43,7 @@ def ints(s: str) -> list[int]:
 
 def machine() -> str:
     model = cpu_features()["model"]
-    c = _backend.require_c()
+    c = dispatch.require_c()
     return (f"{model}; {len(os.sched_getaffinity(0))} cpus; torch {torch.__version__}; "
             f"kernel {c.cpu_kernel_path()}; gemm {c.gemm_backend()}; load {os.getloadavg()[0]:.1f}")
 
@@ -114,7 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5, help="untimed repetitions per side (default 5)")
     ap.add_argument("--csv", default=str(HERE / "out" / "bench_bilstm.csv"), help="CSV output path")
     args = ap.parse_args(argv)
-    _backend.require_c()
+    dispatch.require_c()
 
     print(f"machine: {machine()}")
     print(f"command: python bench/bench_bilstm.py {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip())

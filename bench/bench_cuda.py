@@ -30,7 +30,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from mtlfast import _backend  # noqa: E402
+from mtlfast.ops import dispatch  # noqa: E402
 
 HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 
@@ -38,7 +38,7 @@ HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 def gpu_ready() -> str | None:
     if not torch.cuda.is_available():
         return "bench_cuda.py: no CUDA device visible to torch (torch.cuda.is_available() is False); nothing to measure"
-    if not _backend.has_cuda_kernels():
+    if not dispatch.has_cuda_kernels():
         return ("bench_cuda.py: mtlfast._C was built without its CUDA kernels; rebuild on this machine with a CUDA "
                 "build of torch and nvcc: pip install --no-build-isolation -e .")
     return None
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     if msg:
         print(msg, file=sys.stderr)
         return 2
-    C = _backend.require_cuda()
+    C = dispatch.require_cuda()
     torch.backends.cudnn.benchmark = True
     gpu = torch.cuda.get_device_name()
     B, T, E, H = args.batch, args.tokens, args.input, args.hidden

@@ -46,7 +46,7 @@ from mtlfast.data.synthetic import generate_suite  # noqa: E402
 
 
 def machine() -> str:
-    from mtlfast.cpu import cpu_features
+    from mtlfast.ops.dispatch import cpu_features
 
     model = cpu_features()["model"]
     return f"{model}; {os.cpu_count()} cpus; python {platform.python_version()}; numpy {np.__version__}"

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 
 
 def machine():
-    from mtlfast.cpu import cpu_features
+    from mtlfast.ops.dispatch import cpu_features
 
     cpu = cpu_features()["model"]
     import sklearn

@@ -2,11 +2,11 @@
 
 Cases (defaults follow the protocol: 50-d or 100-d table of ~20k words, bi-LSTM H = 100, batch 32 x 25 tokens):
   dense      : one optimiser step over a 20k x 100 embedding table + bi-LSTM (E = 100) + head parameters,
-               torch.optim.Adadelta (for-loop and foreach) vs mtlfast.optim.adadelta_ (one fused pass).
+               torch.optim.Adadelta (for-loop and foreach) vs mtlfast.ops.adadelta_ (one fused pass).
   lazy_rows  : the embedding table's part of a step: dense grad (embedding backward) + dense Adadelta of the
                whole table vs mtlfast's sparse backward + exact lazy update of the touched rows only.
   emb_bwd    : embedding backward alone: torch's embedding_dense_backward (autograd of F.embedding),
-               torch.unique + index_add_, vs mtlfast.optim.embedding_grad_rows.
+               torch.unique + index_add_, vs mtlfast.ops.embedding_grad_rows.
   array      : a model array of K runs: tables [K, V, E] updated lazily, heads [K, S, L, 2H] with a slot mask,
                vs K separate torch.optim.Adadelta steps (dense) on the same tensors.
 
@@ -30,9 +30,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import mtlfast.optim as O  # noqa: E402
-from mtlfast._backend import _C  # noqa: E402
-from mtlfast.cpu import cpu_features  # noqa: E402
+import mtlfast.ops.adadelta as O  # noqa: E402
+from mtlfast.ops.dispatch import _C, cpu_features  # noqa: E402
 
 HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 

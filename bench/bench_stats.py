@@ -62,7 +62,7 @@ ROWS: list[dict] = []
 
 
 def machine() -> str:
-    from mtlfast.cpu import cpu_features
+    from mtlfast.ops.dispatch import cpu_features
 
     model = cpu_features()["model"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

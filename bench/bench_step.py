@@ -37,7 +37,7 @@ sys.path.insert(1, str(HERE.parent))  # the checkout's mtlfast, also when it is 
 
 import reference_protocol  # noqa: E402
 
-from mtlfast.cpu import cpu_features  # noqa: E402
+from mtlfast.ops.dispatch import cpu_features  # noqa: E402
 from mtlfast.train import RunSpec, TrainSettings, engine, prepare_inputs, run_id_for  # noqa: E402
 from mtlfast.train.model import ModelArray  # noqa: E402
 

@@ -11,8 +11,8 @@ def collect() -> dict:
     import torch
 
     import mtlfast
-    from mtlfast import _backend
-    from mtlfast.cpu import cpu_count, cpu_features
+    from mtlfast.ops import dispatch
+    from mtlfast.ops.dispatch import cpu_count, cpu_features
 
     info = {
         "mtlfast": mtlfast.__version__,
@@ -27,10 +27,10 @@ def collect() -> dict:
             info[mod] = __import__(mod).__version__
         except Exception:
             info[mod] = "not installed"
-    b = _backend.backends()
+    b = dispatch.backends()
     info["_C"] = "built" if b["_C"] else f"missing ({b['error']})"
     if b["_C"]:
-        c = _backend.require_c()
+        c = dispatch.require_c()
         info["_C backends"] = ", ".join(getattr(c, "BACKENDS", ["cpu"]))
         if hasattr(c, "cpu_kernel_paths"):
             info["_C cpu kernel paths"] = ", ".join(c.cpu_kernel_paths())

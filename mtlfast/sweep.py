@@ -193,10 +193,10 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     from mtlfast.data import DataError
     from mtlfast.executors import InputsSpec, make_executor
     from mtlfast.meta.gains import store_gains, write_gains_csv
+    from mtlfast.ops import describe
     from mtlfast.store import ConfigMismatch, Store
     from mtlfast.train import (Checkpoint, LossPoints, Progress, RunDone, RunStarted, Scores, TrainingInterrupted,
                                TrainSettings)
-    from mtlfast.train._compat import describe
 
     # Data: given paths (made absolute, so that a resume from another folder finds them), or the generated suite.
     if cfg.data:

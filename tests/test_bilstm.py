@@ -20,14 +20,13 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mtlfast import _backend
 from mtlfast.nn import BiLSTM
-from mtlfast.ops import bilstm, reference_bilstm
-from mtlfast.ops.kernel_paths import cpu_kernel_paths, forced_cpu_kernel_path
+from mtlfast.ops import bilstm, dispatch, reference_bilstm
+from mtlfast.ops.dispatch import cpu_kernel_paths, forced_cpu_kernel_path
 
 RTOL = 1e-5
 
-needs_c = pytest.mark.skipif(not _backend.has_c(), reason=f"mtlfast._C not built: {_backend.backends()['error']}")
+needs_c = pytest.mark.skipif(not dispatch.has_c(), reason=f"mtlfast._C not built: {dispatch.backends()['error']}")
 
 # One device-generic body per test; the CUDA variants run whatever backend "auto" picks for CUDA tensors.
 DEVICES = [pytest.param("cpu", marks=needs_c, id="cpu"),
@@ -184,7 +183,7 @@ def test_each_cpu_kernel_path(path):
     prob = make_problem(2, 7, 12, 16, 24, seed=13)
     ref = run_op(reference_bilstm, *prob)
     with forced_cpu_kernel_path(path):
-        assert _backend._C.cpu_kernel_path() == path
+        assert dispatch._C.cpu_kernel_path() == path
         ours = run_op(bilstm, *prob, backend="cpu")
     for name, a, r in zip(NAMES, ours, ref):
         assert_close_f32(a, r, f"{name} ({path} kernels)")
@@ -203,7 +202,7 @@ def test_fp32_avx512_lanes_path(K, B, T, E, H, gemm):
     if not any(p in cpu_kernel_paths() for p in ("avx512", "avx512_bf16")):
         pytest.skip("this CPU has no AVX-512")
     prob = make_problem(K, B, T, E, H, seed=31 + B + T)
-    C = _backend._C
+    C = dispatch._C
     with forced_cpu_kernel_path("avx512"):
         _, acts, cells = C.bilstm_forward(*prob[:5], "fp32")
         assert acts.dim() == 4 and cells.dim() == 4, "the lanes layout is not in use"
@@ -240,7 +239,7 @@ def test_aten_gemm_fallback():
     """The at::mm path used when torch exposes no MKL gives the same answer."""
     prob = make_problem(2, 7, 12, 16, 24, seed=17)
     ref = run_op(reference_bilstm, *prob)
-    C = _backend._C
+    C = dispatch._C
     C.set_gemm_backend("aten")
     try:
         assert C.gemm_backend() == "aten"
@@ -342,7 +341,7 @@ def test_errors_name_the_argument(backend):
 @needs_c
 def test_c_kernel_checks_its_arguments_too():
     """Called directly, the compiled op names the argument (it is reachable without the Python checks)."""
-    C = _backend._C
+    C = dispatch._C
     x, lengths, w_ih, w_hh, bias, _ = make_problem(2, 3, 4, 5, 6)
     with pytest.raises(RuntimeError, match=r"w_ih must have shape \[K, 2, 4H, E\] = \[2, 2, 24, 5\]; got \[2, 2, 24, 4\]"):
         C.bilstm_forward(x, lengths, w_ih[..., :4].contiguous(), w_hh, bias, "fp32")

@@ -6,7 +6,7 @@ through a small autograd Function below), so the kernels are tested independentl
 them.
 
 Oracles: ``torch.nn.LSTM(bidirectional=True)`` on packed sequences (cuDNN, one model of the array at a time),
-``mtlfast.ops.reference_bilstm`` in float64, and for the optimiser ``mtlfast.optim``'s references.
+``mtlfast.ops.reference_bilstm`` in float64, and for the optimiser ``mtlfast.ops``' references.
 
 Tolerances, precision "fp32" (3xTF32 tensor-core recurrence, fp32 state and GEMMs, exp/tanh accurate to ~1e-6):
 every element within ``RTOL * (|expected| + max|expected|)`` of the float64 answer with ``RTOL = 1e-4`` for the
@@ -22,9 +22,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlfast import _backend
+from mtlfast.ops import dispatch
 
-CUDA_OK = torch.cuda.is_available() and _backend.has_cuda_kernels()
+CUDA_OK = torch.cuda.is_available() and dispatch.has_cuda_kernels()
 REASON = (
     "no CUDA device" if not torch.cuda.is_available()
     else "mtlfast._C was built without CUDA kernels (needs a CUDA build of torch and nvcc at build time)"
@@ -37,7 +37,7 @@ DEV = "cuda"
 
 
 def _C():
-    return _backend.require_cuda()
+    return dispatch.require_cuda()
 
 
 def _reference_bilstm():
@@ -250,9 +250,9 @@ def test_errors_name_the_argument():
 
 def _optim():
     try:
-        from mtlfast import optim
+        from mtlfast.ops import adadelta as optim
     except Exception as exc:  # pragma: no cover
-        pytest.skip(f"mtlfast.optim unavailable: {exc}")
+        pytest.skip(f"mtlfast.ops.adadelta unavailable: {exc}")
     return optim
 
 

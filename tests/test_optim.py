@@ -1,6 +1,6 @@
 """Fused Adadelta (dense, masked, lazy rows) and the sparse embedding backward.
 
-Oracles: the pure-PyTorch references in mtlfast.optim and torch.optim.Adadelta itself.
+Oracles: the pure-PyTorch references in mtlfast.ops.adadelta and torch.optim.Adadelta itself.
 Tolerances (written down once):
 * float64: rtol 1e-12, atol 1e-14 -- the compiled kernels follow torch's operation order, so only the lazy
   rho**k (one multiplication instead of k) and libm differences remain.
@@ -12,8 +12,8 @@ Tolerances (written down once):
 import pytest
 import torch
 
-import mtlfast.optim as O
-from mtlfast._backend import _C
+import mtlfast.ops.adadelta as O
+from mtlfast.ops.dispatch import _C
 
 HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-14), torch.float32: dict(rtol=1e-5, atol=1e-7)}
@@ -365,3 +365,64 @@ def test_parallel_chunks_cross_segment_boundaries():
     O.reference_adadelta_(*b, **HP, mask=masks)
     for x, y in zip(a[0] + a[2] + a[3], b[0] + b[2] + b[3]):
         torch.testing.assert_close(x, y, **ONE_STEP_F32)
+
+
+def _rows_problem(K=3, V=20, E=4, N=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(K, V, E, generator=g)
+    state = [table, torch.rand(K, V, E, generator=g) * 0.1, torch.rand(K, V, E, generator=g) * 0.01,
+             torch.randint(0, 3, (K, V), generator=g)]
+    ids = torch.randint(0, V, (K, N), generator=g)
+    ids[:, -2:] = -1  # padding
+    ids[1] = 5  # one run sees one distinct id
+    return state, ids, torch.randn(K, N, E, generator=g)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_reference_row_ops_make_every_tensor_on_the_input_device(batched):
+    """The references are the update path off the CPU, so every tensor they make must follow the inputs'
+    device. Run them on CPU inputs with torch's default device set to 'meta': a factory call that does not
+    name the inputs' device makes a meta tensor there, and the op then fails or returns a meta result."""
+    state, ids, gout = _rows_problem()
+    if not batched:
+        state, ids, gout = [x[0] for x in state], ids[0], gout[0]
+    expect = [x.clone() for x in state]
+    O.reference_embedding_rows_update_(*expect, ids, gout, 4, **HP)
+    got = [x.clone() for x in state]
+    with torch.device("meta"):
+        assert torch.empty(1).device.type == "meta"  # the check is live
+        rows, grads = O.reference_embedding_grad_rows(ids, gout, state[0].shape[-2])
+        O.reference_embedding_rows_update_(*got, ids, gout, 4, **HP)
+        O.reference_adadelta_rows_flush_(got[1], got[2], got[3], 6, rho=HP["rho"])
+    assert rows.device.type == grads.device.type == "cpu"
+    O.reference_adadelta_rows_flush_(expect[1], expect[2], expect[3], 6, rho=HP["rho"])
+    for x, y in zip(got, expect):
+        assert x.device.type == "cpu"
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU"))])
+def test_embedding_rows_update_reference_on_device_equals_per_row_oracle(device):
+    """The device-generic update (the path on any device without a compiled op) against an oracle written
+    row by row in float64: sum each row's gradient, decay its state by rho per missed step, Adadelta."""
+    (table, sq, acc, last), ids, gout = _rows_problem(seed=3)
+    lr, rho, eps = HP["lr"], HP["rho"], HP["eps"]
+    step = 5
+    exp = [x.double().clone() for x in (table, sq, acc)]
+    exp_last = last.clone()
+    for k in range(ids.shape[0]):
+        for v in set(ids[k].tolist()) - {-1}:
+            gsum = gout[k][ids[k] == v].double().sum(0)
+            decay = rho ** max(step - 1 - int(last[k, v]), 0)
+            s = exp[1][k, v] * decay * rho + (1 - rho) * gsum**2
+            upd = torch.sqrt(exp[2][k, v] * decay + eps) / torch.sqrt(s + eps) * gsum
+            exp[2][k, v] = exp[2][k, v] * decay * rho + (1 - rho) * upd**2
+            exp[1][k, v] = s
+            exp[0][k, v] -= lr * upd
+            exp_last[k, v] = step
+    got = [x.to(device) for x in (table, sq, acc, last)]
+    O.embedding_rows_update_(*got, ids.to(device), gout.to(device), step, **HP, backend="reference")
+    for x, y in zip(got[:3], exp):
+        torch.testing.assert_close(x.cpu().double(), y, rtol=1e-5, atol=1e-7)
+    assert torch.equal(got[3].cpu(), exp_last)

@@ -1,4 +1,36 @@
-"""Fused kernels with their pure-PyTorch references (see :mod:`mtlfast.ops.bilstm`)."""
+"""The op layer: every compiled op beside its pure-PyTorch ``reference_*`` twin, and one dispatcher.
 
+- :mod:`mtlfast.ops.bilstm`: the fused bidirectional LSTM over a model array.
+- :mod:`mtlfast.ops.adadelta`: fused Adadelta (dense, masked blocks) and the embedding-row ops (sparse
+  embedding backward, exact lazy row update).
+- :mod:`mtlfast.ops.dispatch`: which implementation runs (compiled module, CPU features and kernel build,
+  ``MTLFAST_CPU_PATH``), and :func:`describe`.
+"""
+
+from mtlfast.ops.adadelta import (  # noqa: F401
+    DEFAULT_EPS,
+    DEFAULT_LR,
+    DEFAULT_RHO,
+    FusedAdadelta,
+    LazyEmbeddingAdadelta,
+    adadelta_,
+    adadelta_rows_,
+    adadelta_rows_flush_,
+    embedding_grad_rows,
+    embedding_rows_update_,
+    reference_adadelta_,
+    reference_adadelta_rows_,
+    reference_adadelta_rows_flush_,
+    reference_embedding_grad_rows,
+    reference_embedding_rows_update_,
+    slot_mask,
+)
 from mtlfast.ops.bilstm import BACKENDS, PRECISIONS, bilstm, reference_bilstm  # noqa: F401
-from mtlfast.ops.kernel_paths import cpu_kernel_path, cpu_kernel_paths, set_cpu_kernel_path  # noqa: F401
+from mtlfast.ops.dispatch import (  # noqa: F401
+    cpu_kernel_path,
+    cpu_kernel_paths,
+    describe,
+    forced_cpu_kernel_path,
+    has_fused_adadelta,
+    set_cpu_kernel_path,
+)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from mtlfast import _backend
+from mtlfast.ops import dispatch
 
 __all__ = ["bilstm", "reference_bilstm", "PRECISIONS", "BACKENDS"]
 
@@ -139,7 +139,7 @@ class _BiLSTMCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, lengths, w_ih, w_hh, bias, precision):
-        C = _backend.require_c()
+        C = dispatch.require_c()
         y, acts, cells = C.bilstm_forward(x, lengths, w_ih, w_hh, bias, precision)
         ctx.save_for_backward(x, lengths, w_ih, w_hh, y, acts, cells)
         ctx.precision = precision
@@ -150,7 +150,7 @@ class _BiLSTMCpu(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         x, lengths, w_ih, w_hh, y, acts, cells = ctx.saved_tensors
-        C = _backend.require_c()
+        C = dispatch.require_c()
         dx, dw_ih, dw_hh, dbias = C.bilstm_backward(
             dy.contiguous(), x, lengths, w_ih, w_hh, y, acts, cells, ctx.precision
         )
@@ -170,7 +170,7 @@ class _BiLSTMCuda(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, lengths, w_ih, w_hh, bias, precision, training):
-        C = _backend.require_cuda()
+        C = dispatch.require_cuda()
         y, *saved = C.bilstm_forward_cuda(x, lengths, w_ih, w_hh, bias, precision, training)
         ctx.precision = precision
         ctx.save_for_backward(lengths, w_ih, w_hh, *saved)
@@ -180,7 +180,7 @@ class _BiLSTMCuda(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
         lengths, w_ih, w_hh, *saved = ctx.saved_tensors
-        dx, dw_ih, dw_hh, dbias = _backend.require_cuda().bilstm_backward_cuda(
+        dx, dw_ih, dw_hh, dbias = dispatch.require_cuda().bilstm_backward_cuda(
             dy.contiguous(), lengths, w_ih, w_hh, *saved, ctx.precision
         )
         return dx, None, dw_ih, dw_hh, dbias, None, None
@@ -226,14 +226,14 @@ def bilstm(x, lengths, w_ih, w_hh, bias, *, precision="fp32", backend="auto"):
     if backend == "cpu":
         if not on_cpu:
             raise ValueError(f"bilstm: backend='cpu' needs CPU tensors; got x on {x.device}")
-        _backend.require_c()
+        dispatch.require_c()
     elif backend == "cuda":
         if not on_cuda or x.dtype != torch.float32:
             raise ValueError(f"bilstm: backend='cuda' needs float32 CUDA tensors; got x {x.dtype} on {x.device}")
-        _backend.require_cuda()
-    elif on_cuda and x.dtype == torch.float32 and _backend.has_cuda_kernels():
+        dispatch.require_cuda()
+    elif on_cuda and x.dtype == torch.float32 and dispatch.has_cuda_kernels():
         backend = "cuda"
-    elif not (on_cpu and _backend.has_c()):
+    elif not (on_cpu and dispatch.has_c()):
         return reference_bilstm(x, lengths, w_ih, w_hh, bias, precision=precision)
     if backend == "cuda":
         training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_ih, w_hh, bias))

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mtlfast import ops
 from mtlfast.metrics import score_sequences
-from mtlfast.train import _compat
 from mtlfast.train.model import DENSE, ModelArray, init_run_state
 from mtlfast.train.spec import (
     Checkpoint,
@@ -140,7 +140,7 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     emb_flat = arr.t["emb"].view(K * V, E)
     x = emb_flat[flat_ids].requires_grad_(True)
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
-    y = _compat.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
+    y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
     if drop is not None:
         y = y * drop.to(dev)
     valid = tags_t != PAD_TAG
@@ -152,8 +152,8 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
 
     kw = dict(lr=settings.lr, rho=settings.rho, eps=settings.eps)
     with torch.no_grad():
-        _compat.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
-                          [arr.t[n + ".ad"] for n in DENSE], **kw)
+        ops.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
+                      [arr.t[n + ".ad"] for n in DENSE], **kw)
         for p in dense:
             p.grad = None
             p.requires_grad_(False)
@@ -162,13 +162,13 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
         hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
                                                           "head_w.ad", "head_b.ad"))
         for k, s, n, g_w, g_b in head_grads:
-            _compat.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
-                              [hwa[k, s, :n], hba[k, s, :n]], **kw)
+            ops.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
+                          [hwa[k, s, :n], hba[k, s, :n]], **kw)
         # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
         ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
         arr.local_step += 1
-        _compat.embedding_rows_update_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], arr.t["emb.last"], ids,
-                                       x.grad.reshape(K, B * T, E), arr.local_step, **kw)
+        ops.embedding_rows_update_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], arr.t["emb.last"], ids,
+                                   x.grad.reshape(K, B * T, E), arr.local_step, **kw)
     return per_run, slots.tolist()
 
 
@@ -227,8 +227,8 @@ def predict(params: dict, split, slot: int, n_labels: int, settings: TrainSettin
         tokens = torch.as_tensor(np.asarray(tokens), device=dev)
         lengths_t = torch.as_tensor(np.asarray(lengths), device=dev)
         x = emb[tokens][None]
-        y = _compat.bilstm(x, lengths_t[None], params["w_ih"], params["w_hh"], params["bias"],
-                           precision=settings.precision, backend=settings.backend)
+        y = ops.bilstm(x, lengths_t[None], params["w_ih"], params["w_hh"], params["bias"],
+                       precision=settings.precision, backend=settings.backend)
         logits = torch.einsum("kbth,klh->kbtl", y, W) + b[:, None, None, :]
         best = logits[0].argmax(-1).cpu().numpy()  # [b, T]
         T = best.shape[1]

@@ -30,7 +30,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from mtlfast._backend import _C
+from mtlfast.ops import dispatch
+from mtlfast.ops.dispatch import _C, has_fused_adadelta
 
 __all__ = [
     "DEFAULT_LR",
@@ -45,6 +46,8 @@ __all__ = [
     "reference_adadelta_rows_flush_",
     "embedding_grad_rows",
     "reference_embedding_grad_rows",
+    "embedding_rows_update_",
+    "reference_embedding_rows_update_",
     "LazyEmbeddingAdadelta",
     "FusedAdadelta",
     "has_fused_adadelta",
@@ -57,11 +60,6 @@ DEFAULT_EPS = 1e-8
 
 TensorList = Union[torch.Tensor, Sequence[torch.Tensor]]
 MaskArg = Union[None, torch.Tensor, Sequence[Optional[torch.Tensor]]]
-
-
-def has_fused_adadelta() -> bool:
-    """True when the compiled fused ops are available."""
-    return _C is not None and hasattr(_C, "adadelta_")
 
 
 def _as_list(x: TensorList, name: str) -> list[torch.Tensor]:
@@ -116,9 +114,7 @@ def _pick(backend: str, ok: bool, op: str) -> bool:
     have = has_fused_adadelta()
     if backend == "c":
         if not have:
-            from mtlfast._backend import require_c
-
-            require_c()
+            dispatch.require_c()
             raise RuntimeError(f"{op}: mtlfast._C was built without the fused optimiser ops; rebuild it")
         if not ok:
             raise ValueError(f"{op}: backend='c' needs contiguous CPU float32/float64 tensors of one dtype")
@@ -239,26 +235,28 @@ def reference_adadelta_rows_(
     rho: float = DEFAULT_RHO,
     eps: float = DEFAULT_EPS,
 ) -> None:
-    """Pure-PyTorch version of :func:`adadelta_rows_` (same arguments)."""
+    """Pure-PyTorch version of :func:`adadelta_rows_` (same arguments).
+
+    Device-generic (everything stays on the table's device, no host sync), the K runs in one pass: this is
+    also the update path wherever the compiled op does not apply."""
     batched = table.dim() == 3
     t3, s3, a3 = (x if batched else x.unsqueeze(0) for x in (table, sq, acc))
     l2 = last_step if batched else last_step.unsqueeze(0)
     i2 = row_ids if batched else row_ids.unsqueeze(0)
     g3 = grad_rows if batched else grad_rows.unsqueeze(0)
-    for k in range(t3.shape[0]):
-        keep = i2[k] >= 0
-        ids = i2[k][keep]
-        if ids.numel() == 0:
-            continue
-        g = g3[k][keep]
-        missed = (step - 1 - l2[k, ids]).clamp_min(0).to(torch.float64)
-        factor = torch.pow(torch.tensor(rho, dtype=torch.float64), missed).to(t3.dtype).unsqueeze(1)
-        s = s3[k, ids] * factor
-        a = a3[k, ids] * factor
-        p = t3[k, ids]
-        reference_adadelta_(p, g, s, a, lr=lr, rho=rho, eps=eps)
-        t3[k, ids], s3[k, ids], a3[k, ids] = p, s, a
-        l2[k, ids] = step
+    keep = i2 >= 0
+    run = torch.arange(i2.shape[0], device=i2.device)[:, None].expand(i2.shape)[keep]
+    ids = i2[keep]
+    g = g3[keep]
+    # A row untouched for k steps had its sq/acc decayed by rho each step (its update was 0): apply rho^k now.
+    missed = (step - 1 - l2[run, ids]).clamp_min(0).to(torch.float64)
+    factor = torch.pow(torch.full_like(missed, rho), missed).to(t3.dtype).unsqueeze(1)
+    s = s3[run, ids] * factor
+    a = a3[run, ids] * factor
+    p = t3[run, ids]
+    reference_adadelta_(p, g, s, a, lr=lr, rho=rho, eps=eps)
+    t3[run, ids], s3[run, ids], a3[run, ids] = p, s, a
+    l2[run, ids] = step
 
 
 def adadelta_rows_(
@@ -313,7 +311,7 @@ def reference_adadelta_rows_flush_(
 ) -> None:
     """Pure-PyTorch version of :func:`adadelta_rows_flush_`."""
     missed = (step - last_step).clamp_min(0).to(torch.float64)
-    factor = torch.pow(torch.tensor(rho, dtype=torch.float64), missed).to(sq.dtype).unsqueeze(-1)
+    factor = torch.pow(torch.full_like(missed, rho), missed).to(sq.dtype).unsqueeze(-1)
     sq.mul_(factor)
     acc.mul_(factor)
     last_step.clamp_(min=step)
@@ -345,32 +343,40 @@ def adadelta_rows_flush_(
 def reference_embedding_grad_rows(
     ids: torch.Tensor, grad_out: torch.Tensor, num_rows: int, *, ignore_id: int = -1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pure-PyTorch version of :func:`embedding_grad_rows` (same output, rows in order of first appearance)."""
+    """Pure-PyTorch version of :func:`embedding_grad_rows` (same output, rows in order of first appearance).
+
+    Device-generic: every tensor it makes is on ``ids``' device, and the K runs are handled together (one
+    ``torch.unique`` over the flat ``[K * num_rows]`` row space), so it is also the update path off the CPU."""
     batched = ids.dim() == 2
     i2 = ids if batched else ids.unsqueeze(0)
     g3 = grad_out if batched else grad_out.unsqueeze(0)
     K, N = i2.shape
     E = g3.shape[-1]
-    rows, grads = [], []
-    for k in range(K):
-        keep = i2[k] != ignore_id
-        idk, gk = i2[k][keep], g3[k][keep]
-        uniq, inverse = torch.unique(idk, return_inverse=True)
-        first = torch.full((uniq.numel(),), idk.numel(), dtype=torch.int64).scatter_reduce_(
-            0, inverse, torch.arange(idk.numel()), reduce="amin"
-        )
-        order = torch.argsort(first)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(order.numel())
-        summed = torch.zeros(uniq.numel(), E, dtype=g3.dtype).index_add_(0, rank[inverse], gk)
-        rows.append(uniq[order])
-        grads.append(summed)
-    U = max((r.numel() for r in rows), default=0)
-    row_ids = torch.full((K, U), -1, dtype=torch.int64)
-    grad_rows = torch.zeros(K, U, E, dtype=g3.dtype)
-    for k in range(K):
-        row_ids[k, : rows[k].numel()] = rows[k]
-        grad_rows[k, : rows[k].numel()] = grads[k]
+    dev = i2.device
+    keep = i2 != ignore_id
+    run = torch.arange(K, device=dev)[:, None].expand(K, N)[keep]  # run of each kept token, non-decreasing
+    flat = i2[keep] + run * num_rows
+    g = g3[keep]
+    uniq, inverse = torch.unique(flat, return_inverse=True)
+    # Order of first appearance: kept tokens are in (run, position) order, so sorting the distinct rows by
+    # their first token keeps runs apart and each run's rows in order of appearance.
+    n = flat.numel()
+    first = torch.full((uniq.numel(),), n, dtype=torch.int64, device=dev).scatter_reduce_(
+        0, inverse, torch.arange(n, device=dev), reduce="amin"
+    )
+    order = torch.argsort(first)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=dev)
+    summed = torch.zeros(uniq.numel(), E, dtype=g3.dtype, device=dev).index_add_(0, rank[inverse], g)
+    rows = uniq[order]
+    row_run = torch.div(rows, num_rows, rounding_mode="floor")
+    counts = torch.bincount(row_run, minlength=K)
+    U = int(counts.max()) if K and rows.numel() else 0
+    slot = torch.arange(rows.numel(), device=dev) - (torch.cumsum(counts, 0) - counts)[row_run]
+    row_ids = torch.full((K, U), -1, dtype=torch.int64, device=dev)
+    grad_rows = torch.zeros(K, U, E, dtype=g3.dtype, device=dev)
+    row_ids[row_run, slot] = rows - row_run * num_rows
+    grad_rows[row_run, slot] = summed
     if not batched:
         return row_ids[0], grad_rows[0]
     return row_ids, grad_rows
@@ -402,6 +408,52 @@ def embedding_grad_rows(
     if _pick(backend, ok, "embedding_grad_rows"):
         return _C.embedding_grad_rows(ids, grad_out, int(num_rows), int(ignore_id))
     return reference_embedding_grad_rows(ids, grad_out, num_rows, ignore_id=ignore_id)
+
+
+def reference_embedding_rows_update_(
+    table: torch.Tensor,
+    sq: torch.Tensor,
+    acc: torch.Tensor,
+    last_step: torch.Tensor,
+    ids: torch.Tensor,
+    grad_out: torch.Tensor,
+    step: int,
+    *,
+    lr: float = DEFAULT_LR,
+    rho: float = DEFAULT_RHO,
+    eps: float = DEFAULT_EPS,
+    ignore_id: int = -1,
+) -> None:
+    """Pure-PyTorch version of :func:`embedding_rows_update_`: :func:`reference_embedding_grad_rows` then
+    :func:`reference_adadelta_rows_`, on whatever device the tensors are."""
+    row_ids, grad_rows = reference_embedding_grad_rows(ids, grad_out, table.shape[-2], ignore_id=ignore_id)
+    reference_adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, step, lr=lr, rho=rho, eps=eps)
+
+
+def embedding_rows_update_(
+    table: torch.Tensor,
+    sq: torch.Tensor,
+    acc: torch.Tensor,
+    last_step: torch.Tensor,
+    ids: torch.Tensor,
+    grad_out: torch.Tensor,
+    step: int,
+    *,
+    lr: float = DEFAULT_LR,
+    rho: float = DEFAULT_RHO,
+    eps: float = DEFAULT_EPS,
+    ignore_id: int = -1,
+    backend: str = "auto",
+) -> None:
+    """Sparse embedding backward + exact lazy Adadelta for one table or a model array's tables, in place.
+
+    ``table, sq, acc`` [V, E] / [K, V, E]; ``last_step`` int64 [V] / [K, V]; ``ids`` [N] / [K, N] token ids
+    (``ignore_id`` = skipped); ``grad_out`` [N, E] / [K, N, E] the gradient of the looked-up vectors; ``step``
+    the 1-based step being applied. :func:`embedding_grad_rows` then :func:`adadelta_rows_`, each through its
+    compiled op where it applies (CPU; the row update also on CUDA) and its device-generic reference
+    elsewhere; ``backend="reference"`` forces the references."""
+    row_ids, grad_rows = embedding_grad_rows(ids, grad_out, table.shape[-2], ignore_id=ignore_id, backend=backend)
+    adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, step, lr=lr, rho=rho, eps=eps, backend=backend)
 
 
 class LazyEmbeddingAdadelta:

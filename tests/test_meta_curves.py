@@ -101,3 +101,88 @@ def test_short_curves_are_fitted_on_all_entries():
     f = curve_features(L)
     assert f["curve_a"] == pytest.approx(a, rel=1e-4)
     assert f["curve_c"] == pytest.approx(c, rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the original protocol: experiments.ipynb's definitions. The oracle below is the notebook's way written
+# out independently: its own curve function, Python slicing of the raw lists, curve_fit with defaults.
+# ------------------------------------------------------------------------------------------------------
+def _nb_func(x, a, b, c, d):
+    return a + b * np.log(np.multiply(x, c) + d)
+
+
+def _nb_params(xs, ys):
+    from scipy.optimize import curve_fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        popt, _ = curve_fit(_nb_func, xs[:5000:10], ys[:5000:10])
+    return popt
+
+
+def _nb_gradient(xs, ys, p):
+    i = int(len(xs) * p)
+    return (ys[i + 1] - ys[i - 1]) / (xs[i + 1] - xs[i - 1])
+
+
+def _synthetic_log(n, seed=0, restart_at=None):
+    rng = np.random.default_rng(seed)
+    xs = [10 * (k + 1) for k in range(n)]
+    if restart_at is not None:  # a restarted run: the iteration counter goes back once
+        xs = xs[:restart_at] + [10 * (k + 1) for k in range(n - restart_at)]
+    ys = [float(3.0 - 0.4 * math.log(0.01 * x + 1.0) + rng.normal(0, 0.02)) for x in xs]
+    return xs, ys
+
+
+@pytest.mark.parametrize("n,restart", [(5000, None), (6200, None), (5010, 37)])
+def test_original_curve_features_equal_the_notebook_way(n, restart):
+    from mtlfast.meta.curves import curve_features_original
+
+    xs, ys = _synthetic_log(n, seed=n, restart_at=restart)
+    f = curve_features_original(np.array(xs), np.array(ys))
+    popt = _nb_params(xs, ys)
+    assert f["curve_a"] == pytest.approx(popt[1], rel=1e-6)  # the notebook keeps b ...
+    assert f["curve_c"] == pytest.approx(popt[2], rel=1e-6)  # ... and c, raw
+    np.testing.assert_allclose([f["nb_a"], f["nb_b"], f["nb_c"], f["nb_d"]], popt, rtol=1e-6)
+    for p in (0.1, 0.2, 0.3, 0.5, 0.7):
+        assert f[f"grad_{int(p * 100)}"] == pytest.approx(_nb_gradient(xs, ys, p), rel=1e-12)
+
+
+def test_original_fit_uses_only_the_first_5000_entries_and_gradients_all():
+    from mtlfast.meta.curves import curve_features_original
+
+    xs, ys = _synthetic_log(8000, seed=3)
+    base = curve_features_original(xs, ys)
+    ys2 = ys[:5000] + [y + 1.0 + 0.001 * k for k, y in enumerate(ys[5000:])]
+    other = curve_features_original(xs, ys2)
+    assert other["curve_a"] == base["curve_a"] and other["curve_c"] == base["curve_c"]
+    assert other["grad_70"] != base["grad_70"]  # i = 5600 lies in the changed part
+    # x is the iteration number: logging every 20 instead of every 10 iterations halves the gradient
+    xs2 = [2 * x for x in xs]
+    assert curve_features_original(xs2, ys)["grad_30"] == pytest.approx(base["grad_30"] / 2, rel=1e-12)
+
+
+def test_original_fit_is_levenberg_marquardt_from_ones_not_the_clean_fit():
+    # the clean fit fixes d = 1 and starts from a profile search; the original keeps whatever LM reaches from
+    # (1, 1, 1, 1): on the same curve the two c differ, while the original equals the oracle
+    from mtlfast.meta.curves import curve_features_original
+
+    xs, ys = _synthetic_log(5000, seed=11)
+    orig = curve_features_original(xs, ys)
+    clean = curve_features(ys)
+    assert orig["curve_c"] == pytest.approx(_nb_params(xs, ys)[2], rel=1e-6)
+    assert not orig["curve_c"] == pytest.approx(clean["curve_c"], rel=1e-2)
+
+
+def test_original_curve_failures_give_nan_and_a_warning():
+    from mtlfast.meta.curves import curve_features_original, gradient_at_original
+
+    with pytest.warns(CurveFitWarning, match="needs at least 4 points"):
+        f = curve_features_original([10, 20, 30], [1.0, 0.9, 0.8])
+    assert math.isnan(f["curve_a"]) and math.isnan(f["curve_c"])
+    assert f["grad_50"] == pytest.approx((0.8 - 1.0) / (30 - 10))  # i = 1: both neighbours exist
+    assert math.isnan(f["grad_10"])  # i = 0: the notebook would wrap around to y[-1]; NaN here
+    assert math.isnan(gradient_at_original([10, 10, 10], [1, 2, 3], 0.5))  # x[i+1] == x[i-1]
+    assert math.isnan(gradient_at_original([10, 20], [1, 2], 0.5))
+    with pytest.raises(ValueError, match="equal length"):
+        curve_features_original([1, 2, 3], [1.0, 2.0])

@@ -20,6 +20,22 @@ parameters as the original did (``c`` then carries no information beyond the sta
 
 A fit that fails (too few points, non-finite values, no convergence) gives NaN for ``curve_a`` and
 ``curve_c`` and a :class:`CurveFitWarning`; it never raises.
+
+Two protocols (README, "Original vs clean")
+-------------------------------------------
+The definitions above are the **clean** protocol (:func:`curve_features`). The **original** protocol
+(:func:`curve_features_original`) is what the authors' ``experiments.ipynb`` computes:
+
+- the curve is every entry of ``loss_tr.log`` in file order, ``x`` = the logged iteration number, ``y`` =
+  the loss (nothing dropped: a restarted log is read as it is);
+- gradients ``(y[i+1] - y[i-1]) / (x[i+1] - x[i-1])`` at ``i = int(n * p)``, ``n`` = all entries (loss per
+  iteration);
+- ``scipy.optimize.curve_fit(f, x[:5000:10], y[:5000:10])`` with ``f(x, a, b, c, d) = a + b ln(c x + d)``,
+  SciPy's defaults: start values all 1, no bounds, hence Levenberg-Marquardt (MINPACK ``lmdif``). The
+  notebook keeps ``b`` (the factor of the logarithm) and ``c``. In mtlfast's naming ``L = a ln(c x + d) + b``
+  the notebook's ``b`` is ``curve_a``: the original protocol's ``curve_a`` is the notebook's ``b`` and its
+  ``curve_c`` the notebook's ``c``, unchanged (not identifiable from the curve, see above: it depends on the
+  start values).
 """
 
 from __future__ import annotations
@@ -36,6 +52,12 @@ __all__ = [
     "fit_log_curve",
     "log_curve",
     "curve_features",
+    "ORIGINAL_FIT_FIRST",
+    "ORIGINAL_FIT_EVERY",
+    "original_log_curve",
+    "fit_log_curve_original",
+    "gradient_at_original",
+    "curve_features_original",
 ]
 
 GRADIENT_POINTS = (0.1, 0.2, 0.3, 0.5, 0.7)
@@ -172,4 +194,101 @@ def curve_features(losses, name="curve", fit_first=FIT_FIRST, fit_every=FIT_EVER
                       CurveFitWarning, stacklevel=2)
     out["curve_a"] = fit["a"]
     out["curve_c"] = fit["c"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The original protocol: experiments.ipynb's definitions (see the module docstring)
+# ---------------------------------------------------------------------------------------------------------
+
+#: the notebook fits ``x[:ORIGINAL_FIT_FIRST:ORIGINAL_FIT_EVERY]`` of the whole log
+ORIGINAL_FIT_FIRST = 5000
+ORIGINAL_FIT_EVERY = 10
+
+
+def original_log_curve(x, a, b, c, d):
+    """The notebook's curve ``a + b * ln(c * x + d)`` (note: ``a`` is the offset, ``b`` the factor)."""
+    return a + b * np.log(c * np.asarray(x, dtype=float) + d)
+
+
+def fit_log_curve_original(x, y):
+    """``scipy.optimize.curve_fit(original_log_curve, x, y)`` with SciPy's defaults, as the notebook.
+
+    Start values all 1, no bounds, so ``curve_fit`` uses Levenberg-Marquardt (``method='lm'``, MINPACK).
+    SciPy's runtime warnings during the fit (``log`` of negative numbers at trial points, a covariance
+    that cannot be estimated) are silenced: they do not change the result.
+
+    Returns
+    -------
+    dict with the notebook's ``a, b, c, d`` (floats; NaN when the fit fails), ``ok`` and ``message``.
+    """
+    from scipy.optimize import curve_fit
+
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    nan = {"a": np.nan, "b": np.nan, "c": np.nan, "d": np.nan, "ok": False}
+    if len(x) != len(y):
+        return {**nan, "message": f"x and y differ in length ({len(x)} vs {len(y)})"}
+    if len(y) < 4:
+        return {**nan, "message": f"curve_fit needs at least 4 points for 4 parameters, got {len(y)}"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"):
+                popt, _ = curve_fit(original_log_curve, x, y)
+    except Exception as exc:  # RuntimeError (no convergence), ValueError (non-finite input)
+        return {**nan, "message": f"{type(exc).__name__}: {exc}"}
+    a, b, c, d = (float(v) for v in popt)
+    if not np.all(np.isfinite([a, b, c, d])):
+        return {**nan, "message": "non-finite parameters"}
+    return {"a": a, "b": b, "c": c, "d": d, "ok": True, "message": "ok"}
+
+
+def gradient_at_original(x, y, p):
+    """The notebook's gradient: ``(y[i+1] - y[i-1]) / (x[i+1] - x[i-1])`` at ``i = int(n * p)``.
+
+    NaN where the notebook would fail or wrap around (``i < 1`` or ``i + 1 >= n``) or where
+    ``x[i+1] == x[i-1]``.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    i = int(n * p)
+    if i < 1 or i + 1 >= n:
+        return float("nan")
+    dx = x[i + 1] - x[i - 1]
+    if dx == 0:
+        return float("nan")
+    return float((y[i + 1] - y[i - 1]) / dx)
+
+
+def curve_features_original(iters, losses, name="curve", fit_first=ORIGINAL_FIT_FIRST,
+                            fit_every=ORIGINAL_FIT_EVERY):
+    """The seven curve features of one training-loss curve, the notebook's way (original protocol).
+
+    Parameters
+    ----------
+    iters, losses : sequence
+        Every logged entry in file order: iteration number and training loss.
+
+    Returns
+    -------
+    dict: the names of :data:`CURVE_FEATURES` (``curve_a`` = the notebook's ``b``, ``curve_c`` = its ``c``)
+    and ``nb_a, nb_b, nb_c, nb_d``, all four fitted parameters of ``a + b ln(c x + d)``. A failed fit gives
+    NaN and a :class:`CurveFitWarning`.
+    """
+    x = np.asarray(iters, dtype=float)
+    y = np.asarray(losses, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"curve {name!r}: expected two 1-d sequences of equal length (iterations, losses), "
+                         f"got shapes {x.shape} and {y.shape}")
+    out = {f"grad_{int(round(p * 100))}": gradient_at_original(x, y, p) for p in GRADIENT_POINTS}
+    sel = slice(None, fit_first, fit_every)
+    fit = fit_log_curve_original(x[sel], y[sel])
+    if not fit["ok"]:
+        warnings.warn(f"curve fit failed for {name!r}: {fit['message']}; curve_a, curve_c set to NaN",
+                      CurveFitWarning, stacklevel=2)
+    out["curve_a"] = fit["b"]
+    out["curve_c"] = fit["c"]
+    out.update(nb_a=fit["a"], nb_b=fit["b"], nb_c=fit["c"], nb_d=fit["d"])
     return out

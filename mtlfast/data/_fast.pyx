@@ -7,6 +7,9 @@ parse_tsv:     the TSV reader's inner loop on raw bytes (the hot part of loading
                file share one str object.
 factorize:     codes of the strings of a list of sentences, repeats found by object identity first.
 parse_floats:  the numbers of a GloVe text file (the hot part of loading vectors).
+frame_sentences: [GO] ids [EOS] around every sentence of a flat split (the original protocol's encoding).
+sparse_adadelta_occurrences: TensorFlow's SparseApplyAdadelta on an embedding table, one index entry at a
+               time in order (the original protocol's embedding update; duplicates are applied one by one).
 Each gives exactly the results of its pure-Python twin (encode_tokens_py / make_batch_np in encode.py,
 parse_tsv in io.py); the tests compare them.
 """
@@ -22,6 +25,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact, PyUn
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc, strtod
 from libc.string cimport memchr, memcmp, memcpy
+from libc.math cimport sqrtf
 
 cnp.import_array()
 
@@ -596,3 +600,61 @@ def parse_floats(bytes buf, Py_ssize_t count):
     if not ok or k != count:
         return None
     return out_arr
+
+
+def frame_sentences(const cnp.int32_t[::1] ids, const cnp.int64_t[::1] offsets, int go, int eos):
+    """(ids int32 [N + 2n], offsets int64 [n + 1]): every sentence of the flat split as ``go ids eos``."""
+    cdef Py_ssize_t n = offsets.shape[0] - 1
+    cdef Py_ssize_t N = ids.shape[0]
+    cdef cnp.ndarray[cnp.int32_t, ndim=1] out_arr = np.empty(N + 2 * n, dtype=np.int32)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] off_arr = np.empty(n + 1, dtype=np.int64)
+    cdef cnp.int32_t[::1] out = out_arr
+    cdef cnp.int64_t[::1] off = off_arr
+    cdef Py_ssize_t i, j, w
+    if n < 0 or (n >= 0 and offsets[n] != N):
+        raise ValueError(f"frame_sentences: offsets end at {offsets[n] if n >= 0 else None}, ids hold {N}")
+    with nogil:
+        w = 0
+        for i in range(n):
+            off[i] = w
+            out[w] = go
+            w += 1
+            for j in range(offsets[i], offsets[i + 1]):
+                out[w] = ids[j]
+                w += 1
+            out[w] = eos
+            w += 1
+        off[n] = w
+    return out_arr, off_arr
+
+
+def sparse_adadelta_occurrences(cnp.float32_t[:, ::1] var, cnp.float32_t[:, ::1] accum,
+                                cnp.float32_t[:, ::1] accum_update, const cnp.int64_t[::1] rows,
+                                const cnp.float32_t[:, ::1] grad, float lr, float rho, float eps):
+    """TensorFlow's SparseApplyAdadelta, in place: for i = 0..N-1 in order (rows[i] < 0 skipped),
+    with r = rows[i], g = grad[i]: accum[r] = rho accum[r] + (1 - rho) g^2;
+    u = sqrt(accum_update[r] + eps) / sqrt(accum[r] + eps) g; accum_update[r] = rho accum_update[r] +
+    (1 - rho) u^2; var[r] -= lr u. A row that occurs several times is updated once per occurrence."""
+    cdef Py_ssize_t N = rows.shape[0]
+    cdef Py_ssize_t E = var.shape[1]
+    cdef Py_ssize_t V = var.shape[0]
+    cdef Py_ssize_t i, e, r
+    cdef float g, a, u, one_m = 1.0 - rho
+    if grad.shape[0] != N or grad.shape[1] != E or accum.shape[0] != V or accum_update.shape[0] != V \
+            or accum.shape[1] != E or accum_update.shape[1] != E:
+        raise ValueError("sparse_adadelta_occurrences: shapes of var/accum/accum_update/rows/grad disagree")
+    for i in range(N):
+        if rows[i] >= V:
+            raise IndexError(f"sparse_adadelta_occurrences: row {rows[i]} out of range [0, {V})")
+    with nogil:
+        for i in range(N):
+            r = rows[i]
+            if r < 0:
+                continue
+            for e in range(E):
+                g = grad[i, e]
+                a = accum[r, e] * rho + g * g * one_m
+                accum[r, e] = a
+                u = sqrtf(accum_update[r, e] + eps) / sqrtf(a + eps) * g
+                accum_update[r, e] = accum_update[r, e] * rho + u * u * one_m
+                var[r, e] -= u * lr

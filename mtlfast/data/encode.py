@@ -128,6 +128,9 @@ class EncodedTask:
 class EncodedSuite:
     vocab: Vocab
     tasks: dict[str, EncodedTask]
+    #: True for the original protocol's encoding (:func:`encode_suite_original`): sentences are stored as
+    #: ``[GO] words [EOS]``, labels include the special classes (ids 0-3).
+    framed: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -323,3 +326,119 @@ def _encode_suite(tasks: list, vocab: Vocab | None) -> EncodedSuite:
         et.splits[name] = EncodedSplit(tokens=raw_to_id[codes] if len(codes) else codes.astype(np.int32),
                                        tags=_encode_tags(split, label_ids, offsets), offsets=offsets)
     return EncodedSuite(vocab=vocab, tasks=enc_tasks)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The original protocol's encoding (Bingel & Søgaard's released code, rnn_mtl/src/dio.py), re-implemented
+
+#: Ids of the original's special symbols, in words and in labels alike: PAD 0, GO 1, OOV 2, EOS 3.
+ORIG_PAD_ID, ORIG_GO_ID, ORIG_OOV_ID, ORIG_EOS_ID = 0, 1, 2, 3
+ORIGINAL_SPECIALS = ("<pad>", "<go>", "<oov>", "<eos>")
+
+
+def original_form(s: str) -> str:
+    """A word or label as the original reads it: lower-cased, whitespace-separated parts joined with ``_``."""
+    s = s.lower()
+    return "_".join(s.split()) if (" " in s or "\t" in s) else s
+
+
+def frame_sentences_np(ids: np.ndarray, offsets: np.ndarray, go: int, eos: int):
+    """NumPy twin of ``_fast.frame_sentences``: every sentence as ``go ids eos`` (int32 ids, int64 offsets)."""
+    ids = np.asarray(ids, dtype=np.int32)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    new_off = offsets + 2 * np.arange(n + 1, dtype=np.int64)
+    out = np.empty(len(ids) + 2 * n, dtype=np.int32)
+    out[new_off[:-1]] = go
+    out[new_off[1:] - 1] = eos
+    sent = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    out[np.arange(len(ids), dtype=np.int64) + 2 * sent + 1] = ids
+    return out, new_off
+
+
+def frame_sentences(ids: np.ndarray, offsets: np.ndarray, go: int = ORIG_GO_ID, eos: int = ORIG_EOS_ID):
+    """``[GO] ids [EOS]`` around every sentence of a flat split; compiled when available."""
+    if _fast is not None:
+        return _fast.frame_sentences(np.ascontiguousarray(ids, dtype=np.int32),
+                                     np.ascontiguousarray(offsets, dtype=np.int64), int(go), int(eos))
+    return frame_sentences_np(ids, offsets, go, eos)
+
+
+def encode_suite_original(tasks: Sequence[Task], vector_words=None) -> EncodedSuite:
+    """Encode a suite the way the original code does (``dio.py``: ``read_two_cols_data``, ``transform``).
+
+    - Words and labels are lower-cased; whitespace inside a token is joined with ``_``.
+    - Word ids: 0 ``<pad>``, 1 ``<go>``, 2 ``<oov>``, 3 ``<eos>`` (rows of the same trainable table), then
+      every word of the suite that has a pretrained vector (``vector_words``: a container of lower-cased
+      words, or a callable that is given the suite's distinct word forms and returns one), most frequent
+      first. Every word without a vector is id 2: one shared OOV row. Without
+      ``vector_words`` (no embeddings), the words of the training splits get rows and the others are OOV.
+    - Label ids per task: the same four specials, then the task's *training* labels in order of first
+      occurrence (the original fits its label vectoriser on the training file). A dev/test label never seen
+      in training is id 2 (OOV): it is never a positive class.
+    - Every sentence is stored as ``[GO] w1 … wn [EOS]`` (labels ``[GO] l1 … ln [EOS]``); batches cut it to
+      ``max_len`` positions (30), so at most 28 words keep their EOS and a longer sentence loses it.
+    ``outside_id`` is the id of label ``o`` (-1 when the task has none). The suite is marked ``framed``.
+    """
+    with _gc_paused():
+        return _encode_suite_original(list(tasks), vector_words)
+
+
+def _encode_suite_original(tasks: list, vector_words) -> EncodedSuite:
+    raw: dict = {}  # raw token string -> code, shared by every split of every task
+    coded = []
+    for t in tasks:
+        for name, split in t.splits.items():
+            codes, offsets = factorize(split.tokens, raw)
+            coded.append((t, name, split, codes, offsets))
+    raw_words = list(raw)
+    form_index: dict = {}
+    raw_to_form = np.fromiter((form_index.setdefault(original_form(w), len(form_index)) for w in raw_words),
+                              dtype=np.int64, count=len(raw_words))
+    forms = list(form_index)
+    counts = np.zeros(len(forms), dtype=np.int64)
+    eligible = np.zeros(len(forms), dtype=bool)
+    if callable(vector_words):
+        vector_words = vector_words(forms)
+    if vector_words is not None:
+        eligible[:] = np.fromiter((f in vector_words for f in forms), dtype=bool, count=len(forms))
+    for t, name, split, codes, offsets in coded:
+        c = np.bincount(raw_to_form[codes], minlength=len(forms)) if len(codes) else np.zeros(len(forms), np.int64)
+        counts += c
+        if vector_words is None and name == "train":
+            eligible |= c > 0
+    for i, f in enumerate(forms):
+        if f in ORIGINAL_SPECIALS:
+            eligible[i] = False  # the special symbols' own rows are never a word's row
+    order = sorted(np.flatnonzero(eligible).tolist(), key=lambda i: (-counts[i], forms[i]))
+    vocab = Vocab()
+    vocab.itos = list(ORIGINAL_SPECIALS) + [forms[i] for i in order]
+    vocab.stoi = {w: i for i, w in enumerate(vocab.itos)}
+    form_to_id = np.full(len(forms), ORIG_OOV_ID, dtype=np.int32)
+    form_to_id[np.asarray(order, dtype=np.int64)] = np.arange(4, 4 + len(order), dtype=np.int32)
+    raw_to_id = form_to_id[raw_to_form] if len(raw_words) else np.zeros(0, dtype=np.int32)
+    enc_tasks: dict[str, EncodedTask] = {}
+    for t in tasks:
+        label_ids = {s: i for i, s in enumerate(ORIGINAL_SPECIALS)}
+        for sent in t.train.tags:
+            for lab in sent:
+                f = original_form(lab)
+                if f not in label_ids:
+                    label_ids[f] = len(label_ids)
+        labels = list(label_ids)
+        enc_tasks[t.name] = EncodedTask(name=t.name, labels=labels, outside_id=label_ids.get("o", -1))
+    for t, name, split, codes, offsets in coded:
+        et = enc_tasks[t.name]
+        label_ids = {l: i for i, l in enumerate(et.labels)}
+        tag_raw: dict = {}
+        tag_codes, tag_offsets = factorize(split.tags, tag_raw)
+        if not np.array_equal(tag_offsets, offsets):
+            raise ValueError(f"encode: {split.path}: tokens and tags differ in length")
+        tag_map = np.fromiter((label_ids.get(original_form(l), ORIG_OOV_ID) for l in tag_raw), dtype=np.int32,
+                              count=len(tag_raw))
+        tags = tag_map[tag_codes] if len(tag_codes) else tag_codes.astype(np.int32)
+        toks = raw_to_id[codes] if len(codes) else codes.astype(np.int32)
+        ftok, foff = frame_sentences(toks, offsets)
+        ftag, _ = frame_sentences(tags, offsets)
+        et.splits[name] = EncodedSplit(tokens=ftok, tags=ftag, offsets=foff)
+    return EncodedSuite(vocab=vocab, tasks=enc_tasks, framed=True)

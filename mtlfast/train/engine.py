@@ -15,7 +15,16 @@ semantics) updates the shared bi-LSTM densely, the embedding rows lazily (exact 
 rows) and only the drawn task's head.
 
 Loss points: every ``log_every`` steps of a run, for each of its tasks drawn since the previous point, the
-mean of that task's batch losses over those steps (documented choice; the original logged the last batch).
+mean of that task's batch losses over those steps (the original also logs the mean of the batch losses of
+its last block of steps; its block ends one step earlier: the point labelled t covers steps t-10 .. t-1).
+
+``settings.protocol`` chooses between two protocols (README, "Original vs clean"). The description above is
+``clean``. ``original`` (:func:`_array_step_original`) follows the released TensorFlow code: no dropout on
+what the heads see; one Adadelta per task (a pair run keeps per-task accumulators for the embedding and the
+bi-LSTM too); loss = mean over all ``batch_size x max_len`` positions, padding included with target PAD
+(at padding the bi-LSTM output is 0, so those positions only give the head bias a closed-form gradient: no
+bi-LSTM work is done for them); TensorFlow's sparse Adadelta on the embedding (one update per occurrence of
+a row, in the original's time-major order; absent rows untouched). Its evaluation is :func:`evaluate_original`.
 """
 
 from __future__ import annotations
@@ -76,7 +85,7 @@ def _start_run(spec: RunSpec, inputs, settings: TrainSettings) -> tuple[_Run, di
     gen = torch.Generator()
     gen.manual_seed(torch_seed)
     if spec.resume is None:
-        model = init_run_state(spec.tasks, inputs, settings.hidden, gen, settings.slots)
+        model = init_run_state(spec.tasks, inputs, settings.hidden, gen, settings.slots, settings.protocol)
         return _Run(spec, rng, gen), model
     st = spec.resume
     if st.get("format") != CHECKPOINT_FORMAT or st.get("run_id") != spec.run_id:
@@ -98,7 +107,7 @@ def _sample(run: _Run, inputs, settings: TrainSettings):
     idx = run.rng.choice(n, size=B, replace=n < B)
     tokens, tags, lengths = make_batch(split, idx, settings.max_len)
     mask = None
-    if settings.dropout > 0:
+    if settings.dropout > 0 and settings.protocol == "clean":
         T = tokens.shape[1]
         keep = torch.rand(B, T, 2 * settings.hidden, generator=run.gen) >= settings.dropout
         mask = keep.to(torch.float32) / (1.0 - settings.dropout)
@@ -173,7 +182,7 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
 
 
 @torch.no_grad()
-def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid):
+def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid, positions: int = 0):
     """Mean token cross-entropy of each run's drawn head, and its gradients, without autograd.
 
     y [K, B, T, 2H] (after dropout); head_w [K, S, L, 2H]; head_b [K, S, L]; slots, n_lab int [K];
@@ -181,6 +190,11 @@ def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid):
     p = softmax(y W[:n]^T + b[:n]); loss = mean(-log p[tag]); dlogits = (p - onehot(tag)) / N, which gives
     dW = dlogits^T y, db = sum dlogits, dy = dlogits W. Returns (losses list[float], dy like y,
     [(k, s, n, grad W[k, s, :n] [n, 2H], grad b[k, s, :n] [n])] for the runs with at least one real token).
+
+    ``positions > 0`` (the original protocol): the loss is the mean over ``positions`` (= batch x max_len)
+    positions, of which the P = positions - N beyond the real tokens have y = 0 (logits = b) and target
+    class 0 (PAD): loss = (sum of the N real tokens' losses - P log softmax(b)[0]) / positions, and those
+    positions add P (softmax(b) - onehot(0)) / positions to grad b, nothing else.
     """
     K = y.shape[0]
     dy = torch.zeros_like(y)
@@ -191,20 +205,144 @@ def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid):
         mask = valid[k]
         yk = y[k][mask]  # [N, 2H]
         N = yk.shape[0]
-        if N == 0:
+        if N == 0 and positions == 0:
             losses.append(0.0)
             continue
         w, b = head_w[k, s, :n], head_b[k, s, :n]
         logp = torch.log_softmax(torch.addmm(b, yk, w.t()), dim=1)
         tk = tags[k][mask]
         rows = torch.arange(N, device=y.device)
-        losses.append(float(-logp[rows, tk].mean()))
+        denom = positions if positions else N
+        loss = -logp[rows, tk].sum()
         d = logp.exp_()
         d[rows, tk] -= 1.0
-        d.mul_(1.0 / N)
-        grads.append((k, s, n, d.t() @ yk, d.sum(dim=0)))
+        d.mul_(1.0 / denom)
+        db = d.sum(dim=0)
+        if positions:
+            P = positions - N
+            if P < 0:
+                raise ValueError(f"original loss over {positions} positions, but the batch holds {N} real tokens")
+            lb = torch.log_softmax(b, dim=0)
+            loss = loss - P * lb[0]
+            pb = lb.exp()
+            pb[0] -= 1.0
+            db += pb * (P / denom)
+        losses.append(float(loss / denom))
+        grads.append((k, s, n, d.t() @ yk, db))
         dy[k][mask] = d @ w
     return losses, dy, grads
+
+
+def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings
+                          ) -> tuple[list[float], list[int]]:
+    """One step of every run under the original protocol (module docstring); returns losses and task slots."""
+    K = arr.K
+    dev = arr.device
+    V = arr.t["emb"].shape[1]
+    E = arr.t["emb"].shape[2]
+    B = settings.batch_size
+    samples = [_sample(r, inputs, settings) for r in runs]
+    T = max(s[1].shape[1] for s in samples)
+    tokens = np.zeros((K, B, T), dtype=np.int64)
+    tags = np.full((K, B, T), PAD_TAG, dtype=np.int64)
+    lengths = np.zeros((K, B), dtype=np.int64)
+    slots = np.zeros(K, dtype=np.int64)
+    n_lab = np.zeros(K, dtype=np.int64)
+    for k, (slot, tok, tag, ln, _) in enumerate(samples):
+        t = tok.shape[1]
+        tokens[k, :, :t] = tok
+        tags[k, :, :t] = tag
+        lengths[k] = ln
+        slots[k] = slot
+        n_lab[k] = inputs.n_labels(runs[k].spec.tasks[slot])
+    tokens_t = torch.from_numpy(tokens).to(dev)
+    tags_t = torch.from_numpy(tags).to(dev)
+    lengths_t = torch.from_numpy(lengths).to(dev)
+    ar = torch.arange(K, device=dev)
+    slots_t = torch.from_numpy(slots).to(dev)
+
+    flat_ids = tokens_t + (ar * V)[:, None, None]
+    x = arr.t["emb"].view(K * V, E)[flat_ids].requires_grad_(True)
+    dense = [arr.t[n].requires_grad_(True) for n in DENSE]
+    y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
+    valid = tags_t != PAD_TAG
+    # The loss is a mean over all batch_size x max_len positions of the original's fixed-size batch.
+    per_run, dy, head_grads = _heads_loss_and_grads(y.detach(), arr.t["head_w"], arr.t["head_b"], slots, n_lab,
+                                                    tags_t, valid, positions=B * settings.max_len)
+    y.backward(dy)
+
+    kw = dict(lr=settings.lr, rho=settings.rho, eps=settings.eps)
+    with torch.no_grad():
+        # One Adadelta per task: the drawn task's accumulators of the shared layers ([K, S, ...]) move.
+        sel = [(arr.t[n + ".sq"][ar, slots_t], arr.t[n + ".ad"][ar, slots_t]) for n in DENSE]
+        ops.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [a for a, _ in sel], [b for _, b in sel],
+                      **kw)
+        for n, (a, b) in zip(DENSE, sel):
+            arr.t[n + ".sq"][ar, slots_t] = a
+            arr.t[n + ".ad"][ar, slots_t] = b
+        for p in dense:
+            p.grad = None
+            p.requires_grad_(False)
+        hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
+                                                          "head_w.ad", "head_b.ad"))
+        for k, s, n, g_w, g_b in head_grads:
+            ops.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
+                          [hwa[k, s, :n], hba[k, s, :n]], **kw)
+        # Embedding: TensorFlow's sparse Adadelta, one update per occurrence in time-major order (the original
+        # feeds [timesteps, batch] ids); padding positions carry a zero gradient and a row (PAD) that never
+        # reaches an output, so they are left out.
+        rows = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).transpose(1, 2).reshape(K, T * B)
+        grads = x.grad.transpose(1, 2).reshape(K, T * B, E)
+        arr.local_step += 1
+        sparse_adadelta_occurrences_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], slots_t, rows, grads, **kw)
+    return per_run, slots.tolist()
+
+
+def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr, rho, eps, force_generic=False):
+    """TensorFlow's ``SparseApplyAdadelta`` for each run of a model array, in place.
+
+    table [K, V, E]; sq, acc [K, S, V, E] (per-task state; run k uses slot ``slots[k]``); rows int64 [K, N]
+    (-1: skip); grads [K, N, E]. Entry i of run k updates row ``rows[k, i]`` with ``grads[k, i]``, one entry
+    after the other (a row that occurs twice is updated twice, each time from the state the previous entry
+    left). CPU: the compiled loop of :mod:`mtlfast.data._fast`; elsewhere (or ``force_generic``) the same
+    arithmetic in rounds (the j-th occurrences of all rows at once).
+    """
+    from mtlfast.data.encode import _fast
+
+    K = table.shape[0]
+    if table.device.type == "cpu" and _fast is not None and not force_generic and table.dtype == torch.float32:
+        rows_np = rows.contiguous().numpy()
+        grads_np = grads.contiguous().numpy()
+        for k in range(K):
+            s = int(slots[k])
+            _fast.sparse_adadelta_occurrences(table[k].numpy(), sq[k, s].numpy(), acc[k, s].numpy(), rows_np[k],
+                                              grads_np[k], float(lr), float(rho), float(eps))
+        return
+    for k in range(K):
+        s = int(slots[k])
+        t, a2, u2 = table[k], sq[k, s], acc[k, s]
+        r = rows[k]
+        keep = r >= 0
+        r, g = r[keep], grads[k][keep]
+        if r.numel() == 0:
+            continue
+        # occurrence rank of each entry within its row, in entry order
+        order = torch.argsort(r, stable=True)
+        rs = r[order]
+        start = torch.ones_like(rs, dtype=torch.bool)
+        start[1:] = rs[1:] != rs[:-1]
+        idx = torch.arange(rs.numel(), device=rs.device)
+        first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
+        rank = torch.empty_like(idx)
+        rank[order] = idx - first
+        for j in range(int(rank.max()) + 1):
+            m = rank == j
+            rr, gg = r[m], g[m]
+            a = a2[rr] * rho + gg * gg * (1 - rho)
+            u = (u2[rr] + eps).sqrt() / (a + eps).sqrt() * gg
+            a2[rr] = a
+            u2[rr] = u2[rr] * rho + u * u * (1 - rho)
+            t[rr] = t[rr] - lr * u
 
 
 @torch.no_grad()
@@ -241,6 +379,8 @@ def predict(params: dict, split, slot: int, n_labels: int, settings: TrainSettin
 
 def evaluate(params: dict, tasks, inputs, settings: TrainSettings) -> list[tuple[str, str, str, float]]:
     """Scores of one run on the dev (if present) and test splits of each of its tasks."""
+    if settings.protocol == "original":
+        return evaluate_original(params, tasks, inputs, settings)
     rows = []
     for slot, name in enumerate(tasks):
         task = inputs.suite.tasks[name]
@@ -251,6 +391,71 @@ def evaluate(params: dict, tasks, inputs, settings: TrainSettings) -> list[tuple
             pred = predict(params, split, slot, len(task.labels), settings)
             scores = score_sequences(np.asarray(split.tags), pred, np.asarray(split.offsets), task.labels,
                                      task.outside_id)
+            rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
+    return rows
+
+
+@torch.no_grad()
+def predict_original(params: dict, split, slot: int, n_labels: int, settings: TrainSettings):
+    """The original's evaluation pass over a framed split (``[GO] words [EOS]``): sentences in file order in
+    batches of ``batch_size``, the last partial batch dropped (one batch when the split is smaller), each cut
+    to ``max_len`` positions. Returns (gold, pred) label ids of the scored positions: 1 .. len-2 of each
+    sentence (GO, EOS and the positions cut away excluded), argmax over all classes (specials included)."""
+    from mtlfast.data import make_batch
+
+    n = split.n_sentences if hasattr(split, "n_sentences") else len(split.offsets) - 1
+    B = settings.batch_size
+    batches = max(n // B, 1)
+    emb = params["emb"][0]
+    dev = emb.device
+    W = params["head_w"][:, slot, :n_labels]
+    b = params["head_b"][:, slot, :n_labels]
+    gold, pred = [], []
+    for i in range(batches):
+        idx = np.arange(i * B, min((i + 1) * B, n), dtype=np.int64)
+        tokens, tags, lengths = make_batch(split, idx, settings.max_len)
+        tokens_t = torch.as_tensor(np.asarray(tokens), device=dev)
+        lengths_np = np.asarray(lengths)
+        y = ops.bilstm(emb[tokens_t][None], torch.as_tensor(lengths_np, device=dev)[None], params["w_ih"],
+                       params["w_hh"], params["bias"], precision=settings.precision, backend=settings.backend)
+        logits = torch.einsum("kbth,klh->kbtl", y, W) + b[:, None, None, :]
+        best = logits[0].argmax(-1).cpu().numpy()
+        T = best.shape[1]
+        pos = np.arange(T)[None, :]
+        inside = (pos >= 1) & (pos < lengths_np[:, None] - 1)
+        gold.append(np.asarray(tags)[inside])
+        pred.append(best[inside])
+    return np.concatenate(gold), np.concatenate(pred)
+
+
+def original_scores(gold: np.ndarray, pred: np.ndarray, outside_id: int) -> dict[str, float]:
+    """The original's scores: scikit-learn micro-F1 (and precision, recall) over the positive classes, i.e.
+    the training labels (ids > 3) except ``o``, and accuracy over all scored positions."""
+    gold = np.asarray(gold)
+    pred = np.asarray(pred)
+    pos_g = (gold > 3) & (gold != outside_id)
+    pos_p = (pred > 3) & (pred != outside_id)
+    tp = int(np.count_nonzero((gold == pred) & pos_g))
+    n_p, n_g = int(np.count_nonzero(pos_p)), int(np.count_nonzero(pos_g))
+    return {
+        "f1_micro_no_o": 2.0 * tp / (n_p + n_g) if n_p + n_g else 0.0,
+        "precision": tp / n_p if n_p else 0.0,
+        "recall": tp / n_g if n_g else 0.0,
+        "accuracy": float(np.count_nonzero(gold == pred)) / gold.size if gold.size else 0.0,
+    }
+
+
+def evaluate_original(params: dict, tasks, inputs, settings: TrainSettings) -> list[tuple[str, str, str, float]]:
+    """Scores of one run under the original protocol (:func:`predict_original`, :func:`original_scores`)."""
+    rows = []
+    for slot, name in enumerate(tasks):
+        task = inputs.suite.tasks[name]
+        for split_name in settings.eval_splits:
+            split = task.splits.get(split_name)
+            if split is None:
+                continue
+            gold, pred = predict_original(params, split, slot, len(task.labels), settings)
+            scores = original_scores(gold, pred, task.outside_id)
             rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
     return rows
 
@@ -281,7 +486,8 @@ def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event:
                 on_event(Checkpoint(run.spec.run_id, run.step, run.state(arr.run_state(k, run.step))))
             raise TrainingInterrupted(f"stopped with {len(runs)} run(s) active; all checkpointed")
         t0 = time.perf_counter()
-        losses, slots = _array_step(arr, runs, inputs, settings)
+        step_fn = _array_step_original if settings.protocol == "original" else _array_step
+        losses, slots = step_fn(arr, runs, inputs, settings)
         dt = time.perf_counter() - t0
         on_event(Progress(len(runs)))
         for run, loss, slot in zip(runs, losses, slots):

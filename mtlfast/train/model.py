@@ -20,12 +20,25 @@ import torch
 DENSE = ("w_ih", "w_hh", "bias")  # updated every step
 HEADS = ("head_w", "head_b")  # only the drawn slot is updated
 PARAMS = ("emb",) + DENSE + HEADS
+SHARED = ("emb",) + DENSE  # shared by a run's tasks (per-task optimiser state in the original protocol)
 
 
-def init_run_state(tasks, inputs, hidden: int, gen: torch.Generator, slots: int = 2) -> dict:
+def init_run_state(tasks, inputs, hidden: int, gen: torch.Generator, slots: int = 2, protocol: str = "clean") -> dict:
     """Fresh parameters and zero Adadelta state of one run, drawn from ``gen`` in a fixed order:
     embedding rows without a pretrained vector, then w_ih, w_hh, b_ih + b_hh (uniform ±1/sqrt(H), as
-    ``torch.nn.LSTM``), then each task's head (Xavier-uniform over [n_labels, 2H], bias 0)."""
+    ``torch.nn.LSTM``), then each task's head (Xavier-uniform over [n_labels, 2H], bias 0).
+
+    ``protocol="original"`` (TensorFlow 0.12, the original code's version): each direction's LSTM weights
+    are one [E+H, 4H] matrix drawn from ``uniform_unit_scaling_initializer(factor=1.0)`` (TF 0.12's default
+    for ``get_variable`` without an initializer), i.e. U(±sqrt(3 / (E + H))), here split into w_ih and w_hh;
+    the LSTM bias starts at 0 with ``BasicLSTMCell``'s ``forget_bias=1.0`` folded into the forget gate's
+    bias (rows H:2H start at 1.0; the gradient is the same); each head's bias is the original's
+    ``xavier_init(1, n)``: U(±sqrt(6 / (1 + n))). The Adadelta state of the embedding and the bi-LSTM has a
+    leading [slots] dimension: one optimiser per task, as the original builds one per task; no ``emb.last``
+    (TensorFlow's sparse Adadelta never touches the rows of a batch's absent words).
+    """
+    if protocol not in ("clean", "original"):
+        raise ValueError(f"protocol: expected 'original' or 'clean', got {protocol!r}")
     V, E = inputs.emb_init.shape
     H = hidden
     emb = torch.from_numpy(inputs.emb_init.copy())
@@ -34,11 +47,19 @@ def init_run_state(tasks, inputs, hidden: int, gen: torch.Generator, slots: int 
     n = int(redraw.sum())
     if n:
         emb[redraw] = torch.randn(n, E, generator=gen) * inputs.emb_scale
-    k = 1.0 / math.sqrt(H)
-    w_ih = torch.empty(2, 4 * H, E).uniform_(-k, k, generator=gen)
-    w_hh = torch.empty(2, 4 * H, H).uniform_(-k, k, generator=gen)
-    b_ih = torch.empty(2, 4 * H).uniform_(-k, k, generator=gen)
-    b_hh = torch.empty(2, 4 * H).uniform_(-k, k, generator=gen)
+    if protocol == "original":
+        k = math.sqrt(3.0 / (E + H))
+        w_ih = torch.empty(2, 4 * H, E).uniform_(-k, k, generator=gen)
+        w_hh = torch.empty(2, 4 * H, H).uniform_(-k, k, generator=gen)
+        b_ih = torch.zeros(2, 4 * H)
+        b_ih[:, H : 2 * H] = 1.0  # forget_bias (gate order i, f, g, o)
+        b_hh = torch.zeros(2, 4 * H)
+    else:
+        k = 1.0 / math.sqrt(H)
+        w_ih = torch.empty(2, 4 * H, E).uniform_(-k, k, generator=gen)
+        w_hh = torch.empty(2, 4 * H, H).uniform_(-k, k, generator=gen)
+        b_ih = torch.empty(2, 4 * H).uniform_(-k, k, generator=gen)
+        b_hh = torch.empty(2, 4 * H).uniform_(-k, k, generator=gen)
     L = max(inputs.n_labels(t) for t in tasks)
     head_w = torch.zeros(slots, L, 2 * H)
     head_b = torch.zeros(slots, L)
@@ -46,11 +67,18 @@ def init_run_state(tasks, inputs, hidden: int, gen: torch.Generator, slots: int 
         nl = inputs.n_labels(t)
         bound = math.sqrt(6.0 / (nl + 2 * H))
         head_w[s, :nl] = torch.empty(nl, 2 * H).uniform_(-bound, bound, generator=gen)
+        if protocol == "original":
+            bb = math.sqrt(6.0 / (1 + nl))
+            head_b[s, :nl] = torch.empty(nl).uniform_(-bb, bb, generator=gen)
     state = {"emb": emb, "w_ih": w_ih, "w_hh": w_hh, "bias": b_ih + b_hh, "head_w": head_w, "head_b": head_b}
     for name in PARAMS:
-        state[name + ".sq"] = torch.zeros_like(state[name])
-        state[name + ".ad"] = torch.zeros_like(state[name])
-    state["emb.last"] = torch.zeros(V, dtype=torch.int64)
+        shape = state[name].shape
+        if protocol == "original" and name in SHARED:
+            shape = (slots,) + tuple(shape)  # one optimiser per task
+        state[name + ".sq"] = torch.zeros(shape)
+        state[name + ".ad"] = torch.zeros(shape)
+    if protocol == "clean":
+        state["emb.last"] = torch.zeros(V, dtype=torch.int64)
     return state
 
 

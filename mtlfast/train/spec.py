@@ -29,13 +29,15 @@ class TrainSettings:
     backend: str = "auto"
     device: str = "cpu"
     slots: int = 2  # task slots per run (heads); a run has 1 (single) or 2 (pair) tasks
+    protocol: str = "clean"  # "original" | "clean" (mtlfast.train.engine's docstring; README "Original vs clean")
 
     @classmethod
     def from_config(cls, cfg) -> "TrainSettings":
         return cls(hidden=cfg.hidden, dropout=cfg.dropout, batch_size=cfg.batch_size, max_len=cfg.max_len,
                    lr=cfg.lr, rho=cfg.rho, eps=cfg.eps, log_every=cfg.log_every, eval_every=cfg.eval_every,
                    eval_batch_size=cfg.eval_batch_size, checkpoint_every=cfg.checkpoint_every,
-                   precision=cfg.precision, backend=cfg.backend, device=cfg.device)
+                   precision=cfg.precision, backend=cfg.backend, device=cfg.device,
+                   protocol=getattr(cfg, "protocol", None) or "clean")
 
 
 @dataclass

@@ -62,7 +62,7 @@ def _gains_from_scores(path):
     return [{**g, "label_source": "gain > 0"} for g in directed_gains(single, pair, order)]
 
 
-def analyze(out_dir, quiet=False, settings=None):
+def analyze(out_dir, quiet=False, settings=None, protocol=None):
     """Analyse a sweep folder and write ``heatmap.png``, ``report.md`` and ``report.html`` into it.
 
     Parameters
@@ -73,6 +73,10 @@ def analyze(out_dir, quiet=False, settings=None):
         No progress messages on stderr.
     settings : dict, optional
         Meta-analysis settings (:class:`mtlfast.meta.analysis.MetaSettings`), e.g. ``{"n_repeats": 100}``.
+    protocol : {"original", "clean"}, optional
+        Default: the sweep's (``config.json``), else clean. ``original`` adds the notebook's curve features
+        (:func:`mtlfast.meta.curves.curve_features_original`) and its meta-classifier CV
+        (:func:`mtlfast.meta.original.original_meta`, ``original_cv.json``); README, "Original vs clean".
 
     Returns
     -------
@@ -104,6 +108,9 @@ def analyze(out_dir, quiet=False, settings=None):
             config = json.loads((out / "config.json").read_text())
         except json.JSONDecodeError as exc:
             notes.append(f"config.json unreadable ({exc})")
+    protocol = protocol or config.get("protocol") or "clean"
+    if protocol not in ("original", "clean"):
+        raise AnalyzeError(f"protocol: expected 'original' or 'clean', got {protocol!r}")
 
     # --- task features ---------------------------------------------------------------------------------
     task_feats = {}
@@ -118,7 +125,12 @@ def analyze(out_dir, quiet=False, settings=None):
         curves = read_single_curves(out / "curves.csv")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cf = curve_feature_table(curves)
+            if protocol == "original":
+                from mtlfast.meta.original import original_curve_feature_table
+
+                cf = original_curve_feature_table(curves)
+            else:
+                cf = curve_feature_table(curves)
         notes += [str(w.message) for w in caught]
         for t, d in cf.items():
             task_feats.setdefault(t, {}).update(d)
@@ -186,6 +198,15 @@ def analyze(out_dir, quiet=False, settings=None):
         rep.table(["task", *present], [[t, *[task_feats[t].get(f, float("nan")) for f in present]]
                                        for t in sorted(task_feats)], digits=4)
     meta["notes"] = notes + meta.get("notes", [])
+    if protocol == "original":
+        from mtlfast.meta.original import original_meta
+        from mtlfast.report.original import add_original_cv_section
+
+        s = settings or {}
+        orig = original_meta(gains, task_feats, s.get("n_repeats", 100), s.get("n_splits", 5), s.get("random_state", 0))
+        (out / "original_cv.json").write_text(json.dumps(jsonable({"protocol": "original", **orig}), indent=1))
+        add_original_cv_section(rep, orig["rows"], "Notes: " + "; ".join(orig["notes"]) if orig["notes"] else None)
+        rep.paragraph("Below: mtlfast's own meta-analysis (the clean protocol's CV) of the same features.")
     add_meta_sections(rep, meta)
     rep.heading("Run settings")
     if (out / "runs.csv").exists():
@@ -234,6 +255,9 @@ def build_parser():
     p.add_argument("--full", action="store_true",
                    help="the heavier protocol of `mtlfast.reproduce`: 10 outer x 2 inner repetitions, "
                         "optimistic search on all --repeats")
+    p.add_argument("--protocol", choices=("original", "clean"),
+                   help="original: also the notebook's curve features and meta-classifier CV (original_cv.json); "
+                        "default: the sweep's protocol from config.json, else clean")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     return p
 
@@ -253,7 +277,7 @@ def main(argv=None):
     from mtlfast.meta.table import TableError
 
     try:
-        md = analyze(args.out, quiet=args.quiet, settings=settings)
+        md = analyze(args.out, quiet=args.quiet, settings=settings, protocol=args.protocol)
     except (AnalyzeError, TableError, OSError) as exc:
         print(f"mtlfast.analyze: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ experiments.ipynb writes it: DictVectorizer over pair dicts, MinMaxScaler on all
 shuffled KFold per repetition and scoring='f1'."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -125,3 +126,44 @@ def test_labels_ties_and_bad_input():
         original_pair_matrix(_gains(tf), tf, ["curve_c"])
     with pytest.raises(ValueError, match="labels -1/\\+1"):
         original_cv(np.zeros((10, 2)), np.array([0, 1] * 5))
+
+
+def test_analyze_protocol_original_adds_the_notebook_cv(tmp_path):
+    import json
+
+    from fakesweep import write_fake_sweep  # tests/fakesweep.py
+    from mtlfast.analyze import analyze
+    from mtlfast.meta.curves import curve_features_original
+    from mtlfast.meta.table import read_csv, read_data_features, read_gains, read_single_curves
+
+    write_fake_sweep(tmp_path, n_tasks=6)
+    fast = {"n_repeats": 4, "outer_repeats": 1, "inner_repeats": 1, "optimistic_repeats": 2, "search": "none"}
+    analyze(tmp_path, quiet=True, settings=fast, protocol="original")
+    res = json.loads((tmp_path / "original_cv.json").read_text())
+    assert res["protocol"] == "original"
+    rows = {r["name"].split(" (")[0]: r for r in res["rows"]}
+    # the data-feature row, against the notebook's way on features.csv and gains.csv
+    feats = read_data_features(tmp_path / "features.csv")
+    diffs = {g["main"] + "_" + g["aux"]: g["gain"] for g in read_gains(tmp_path / "gains.csv")}
+    paired = {}
+    for m in sorted(feats):
+        for a in sorted(feats):
+            if m != a:
+                paired[m + "_" + a] = {k: v for f in feats[m] for k, v in (
+                    ("main_" + f, feats[m][f]), ("aux_" + f, feats[a][f]), ("main/aux_" + f, feats[m][f] / feats[a][f]))}
+    seq = list(paired)
+    X = DictVectorizer(sparse=False).fit_transform([paired[p] for p in seq])
+    f1, sd = _nb_cv(X, np.sign([diffs[p] for p in seq]), 4, 0)
+    assert rows["data features"]["f1"] == pytest.approx(f1, abs=1e-12)
+    assert rows["data features"]["f1_sd"] == pytest.approx(sd, abs=1e-12)
+    # curve_features.csv holds the original definitions of the single-task curves
+    curves = read_single_curves(tmp_path / "curves.csv")
+    got = {r["task"]: r for r in read_csv(tmp_path / "curve_features.csv")[0]}
+    for t, (steps, losses) in curves.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = curve_features_original(steps, losses)
+        assert float(got[t]["grad_30"]) == pytest.approx(want["grad_30"], rel=1e-12)
+        i = int(len(steps) * 0.3)
+        assert want["grad_30"] == pytest.approx((losses[i + 1] - losses[i - 1]) / (steps[i + 1] - steps[i - 1]))
+    assert "the notebook's CV" in (tmp_path / "report.md").read_text()

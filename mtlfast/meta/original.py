@@ -36,6 +36,7 @@ __all__ = [
     "original_labels",
     "original_pair_matrix",
     "original_cv",
+    "original_meta",
 ]
 
 #: extra per-task columns of the original protocol's curve_features.csv: all four fitted parameters
@@ -182,3 +183,35 @@ def original_cv(X, y, n_repeats=100, n_splits=5, seed=0):
         seeds=seeds, n_rows=int(len(y)), n_columns=int(X.shape[1]), n_gain=int((y == 1).sum()),
         n_loss=int((y == -1).sum()), n_repeats=int(n_repeats), n_splits=int(n_splits), seed=int(seed),
         notes=notes)
+
+
+def original_meta(gains, task_features, n_repeats=100, n_splits=5, seed=0):
+    """The notebook's CV for the feature sets it reports: all features, data features only, curve features only
+    (each where present for every task). Returns ``{"rows": [{"name", **OriginalCVResult}], "notes": [...]}``;
+    a set that cannot be scored (a zero or non-finite value, one class, too few pairs) is a note, not an error.
+    """
+    from mtlfast.meta.table import DATA_FEATURES
+
+    tasks = sorted(task_features)
+    present = [f for f in (*DATA_FEATURES, *CURVE_FEATURES)
+               if tasks and all(f in task_features[t] and math.isfinite(task_features[t][f]) for t in tasks)]
+    sets = [("all features", present),
+            ("data features", [f for f in present if f in DATA_FEATURES]),
+            ("curve features", [f for f in present if f in CURVE_FEATURES])]
+    rows, notes = [], []
+    seen = set()
+    for name, feats in sets:
+        if not feats or tuple(feats) in seen:
+            continue
+        seen.add(tuple(feats))
+        try:
+            pm = original_pair_matrix(gains, task_features, feats)
+            if len(pm["y"]) < n_splits or len(set(pm["y"].tolist())) < 2:
+                raise ValueError(f"{len(pm['y'])} pairs, classes {sorted(set(pm['y'].tolist()))}")
+            res = original_cv(pm["X"], pm["y"], n_repeats=n_repeats, n_splits=n_splits, seed=seed)
+        except ValueError as exc:
+            notes.append(f"{name}: not scored ({exc})")
+            continue
+        rows.append({"name": f"{name} ({len(feats)} per task, {res['n_columns']} columns)", **res,
+                     "notes": pm["notes"] + res["notes"]})
+    return {"rows": rows, "notes": notes}

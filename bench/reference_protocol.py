@@ -17,6 +17,27 @@ Model and training (../shared/DESIGN.md):
     ``O`` (= accuracy when a task has no ``O``) and accuracy.
   * training loss: every 10 steps, for each task drawn since the previous point, the mean of its batch losses.
 
+``--original`` (:func:`train_original`) runs instead what the authors' released TensorFlow code does (the
+README's "Original vs clean"), again with nothing from mtlfast:
+  * words and labels lower-cased (whitespace inside a token joined with ``_``); every sentence
+    ``[GO] w1 … wn [EOS]``, padded or cut to 30 positions; ids PAD 0, GO 1, OOV 2, EOS 3, then every row of
+    the GloVe file (the whole file is the trainable table, as in the original); a word without a vector is
+    the one shared OOV row; GO/OOV/EOS rows drawn from Normal(0, std of GloVe), PAD zero;
+  * labels: the four specials, then the training labels in order of first occurrence; a test label never
+    seen in training is OOV;
+  * two unidirectional nn.LSTMs (the backward one on each sequence reversed within its own length), one
+    trainable bias each (bias_hh frozen at 0), weights U(±sqrt(3/(E+H))) (TF 0.12's uniform_unit_scaling),
+    forget-gate bias 1.0 (BasicLSTMCell's forget_bias); outputs 0 past a sequence's length; no dropout;
+  * heads: Xavier-uniform weights and bias (the original's xavier_init(1, n) for the bias);
+  * loss: cross-entropy averaged over all 32 x 30 positions, target PAD at padding;
+  * one torch.optim.Adadelta per task (bi-LSTM + its head), and per task a TensorFlow SparseApplyAdadelta
+    state for the embedding: one update per id occurrence, in time-major order (the original feeds
+    [timesteps, batch]), applied here in rounds of k-th occurrences; padding occurrences (zero gradient,
+    PAD row) are skipped, which changes nothing but the PAD row's accumulators;
+  * evaluation: test sentences in file order, batches of 32, the last partial batch dropped, positions
+    1 .. len-2 of each (cut) sentence, argmax over all classes, micro-F1 over the training labels except the
+    specials and ``o``, and accuracy.
+
 Library use::
 
     from reference_protocol import train
@@ -327,6 +348,203 @@ def train(
     }
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The original protocol (--original)
+
+O_PAD, O_GO, O_OOV, O_EOS = 0, 1, 2, 3
+
+
+def _oform(s: str) -> str:
+    return "_".join(s.lower().split())
+
+
+def _read_glove_all(glove_path: str | None):
+    words, vecs = [], []
+    if glove_path:
+        with open(glove_path, encoding="utf-8") as fh:
+            for line in fh:
+                word, rest = line.rstrip("\n").split(" ", 1)
+                words.append(word)
+                vecs.append(np.asarray(rest.split(" "), dtype=np.float32))
+    return words, (np.stack(vecs) if vecs else None)
+
+
+def _frame(split, w2id, l2id, T):
+    """Sentences as [GO] ids [EOS], padded/cut to T; returns (tokens [N, T], tags [N, T], lengths [N])."""
+    n = len(split)
+    tok = np.zeros((n, T), dtype=np.int64)
+    tag = np.zeros((n, T), dtype=np.int64)
+    lens = np.zeros(n, dtype=np.int64)
+    for i, (ws, ls) in enumerate(split):
+        a = [O_GO] + [w2id.get(_oform(w), O_OOV) for w in ws] + [O_EOS]
+        b = [O_GO] + [l2id.get(_oform(l), O_OOV) for l in ls] + [O_EOS]
+        L = min(len(a), T)
+        tok[i, :L] = a[:L]
+        tag[i, :L] = b[:L]
+        lens[i] = L
+    return tok, tag, lens
+
+
+class OriginalTagger(nn.Module):
+    def __init__(self, E: int, hidden: int, n_labels: list[int]):
+        super().__init__()
+        self.fw = nn.LSTM(E, hidden, batch_first=True)
+        self.bw = nn.LSTM(E, hidden, batch_first=True)
+        k = (3.0 / (E + hidden)) ** 0.5
+        for lstm in (self.fw, self.bw):
+            nn.init.uniform_(lstm.weight_ih_l0, -k, k)
+            nn.init.uniform_(lstm.weight_hh_l0, -k, k)
+            with torch.no_grad():
+                lstm.bias_ih_l0.zero_()
+                lstm.bias_ih_l0[hidden : 2 * hidden] = 1.0  # forget gate (torch order i, f, g, o)
+                lstm.bias_hh_l0.zero_()
+            lstm.bias_hh_l0.requires_grad_(False)
+        self.heads = nn.ModuleList(nn.Linear(2 * hidden, n) for n in n_labels)
+        for h, n in zip(self.heads, n_labels):
+            nn.init.xavier_uniform_(h.weight)
+            b = (6.0 / (1 + n)) ** 0.5
+            nn.init.uniform_(h.bias, -b, b)
+
+    def forward(self, x, lengths, task):
+        B, T, _ = x.shape
+        ar = torch.arange(T)[None, :]
+        inside = ar < lengths[:, None]
+        rev = torch.where(inside, lengths[:, None] - 1 - ar, ar)  # reverse each sequence within its length
+        idx = rev[:, :, None].expand_as(x)
+        yf, _ = self.fw(x)
+        yb, _ = self.bw(torch.gather(x, 1, idx))
+        yb = torch.gather(yb, 1, rev[:, :, None].expand(B, T, yb.shape[-1]))
+        y = torch.cat([yf, yb], dim=-1) * inside[:, :, None]
+        return self.heads[task](y)
+
+
+def _tf_sparse_adadelta_rounds(table, sq, ad, ids, grads, lr, rho, eps):
+    """SparseApplyAdadelta entry by entry, computed as rounds: the k-th occurrences of all rows at once."""
+    rank = np.zeros(len(ids), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i, r in enumerate(ids.tolist()):
+        rank[i] = seen.get(r, 0)
+        seen[r] = rank[i] + 1
+    ids_t = torch.from_numpy(ids)
+    rank_t = torch.from_numpy(rank)
+    for k in range(int(rank.max()) + 1 if len(rank) else 0):
+        m = rank_t == k
+        r, g = ids_t[m], grads[m]
+        a = sq[r] * rho + g * g * (1 - rho)
+        u = (ad[r] + eps).sqrt() / (a + eps).sqrt() * g
+        sq[r] = a
+        ad[r] = ad[r] * rho + u * u * (1 - rho)
+        table[r] -= lr * u
+
+
+def train_original(task_dirs, steps: int = 2000, seed: int = 0, glove_path: str | None = None, threads: int = 2, *,
+                   batch_size: int = 32, max_len: int = 30, hidden: int = 100, lr: float = 0.1, rho: float = 0.95,
+                   eps: float = 1e-8, log_every: int = 10, evaluate_test: bool = True, verbose: bool = False) -> dict:
+    """The original protocol (module docstring), one model over ``task_dirs``; same result dict as train()."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    tasks = [load_task(Path(d)) for d in task_dirs]
+    words, vecs = _read_glove_all(glove_path)
+    w2id: dict[str, int] = {}
+    if words:
+        for i, w in enumerate(words):
+            w2id[w.split("_")[0]] = i + 4  # as the original's loader; a later duplicate wins
+        E = vecs.shape[1]
+        std = float(vecs.std())
+    else:  # no vectors: the training words get rows
+        for t in tasks:
+            for ws, _ in t["splits"]["train"]:
+                for w in ws:
+                    w2id.setdefault(_oform(w), len(w2id) + 4)
+        E, std = 100, 0.1
+    V = max(w2id.values(), default=3) + 1
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(V, E, generator=g) * std
+    table[O_PAD] = 0.0
+    if words:
+        table[4:] = torch.from_numpy(vecs)
+    enc = []
+    for t in tasks:
+        l2id = {"<pad>": 0, "<go>": 1, "<oov>": 2, "<eos>": 3}
+        for _, ls in t["splits"]["train"]:
+            for l in ls:
+                l2id.setdefault(_oform(l), len(l2id))
+        enc.append({"train": _frame(t["splits"]["train"], w2id, l2id, max_len),
+                    "test": _frame(t["splits"]["test"], w2id, l2id, max_len),
+                    "outside": l2id.get("o"), "n": len(l2id)})
+    model = OriginalTagger(E, hidden, [e["n"] for e in enc])
+    shared = [p for p in list(model.fw.parameters()) + list(model.bw.parameters()) if p.requires_grad]
+    opts = [torch.optim.Adadelta(shared + list(model.heads[k].parameters()), lr=lr, rho=rho, eps=eps)
+            for k in range(len(tasks))]
+    emb_state = [(torch.zeros(V, E), torch.zeros(V, E)) for _ in tasks]
+    setup_s = time.perf_counter() - t0
+
+    curve, pending = [], {}
+    t_start = time.perf_counter()
+    for step in range(1, steps + 1):
+        k = rng.randrange(len(tasks))
+        tok, tag, lens = enc[k]["train"]
+        n = len(tok)
+        idx = rng.sample(range(n), batch_size) if n >= batch_size else [rng.randrange(n) for _ in range(batch_size)]
+        tokens = torch.from_numpy(tok[idx])
+        tags = torch.from_numpy(tag[idx])
+        lengths = torch.from_numpy(lens[idx])
+        x = table[tokens].requires_grad_(True)
+        logits = model(x, lengths, k)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1))  # all B x T positions
+        opts[k].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[k].step()
+        with torch.no_grad():
+            inside = (torch.arange(max_len)[None, :] < lengths[:, None]).t().reshape(-1)  # time-major
+            ids = tokens.t().reshape(-1)[inside].numpy()
+            grads = x.grad.transpose(0, 1).reshape(-1, E)[inside]
+            _tf_sparse_adadelta_rounds(table, *emb_state[k], ids, grads, lr, rho, eps)
+        pending.setdefault(k, []).append(loss.item())
+        if step % log_every == 0:
+            for kk in sorted(pending):
+                curve.append((step, tasks[kk]["name"], float(np.mean(pending[kk]))))
+            pending.clear()
+            if verbose and step % (log_every * 50) == 0:
+                print(f"step {step}: " + ", ".join(f"{t} {l:.4f}" for s, t, l in curve[-len(tasks):] if s == step),
+                      file=sys.stderr)
+    train_s = time.perf_counter() - t_start
+
+    scores = {}
+    t1 = time.perf_counter()
+    if evaluate_test:
+        with torch.no_grad():
+            for k, t in enumerate(tasks):
+                tok, tag, lens = enc[k]["test"]
+                nb = max(len(tok) // batch_size, 1)
+                golds, preds = [], []
+                for bi in range(nb):
+                    sl = slice(bi * batch_size, (bi + 1) * batch_size)
+                    lengths = torch.from_numpy(lens[sl])
+                    pred = model(table[torch.from_numpy(tok[sl])], lengths, k).argmax(-1).numpy()
+                    pos = np.arange(max_len)[None, :]
+                    keep = (pos >= 1) & (pos < lens[sl][:, None] - 1)
+                    golds.append(tag[sl][keep])
+                    preds.append(pred[keep])
+                gold, pred = np.concatenate(golds), np.concatenate(preds)
+                out = enc[k]["outside"]
+                pos_g = (gold > 3) & (gold != (out if out is not None else -1))
+                pos_p = (pred > 3) & (pred != (out if out is not None else -1))
+                tp = int(((gold == pred) & pos_g).sum())
+                denom = int(pos_g.sum()) + int(pos_p.sum())
+                scores[t["name"]] = {"f1": 2 * tp / denom if denom else 0.0,
+                                     "accuracy": float((gold == pred).mean()) if gold.size else 0.0,
+                                     "n_test_tokens": int(gold.size)}
+    eval_s = time.perf_counter() - t1
+    return {"tasks": scores, "ms_per_step": train_s / max(steps, 1) * 1e3,
+            "ms_per_step_all": train_s / max(steps, 1) * 1e3, "cpu_ms_per_step": float("nan"),
+            "load_avg_1min": os.getloadavg()[0], "loss_curve": curve, "steps": steps, "threads": threads,
+            "seed": seed, "setup_s": setup_s, "train_s": train_s, "eval_s": eval_s, "vocab_size": V,
+            "profile": None, "torch": torch.__version__, "protocol": "original"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Plain-PyTorch reference of the protocol (baseline for mtlfast).")
     ap.add_argument("--data", default="../shared/data", help="folder holding the task folders")
@@ -343,6 +561,8 @@ def main(argv=None) -> int:
                          "time goes (self time per op, top 20, and the optimizer step's share)")
     ap.add_argument("--json", default=None, help="write the full result (with loss curve) to this file")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--original", action="store_true",
+                    help="the original protocol (what the authors' released code does; module docstring)")
     args = ap.parse_args(argv)
     data = Path(args.data)
     dirs = [data / t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -351,10 +571,16 @@ def main(argv=None) -> int:
             ap.error(f"task folder {d} has no train.tsv")
     if args.glove and not Path(args.glove).exists():
         ap.error(f"--glove {args.glove}: no such file")
-    res = train(dirs, args.steps, args.seed, args.glove, args.threads, batch_size=args.batch_size,
-                max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose,
-                profile_steps=args.profile)
-    print(f"reference protocol: tasks {args.tasks}, {args.steps} steps, seed {args.seed}, threads {args.threads}, "
+    if args.original:
+        if args.profile:
+            ap.error("--profile is not available with --original")
+        res = train_original(dirs, args.steps, args.seed, args.glove, args.threads, batch_size=args.batch_size,
+                             max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose)
+    else:
+        res = train(dirs, args.steps, args.seed, args.glove, args.threads, batch_size=args.batch_size,
+                    max_len=args.max_len, evaluate_test=not args.no_eval, verbose=args.verbose,
+                    profile_steps=args.profile)
+    print(f"reference protocol{' (original)' if args.original else ''}: tasks {args.tasks}, {args.steps} steps, seed {args.seed}, threads {args.threads}, "
           f"torch {torch.__version__}")
     print(f"  ms/step {res['ms_per_step']:.2f} (after 20 warm-up steps; {res['ms_per_step_all']:.2f} incl.), "
           f"setup {res['setup_s']:.1f} s, train {res['train_s']:.1f} s, eval {res['eval_s']:.1f} s")

@@ -70,6 +70,9 @@ class SweepConfig:
     rho: float | None = None
     eps: float | None = None
     precision: str = "fp32"  # fp32 | bf16
+    # original | clean (README "Original vs clean"); None: original for --data runs and the --paper/--paper-logs
+    # presets, clean for the generated demo.
+    protocol: str | None = None
     # --- logging and evaluation ------------------------------------------------------------------------
     log_every: int = 10
     eval_every: int = 0  # 0: only at the end
@@ -90,6 +93,13 @@ class SweepConfig:
         if self.paper and self.paper_logs:
             raise ConfigError("--paper and --paper-logs contradict each other: choose one step preset")
         preset = DEMO_OPTIMISER if self.is_demo() else ORIGINAL_OPTIMISER
+        if self.protocol is None:
+            self.protocol = "clean" if self.is_demo() else "original"
+        if self.protocol not in ("original", "clean"):
+            raise ConfigError(f"--protocol: expected 'original' or 'clean', got {self.protocol!r}")
+        if (self.paper or self.paper_logs) and self.protocol != "original":
+            preset_flag = "--paper" if self.paper else "--paper-logs"
+            raise ConfigError(f"{preset_flag} runs the original protocol; it contradicts --protocol {self.protocol}")
         for name, value in zip(("lr", "rho", "eps"), preset):
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -170,6 +180,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         return list(value)
+    if name == "protocol":
+        if value in ("original", "clean"):
+            return value
+        raise ConfigError(f"{where}: expected 'original' or 'clean', got {value!r}")
     if name == "embeddings":
         if value is None or isinstance(value, str):
             return value or None

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    " no-argument demo, see --help epilog)")
     g.add_argument("--rho", type=float, help="Adadelta rho (default: the original's 0.95; 0.9 in the demo)")
     g.add_argument("--eps", type=float, help="Adadelta epsilon (default: the original's 1e-8; 1e-6 in the demo)")
+    g.add_argument("--protocol", choices=("original", "clean"),
+                   help="original: what the authors' released code does (default for --data, --paper, --paper-logs);"
+                        " clean: the same experiment without its accidents (default for the generated demo);"
+                        " README 'Original vs clean'")
     g.add_argument("--precision", choices=("fp32", "bf16"), help="matrix products in fp32 (default) or bf16 with"
                    " fp32 accumulation and master weights")
     g = p.add_argument_group("logging, evaluation, checkpoints")
@@ -221,7 +225,7 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
         raise ConfigError(f"--embeddings {cfg.embeddings}: no such file")
     t_load = time.perf_counter()
     try:
-        spec = InputsSpec(tuple(task_paths), cfg.embeddings, cfg.emb_dim, tuple(cfg.tasks))
+        spec = InputsSpec(tuple(task_paths), cfg.embeddings, cfg.emb_dim, tuple(cfg.tasks), cfg.protocol)
         inputs = spec.load()
     except (DataError, ValueError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from None
@@ -251,6 +255,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     else:
         _say(f"  optimiser: Adadelta lr {cfg.lr}, rho {cfg.rho}, eps {cfg.eps}"
              + (" (the original's)" if (cfg.lr, cfg.rho, cfg.eps) == (0.1, 0.95, 1e-8) else ""))
+    _say(f"  protocol: {cfg.protocol}" + (" (what the authors' released code does)" if cfg.protocol == "original"
+                                         else " (the original's accidents removed)") + "; README 'Original vs clean'")
     _say(f"  vocabulary {inputs.vocab_size:,} words, embeddings {inputs.emb_dim}-d"
          f" ({'GloVe: ' + str(cfg.embeddings) if cfg.embeddings else 'random init'}), device {cfg.device},"
          f" precision {cfg.precision}, threads {torch.get_num_threads()}; {describe()}")

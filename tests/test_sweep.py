@@ -282,3 +282,22 @@ def test_no_argument_sweep_runs_to_completion(tmp_path, request):
     out = tmp_path / "mtlfast-out"
     assert len((out / "gains.csv").read_text().splitlines()) == 1 + 42
     assert (out / "heatmap.png").stat().st_size > 10_000
+
+
+def test_protocol_is_stored_and_a_resume_with_another_is_refused(suite, tmp_path, capsys):
+    """--data runs default to the original protocol; it is part of the stored config, so the same folder with
+    --protocol clean is refused (exit 2) and names the difference."""
+    import json
+
+    out = tmp_path / "proto"
+    args = tiny_args(suite, out)
+    args[args.index("--steps-pair") + 1] = "10"
+    args[args.index("--steps-single") + 1] = "10"
+    args[args.index("--eval-every") + 1] = "0"
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["protocol"] == "original"
+    assert "protocol: original" in capsys.readouterr().err
+    assert main(args + ["--protocol", "clean"]) == 2
+    err = capsys.readouterr().err
+    assert "protocol: 'original' (stored) vs 'clean' (now)" in err
+    assert main(args + ["--protocol", "original"]) == 0  # the same protocol, said explicitly, resumes

@@ -29,9 +29,11 @@ class InputsSpec:
     embeddings: str | None = None
     emb_dim: int = 100
     task_names: tuple[str, ...] = field(default_factory=tuple)
+    protocol: str = "clean"  # "original" encodes the original's way (GO/EOS, shared OOV row)
 
     def load(self):
-        return prepare_inputs(list(self.task_paths), self.embeddings, self.emb_dim, list(self.task_names) or None)
+        return prepare_inputs(list(self.task_paths), self.embeddings, self.emb_dim, list(self.task_names) or None,
+                              protocol=self.protocol)
 
 
 class Executor(abc.ABC):

@@ -3,7 +3,7 @@
     python bench/bench_meta.py [--repeats 100] [--sk-runs 1] [--exhaustive]
 
 Task: 100 repetitions of shuffled stratified 5-fold CV of MinMaxScaler + LogisticRegression (C=1) on a 90 x 42
-pair table (a fake 10-task sweep, mtlfast.meta.fake). Measured:
+pair table (a fake 10-task sweep, tests/fakesweep.py). Measured:
 
 - ``sklearn_loop``: for every fold, ``make_pipeline(MinMaxScaler(), LogisticRegression()).fit`` + predict +
   accuracy/F1 (what ``cross_val_score`` does for one metric);
@@ -45,7 +45,8 @@ def machine():
 
 
 def pair_table_90x42():
-    from mtlfast.meta.fake import write_fake_sweep
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from fakesweep import write_fake_sweep  # tests/fakesweep.py: a fake sweep through the real writers
     from mtlfast.meta.table import curve_feature_table, pair_table, read_data_features, read_gains, read_single_curves
 
     with tempfile.TemporaryDirectory() as d:

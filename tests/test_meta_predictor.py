@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from mtlfast.meta import GainPredictor
-from mtlfast.meta.fake import write_fake_sweep
+from fakesweep import write_fake_sweep  # tests/fakesweep.py
 from mtlfast.meta.predictor import pairs_for_new_tasks
 
 

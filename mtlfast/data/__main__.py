@@ -68,7 +68,7 @@ def cmd_stats(args) -> int:
         for sp in t.splits.values():
             row = _split_row(t.name, sp, train_labels)
             if emb is not None:
-                row["oov_train_%"] = round(100.0 * oov_rate(t, emb), 2) if sp.name == "train" else ""
+                row["oov_train_%"] = round(oov_rate(t, emb), 2) if sp.name == "train" else ""
             rows.append(row)
     if not rows:
         raise DataError(", ".join(args.paths), None, "expected tasks or .tsv files", "nothing")

@@ -9,6 +9,7 @@ configurable dimension (default 100, the paper's).
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -246,14 +247,18 @@ def embedding_matrix(vocab, emb: Embeddings | None, dim: int = 100, seed: int = 
 
 
 def oov_rate(task: Task, emb: Embeddings | None) -> float:
-    """Share (0..1) of the task's *training* tokens whose lower-cased form has no vector (1.0 without vectors)."""
+    """OOV rate in percent (0-100) of the task's *training* tokens: ``100 * #{tokens w : lower(w) has no
+    vector} / #tokens``, the unit of the paper, of the original code and of ``mtlfast.stats``' ``oov_rate``
+    feature (a test holds the two equal). NaN without embeddings or without training tokens."""
+    if emb is None:
+        return math.nan
     total = 0
     missing = 0
-    index = emb.index if emb is not None else {}
+    index = emb.index
     for sent in task.train.tokens:
         total += len(sent)
         missing += sum(1 for w in sent if w.lower() not in index)
-    return missing / total if total else 0.0
+    return 100.0 * missing / total if total else math.nan
 
 
 def oov_rates(tasks, emb: Embeddings | None) -> dict[str, float]:

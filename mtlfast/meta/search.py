@@ -14,7 +14,7 @@ mean over outer folds estimates how well "search, then fit" does on unseen pairs
 reported. The maximum over many noisy estimates is biased upwards; this is what a "best combination" found
 by trying combinations on the evaluation folds reports (as the paper's 0.785 / 0.713 appear to be).
 
-All fits go through :func:`mtlfast.meta.cv.fit_logreg_batch`: one batched call fits many (subset, fold)
+All fits go through :func:`mtlfast.meta.cv.fit_logreg_folds`: one batched call fits many (subset, fold)
 combinations, so the exhaustive nested search over 14 groups takes minutes, not hours.
 """
 

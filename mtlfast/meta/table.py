@@ -27,13 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from mtlfast.meta.curves import CURVE_FEATURES, curve_features
+from mtlfast.stats import DATA_FEATURES
 
-try:  # the statistics module owns the canonical names; fall back to the documented tuple
-    from mtlfast.stats import DATA_FEATURES  # type: ignore
-except Exception:  # pragma: no cover - depends on the other modules being present
-    DATA_FEATURES = ("size", "n_labels", "tokens_per_type", "oov_rate", "label_entropy",
-                     "frobenius_norm", "jsd_train_test")
-DATA_FEATURES = tuple(DATA_FEATURES)
 TASK_FEATURES = DATA_FEATURES + CURVE_FEATURES
 
 __all__ = [

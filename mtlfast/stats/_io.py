@@ -1,74 +1,24 @@
-"""Loading tasks and embeddings for the command line and the benchmark.
+"""Loading tasks and embedding vocabularies for the command line and the benchmark.
 
-Uses :mod:`mtlfast.data` (``load_suite``, ``load_embeddings``) when it is importable; otherwise a minimal
-reader of the same TSV format (``token<TAB>label``, blank line between sentences) that returns objects
-with the attributes :func:`mtlfast.stats.task_features` reads. Only the data layer validates files fully.
+Tasks come from :mod:`mtlfast.data` (which validates the files); the only thing of its own here is
+:func:`load_embedding_words`, which reads just the words of a GloVe text file (the OOV rate needs no vectors).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
-_SPLITS = ("train", "dev", "test")
-
-
-def _read_tsv(path: Path):
-    tokens, tags, sent_tokens, sent_tags = [], [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                if sent_tokens:
-                    tokens.append(sent_tokens)
-                    tags.append(sent_tags)
-                    sent_tokens, sent_tags = [], []
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise ValueError(f"{path} line {line_no}: expected 'token<TAB>label', got {len(fields)} fields")
-            sent_tokens.append(fields[0])
-            sent_tags.append(fields[1])
-    if sent_tokens:
-        tokens.append(sent_tokens)
-        tags.append(sent_tags)
-    return SimpleNamespace(name=path.stem, path=path, tokens=tokens, tags=tags)
-
-
-def _read_task(folder: Path):
-    splits = {s: _read_tsv(folder / f"{s}.tsv") if (folder / f"{s}.tsv").exists() else None for s in _SPLITS}
-    if splits["train"] is None:
-        raise ValueError(f"{folder}: expected a task folder with train.tsv, found none")
-    return SimpleNamespace(name=folder.name, path=folder, **splits)
-
-
-def _task_dirs(path: Path) -> list[Path]:
-    if (path / "train.tsv").exists():
-        return [path]
-    found = sorted(p for p in path.iterdir() if (p / "train.tsv").exists()) if path.is_dir() else []
-    if not found:
-        raise ValueError(f"{path}: expected a task folder (with train.tsv) or a folder of task folders, found neither")
-    return found
+from mtlfast.data import find_task_dirs, load_embeddings, load_suite
 
 
 def task_dirs(paths) -> list[Path]:
-    """Task folders of the given paths (``mtlfast.data.find_task_dirs`` when available)."""
-    try:
-        from mtlfast.data import find_task_dirs
-    except ImportError:
-        find_task_dirs = _task_dirs
+    """Task folders of the given paths (each a task folder or a folder of task folders)."""
     return [folder for p in paths for folder in find_task_dirs(Path(p))]
 
 
 def load_tasks(paths) -> list:
-    """Tasks from task folders or folders of task folders (``mtlfast.data.load_suite`` when available)."""
-    try:
-        from mtlfast.data import load_suite
-    except ImportError:
-        load_suite = None
-    if load_suite is not None:
-        return list(load_suite([Path(p) for p in paths], warn=False))
-    return [_read_task(folder) for p in paths for folder in _task_dirs(Path(p))]
+    """Tasks from task folders or folders of task folders (``mtlfast.data.load_suite``)."""
+    return list(load_suite([Path(p) for p in paths], warn=False))
 
 
 class EmbeddingWords:
@@ -88,8 +38,4 @@ def load_embedding_words(spec):
     if path.is_file():
         with open(path, encoding="utf-8") as handle:
             return EmbeddingWords((line.split(" ", 1)[0] for line in handle if line.strip()), source=str(path))
-    try:
-        from mtlfast.data import load_embeddings
-    except ImportError:
-        raise ValueError(f"{spec}: expected a GloVe text file, found no such file") from None
     return load_embeddings(spec)

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    " follows the vectors. Default: random init")
     g.add_argument("--emb-dim", type=int, metavar="D", help=f"embedding size without vectors (default {d.emb_dim})")
     g.add_argument("--hidden", type=int, metavar="H", help=f"bi-LSTM units per direction (default {d.hidden})")
-    g.add_argument("--dropout", type=float, metavar="P", help=f"dropout on the bi-LSTM outputs (default {d.dropout})")
+    g.add_argument("--dropout", type=float, metavar="P", help=f"dropout on the bi-LSTM outputs (default {d.dropout});"
+                   " only --protocol clean applies it: the original's never reaches the heads")
     g.add_argument("--batch-size", type=int, metavar="B", help=f"sentences per step (default {d.batch_size})")
     g.add_argument("--max-len", type=int, metavar="T", help=f"training sentences cut to T tokens (default {d.max_len})")
     g.add_argument("--lr", type=float, help="Adadelta learning rate (default: the original's 0.1; 1.0 in the"

@@ -48,22 +48,23 @@ The features (``X`` = the 30-position word-id matrix of the training split, ``Y`
 
 The word ids depend on the suite (order and other tasks' words) only through ``V`` and, in the
 ``train_words_vs_test_labels`` mode, through which word gets which id; every other feature is a property of
-the task alone. The encoding is this module's own (first-occurrence ids, as ``dio``'s vectoriser), not the
+the task alone. The ids are this module's own (first occurrence, as ``dio``'s vectoriser), not those of the
 data layer's :func:`~mtlfast.data.encode.encode_suite_original` (which orders the words by frequency for
-training, where ids do not matter): the JSD bug mode needs dio's exact ids.
+training, where ids do not matter): the JSD bug mode needs dio's exact ids. Strings are touched once per
+distinct token (the data layer's compiled ``factorize``); the rest is NumPy over id arrays.
+:func:`original_word_index` and :func:`padded_matrix` are the same encoding in plain Python, for inspection.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from mtlfast.data.encode import original_form
+from mtlfast.data.encode import factorize, original_form
 
 __all__ = [
     "ORIGINAL_PAD_LEN",
@@ -173,25 +174,79 @@ def _jsd(p, q) -> float:
     return 0.5 * (kl(p) + kl(q))
 
 
-def _frobenius(sentences) -> float:
-    total = 0
-    for sent in sentences:
-        doc = " ".join(original_form(w) for w in sent).lower()
-        total += sum(c * c for c in Counter(_TOKEN.findall(doc)).values())
-    return math.sqrt(total)
+def _id_matrix(ids: np.ndarray, offsets: np.ndarray, pad_len: int) -> np.ndarray:
+    """``[GO] ids [EOS]`` per sentence (``ids`` flat, ``offsets`` [n+1]), PAD-padded or cut: ``int64 [n, pad_len]``."""
+    lengths = np.diff(offsets)
+    n = len(lengths)
+    out = np.zeros((n, pad_len), dtype=np.int64)
+    if n == 0:
+        return out
+    out[:, 0] = GO_ID
+    row = np.repeat(np.arange(n), lengths)
+    pos = np.arange(len(ids)) - np.repeat(offsets[:-1], lengths) + 1  # column of each item
+    keep = pos < pad_len
+    out[row[keep], pos[keep]] = ids[keep]
+    eos = lengths + 1 < pad_len
+    out[np.flatnonzero(eos), lengths[eos] + 1] = EOS_ID
+    return out
 
 
-def original_task_features(task, word_index: dict | None = None, vocabulary=None, *,
-                           jsd: str = "train_words_vs_test_words", voc_len: int | None = None,
-                           pad_len: int = ORIGINAL_PAD_LEN) -> dict:
-    """The seven data features of ``task`` the original way (module docstring).
+def _form_ids(raw_strings, n_train_raw):
+    """Form id of every raw string (forms numbered in order of first appearance) and the number of forms seen
+    among the first ``n_train_raw`` raw strings (the training ones): those forms get ids 4, 5, ...; the
+    others are OOV."""
+    form_index: dict = {}
+    form_of = np.fromiter((form_index.setdefault(original_form(w), len(form_index)) for w in raw_strings),
+                          dtype=np.int64, count=len(raw_strings))
+    n_train_forms = int(form_of[:n_train_raw].max()) + 1 if n_train_raw else 0
+    ids = np.where(form_of < n_train_forms, form_of + len(_SPECIALS), OOV_ID)
+    return ids, form_of, list(form_index)
+
+
+def _term_table(raw_forms):
+    """Terms of CountVectorizer()'s default analyzer for every raw string: ``(ptr, flat term ids, n_terms)``.
+
+    With words joined by single spaces, the analyzer's matches (``\\b\\w\\w+\\b``; ``\\w`` never matches a
+    space) are the concatenation of each word's own matches, so the terms are found once per distinct string.
+    """
+    terms: dict = {}
+    per = [[terms.setdefault(t, len(terms)) for t in _TOKEN.findall(f.lower())] for f in raw_forms]
+    n_terms = np.fromiter((len(p) for p in per), dtype=np.int64, count=len(per))
+    ptr = np.zeros(len(per) + 1, dtype=np.int64)
+    np.cumsum(n_terms, out=ptr[1:])
+    flat = np.fromiter((t for p in per for t in p), dtype=np.int64, count=int(ptr[-1]))
+    return ptr, flat, max(len(terms), 1)
+
+
+def _frobenius(codes, offsets, table) -> float:
+    """Frobenius norm of the sentence x term count matrix (terms of each token from :func:`_term_table`)."""
+    ptr, flat, n_terms = table
+    k = np.diff(ptr)[codes]
+    total = int(k.sum())
+    if total == 0:
+        return 0.0
+    start = np.repeat(ptr[codes], k) + (np.arange(total) - np.repeat(np.cumsum(k) - k, k))
+    sent = np.repeat(np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)), k)
+    _, counts = np.unique(sent * n_terms + flat[start], return_counts=True)
+    return math.sqrt(float((counts.astype(np.float64) ** 2).sum()))
+
+
+def _check(tasks):
+    for t in tasks:
+        train = getattr(t, "train", None)
+        if train is None or not train.tokens or sum(map(len, train.tokens)) == 0:
+            raise ValueError(f"task {getattr(t, 'name', '?')!r}: the training split has no tokens")
+
+
+def original_suite_features(tasks: Sequence, vocabulary=None, *, jsd: str = "train_words_vs_test_words",
+                            voc_len: int | None = None, pad_len: int = ORIGINAL_PAD_LEN) -> dict:
+    """``{task name: features}`` for a suite (module docstring), with one word vocabulary fitted on the training
+    splits in the given order, as the notebook's ``read_data``.
 
     Parameters
     ----------
-    task : mtlfast.data.Task
-        Needs ``train`` and ``test`` splits.
-    word_index : dict, optional
-        The suite's word ids (:func:`original_word_index`); default: those of this task alone.
+    tasks : sequence of mtlfast.data.Task
+        Each needs a ``train`` split; the JSD needs ``test`` (NaN without one).
     vocabulary : path, set or mtlfast.data.Embeddings, optional
         The embedding vocabulary of the OOV rate (the notebook: ``emb_voc.txt``); None gives NaN.
     jsd : str
@@ -199,55 +254,71 @@ def original_task_features(task, word_index: dict | None = None, vocabulary=None
     voc_len : int, optional
         ``V`` of the JSD; default: the whole word vocabulary, or the notebook's 10,242 in the
         ``train_words_vs_test_labels`` mode.
+    pad_len : int
+        Positions per sentence (the original: 30).
     """
     if jsd not in JSD_MODES:
         raise ValueError(f"jsd: expected one of {JSD_MODES}, got {jsd!r}")
-    train = task.train
-    test = getattr(task, "test", None)
-    if train is None or not train.tokens or sum(map(len, train.tokens)) == 0:
-        raise ValueError(f"task {getattr(task, 'name', '?')!r}: the training split has no tokens")
-    if word_index is None:
-        word_index = original_word_index([task])
-    label_index = original_label_index(task)
-    X = padded_matrix(train.tokens, word_index, pad_len)
-    Y = padded_matrix(train.tags, label_index, pad_len)
-    words = X[X > 1]
-    labels = Y[Y > 3]
-    contains = _vocab_contains(vocabulary)
-    n_tokens = sum(map(len, train.tokens))
-    if contains is None:
-        oov = math.nan
-    else:
-        forms = Counter(original_form(w) for s in train.tokens for w in s)
-        oov = 100.0 * sum(c for f, c in forms.items() if not contains(f)) / n_tokens
-    if voc_len is None:
-        voc_len = ORIGINAL_VOC_LEN if jsd == "train_words_vs_test_labels" else len(word_index)
-    if test is None or not test.tokens:
-        div = math.nan
-    else:
-        test_m = (padded_matrix(test.tokens, word_index, pad_len) if jsd == "train_words_vs_test_words"
-                  else padded_matrix(test.tags, label_index, pad_len))
-        p = np.bincount(X.ravel(), minlength=voc_len)[:voc_len]
-        q = np.bincount(test_m.ravel(), minlength=voc_len)[:voc_len]
-        div = _jsd(p, q)
-    return {
-        "size": len(train.tokens),
-        "n_labels": len(label_index) - len(_SPECIALS),
-        "tokens_per_type": len(words) / len(np.unique(words)) if len(words) else math.nan,
-        "oov_rate": oov,
-        "label_entropy": _entropy(np.bincount(labels)) if len(labels) else math.nan,
-        "frobenius_norm": _frobenius(train.tokens),
-        "jsd_train_test": div,
-    }
-
-
-def original_suite_features(tasks: Sequence, vocabulary=None, *, jsd: str = "train_words_vs_test_words",
-                            voc_len: int | None = None, pad_len: int = ORIGINAL_PAD_LEN) -> dict:
-    """``{task name: features}`` for a suite, with one word vocabulary fitted on the training splits in the
-    given order (as the notebook's ``read_data``). Arguments as :func:`original_task_features`."""
+    if pad_len < 2:
+        raise ValueError(f"pad_len: expected at least 2 (GO and EOS), got {pad_len}")
     tasks = list(tasks)
-    if isinstance(vocabulary, (str, Path)):
-        vocabulary = read_vocabulary(vocabulary)
-    index = original_word_index(tasks)
-    return {t.name: original_task_features(t, index, vocabulary, jsd=jsd, voc_len=voc_len, pad_len=pad_len)
-            for t in tasks}
+    _check(tasks)
+    contains = _vocab_contains(vocabulary)
+    raw: dict = {}
+    train = [factorize(t.train.tokens, raw) for t in tasks]
+    n_train_raw = len(raw)
+    tests = [factorize(t.test.tokens, raw) if getattr(t, "test", None) is not None else None for t in tasks]
+    raw_strings = list(raw)
+    word_of_raw, form_of_raw, forms = _form_ids(raw_strings, n_train_raw)
+    n_words = len(_SPECIALS) + (int(form_of_raw[:n_train_raw].max()) + 1 if n_train_raw else 0)
+    raw_forms = [forms[i] for i in form_of_raw]
+    terms = _term_table(raw_forms)
+    if contains is not None:
+        has_vec = np.fromiter((contains(f) for f in raw_forms), dtype=bool, count=len(raw_forms))
+    if voc_len is None:
+        voc_len = ORIGINAL_VOC_LEN if jsd == "train_words_vs_test_labels" else n_words
+    out = {}
+    for t, (codes, offsets), test in zip(tasks, train, tests):
+        labels: dict = {}
+        lab_codes, lab_off = factorize(t.train.tags, labels)
+        n_train_lab = len(labels)
+        test_lab = factorize(t.test.tags, labels) if test is not None else None
+        lab_of_raw, lab_form_of, _ = _form_ids(list(labels), n_train_lab)
+        n_labels = int(lab_form_of[:n_train_lab].max()) + 1 if n_train_lab else 0
+        X = _id_matrix(word_of_raw[codes], offsets, pad_len)
+        Y = _id_matrix(lab_of_raw[lab_codes], lab_off, pad_len)
+        words = X[X > 1]
+        lab = Y[Y > 3]
+        n_tokens = len(codes)
+        if test is None or len(test[0]) == 0:
+            div = math.nan
+        else:
+            tm = (_id_matrix(word_of_raw[test[0]], test[1], pad_len) if jsd == "train_words_vs_test_words"
+                  else _id_matrix(lab_of_raw[test_lab[0]], test_lab[1], pad_len))
+            div = _jsd(np.bincount(X.ravel(), minlength=voc_len)[:voc_len],
+                       np.bincount(tm.ravel(), minlength=voc_len)[:voc_len])
+        out[t.name] = {
+            "size": len(t.train.tokens),
+            "n_labels": n_labels,
+            "tokens_per_type": len(words) / len(np.unique(words)) if len(words) else math.nan,
+            "oov_rate": (100.0 * int(np.count_nonzero(~has_vec[codes])) / n_tokens if contains is not None
+                         else math.nan),
+            "label_entropy": _entropy(np.bincount(lab)) if len(lab) else math.nan,
+            "frobenius_norm": _frobenius(codes, offsets, terms),
+            "jsd_train_test": div,
+        }
+    return out
+
+
+def original_task_features(task, vocabulary=None, *, suite: Sequence | None = None,
+                           jsd: str = "train_words_vs_test_words", voc_len: int | None = None,
+                           pad_len: int = ORIGINAL_PAD_LEN) -> dict:
+    """The seven data features of one task the original way; ``suite``: the tasks whose training words make
+    the word vocabulary, in order (default: this task alone; it must contain ``task``). Other arguments as
+    :func:`original_suite_features`."""
+    suite = [task] if suite is None else list(suite)
+    if not any(t is task for t in suite):
+        raise ValueError(f"suite: expected a list of tasks that contains task {getattr(task, 'name', '?')!r}")
+    i = next(k for k, t in enumerate(suite) if t is task)
+    feats = original_suite_features(suite, vocabulary, jsd=jsd, voc_len=voc_len, pad_len=pad_len)
+    return feats[suite[i].name]

@@ -68,6 +68,7 @@ from mtlfast.stats._files import folder_features
 from mtlfast.stats._text import text_arrays
 from mtlfast.stats.features import DATA_FEATURES, SplitArrays, features_from_arrays
 from mtlfast.stats.reference import reference_task_features
+from mtlfast.stats.original import original_suite_features, original_task_features  # noqa: F401  (original protocol)
 
 try:  # the data layer's compiled helpers (optional build): factorize by object identity, parser pools
     from mtlfast.stats import _objects

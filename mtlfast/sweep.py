@@ -265,12 +265,17 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
 
     # Data features (once per task). A task whose features cannot be computed (e.g. an empty training split)
     # still trains; a broken mtlfast.stats is an import error, not a silent empty features.csv.
-    from mtlfast.stats import task_features
+    from mtlfast.stats import original_suite_features, task_features
 
+    orig = {}
+    if cfg.protocol == "original":  # the notebook's definitions, one word vocabulary over the suite (stats.original)
+        ok = [t for t in inputs.tasks if sum(map(len, t.train.tokens))]
+        orig = original_suite_features(ok, inputs.embeddings) if ok else {}
     for task in inputs.tasks:
         if not store.has_features(task.name):
             try:
-                store.set_features(task.name, task_features(task, inputs.embeddings))
+                store.set_features(task.name, orig[task.name] if cfg.protocol == "original" and task.name in orig
+                                   else task_features(task, inputs.embeddings))
             except ValueError as exc:
                 _say(f"  data features of {task.name} failed: {exc}")
 

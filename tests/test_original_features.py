@@ -180,3 +180,29 @@ def test_original_features_on_real_tasks_with_emb_voc(shared_data):
         for t in names:
             for k, v in want[t].items():
                 assert got[t][k] == pytest.approx(v, rel=1e-12), (t, k, bug)
+
+
+def test_sweep_with_the_original_protocol_writes_the_original_data_features(tmp_path):
+    """A --data sweep (original protocol by default) stores these features in features.csv, not the clean ones."""
+    from mtlfast.data.synthetic import generate_suite
+    from mtlfast.meta.table import read_data_features
+    from mtlfast.stats import task_features
+    from mtlfast.sweep import main
+
+    generate_suite(tmp_path / "suite", seed=0)
+    names = ["coarse", "entity", "keep"]
+    out = tmp_path / "out"
+    assert main(["--data", str(tmp_path / "suite"), "--tasks", *names, "--steps-single", "10", "--steps-pair", "10",
+                 "--eval-every", "0", "--hidden", "8", "--batch-size", "8", "--threads", "1", "--no-progress",
+                 "--out", str(out)]) == 0
+    got = read_data_features(out / "features.csv")
+    tasks = load_suite([tmp_path / "suite" / n for n in names], warn=False)
+    want = original_suite_features(tasks)
+    for t in tasks:
+        for k, v in want[t.name].items():
+            if math.isnan(v):
+                assert math.isnan(got[t.name][k])
+            else:
+                assert got[t.name][k] == pytest.approx(v, rel=1e-12), (t.name, k)
+    clean = task_features(tasks[0])
+    assert got[tasks[0].name]["tokens_per_type"] != pytest.approx(clean["tokens_per_type"], rel=1e-6)

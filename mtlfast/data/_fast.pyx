@@ -25,7 +25,6 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact, PyUn
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc, strtod
 from libc.string cimport memchr, memcmp, memcpy
-from libc.math cimport sqrtf
 
 cnp.import_array()
 
@@ -38,6 +37,28 @@ cdef extern from "Python.h":
 
 cdef enum:
     PAD_TAG = -100
+
+cdef extern from *:
+    """
+    #include <math.h>
+    /* One Adadelta update of one embedding row (TensorFlow's SparseApplyAdadelta arithmetic). Built without
+       errno-setting sqrt so that the loop over the row vectorises. */
+    static __attribute__((noinline, optimize("O3", "no-math-errno", "tree-vectorize"))) void mtl_tf_adadelta_row(
+            float* __restrict v, float* __restrict a, float* __restrict u, const float* __restrict g, long E,
+            float lr, float rho, float eps) {
+        const float om = 1.0f - rho;
+        for (long e = 0; e < E; ++e) {
+            const float gg = g[e];
+            const float aa = a[e] * rho + gg * gg * om;
+            a[e] = aa;
+            const float up = sqrtf(u[e] + eps) / sqrtf(aa + eps) * gg;
+            u[e] = u[e] * rho + up * up * om;
+            v[e] -= up * lr;
+        }
+    }
+    """
+    void mtl_tf_adadelta_row(float* v, float* a, float* u, const float* g, long E, float lr, float rho,
+                             float eps) nogil
 
 
 def encode_tokens(list flat, dict stoi, bint lower=True, int default=1):
@@ -639,22 +660,17 @@ def sparse_adadelta_occurrences(cnp.float32_t[:, ::1] var, cnp.float32_t[:, ::1]
     cdef Py_ssize_t E = var.shape[1]
     cdef Py_ssize_t V = var.shape[0]
     cdef Py_ssize_t i, e, r
-    cdef float g, a, u, one_m = 1.0 - rho
     if grad.shape[0] != N or grad.shape[1] != E or accum.shape[0] != V or accum_update.shape[0] != V \
             or accum.shape[1] != E or accum_update.shape[1] != E:
         raise ValueError("sparse_adadelta_occurrences: shapes of var/accum/accum_update/rows/grad disagree")
     for i in range(N):
         if rows[i] >= V:
             raise IndexError(f"sparse_adadelta_occurrences: row {rows[i]} out of range [0, {V})")
+    if N == 0 or E == 0:
+        return
     with nogil:
         for i in range(N):
             r = rows[i]
             if r < 0:
                 continue
-            for e in range(E):
-                g = grad[i, e]
-                a = accum[r, e] * rho + g * g * one_m
-                accum[r, e] = a
-                u = sqrtf(accum_update[r, e] + eps) / sqrtf(a + eps) * g
-                accum_update[r, e] = accum_update[r, e] * rho + u * u * one_m
-                var[r, e] -= u * lr
+            mtl_tf_adadelta_row(&var[r, 0], &accum[r, 0], &accum_update[r, 0], &grad[i, 0], E, lr, rho, eps)

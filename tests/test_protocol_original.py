@@ -128,3 +128,21 @@ def test_original_evaluation_positions(tmp_path):
     labels = inputs.suite.tasks["e"].labels
     assert [labels[g] for g in gold] == [l.lower() for s in kept for _, l in s[: settings.max_len - 2]]
     assert len(pred) == len(gold)
+
+
+def test_protocol_defaults_and_refusals():
+    from mtlfast.config import ConfigError, build_config
+
+    assert build_config().protocol == "clean"  # the generated demo keeps its settings
+    assert build_config(flag_values={"data": ["x"]}).protocol == "original"
+    assert build_config(flag_values={"paper": True}).protocol == "original"
+    assert build_config(flag_values={"paper_logs": True}).protocol == "original"
+    assert build_config(flag_values={"data": ["x"], "protocol": "clean"}).protocol == "clean"
+    assert build_config(flag_values={"protocol": "original"}).protocol == "original"
+    with pytest.raises(ConfigError, match="--paper runs the original protocol"):
+        build_config(flag_values={"paper": True, "protocol": "clean"})
+    with pytest.raises(ConfigError, match="'original' or 'clean'"):
+        build_config(flag_values={"protocol": "tf"})
+    cfg = build_config(flag_values={"data": ["x"]})
+    assert cfg.science()["protocol"] == "original"  # part of what a resume must agree on
+    assert TrainSettings.from_config(cfg).protocol == "original"

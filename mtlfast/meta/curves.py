@@ -3,10 +3,11 @@
 Seven features per task:
 
 - ``grad_10, grad_20, grad_30, grad_50, grad_70``: the slope of the curve at 10, 20, 30, 50 and 70 % of
-  training, as the original analysis computed it: with ``n`` entries ``L[0..n-1]`` and ``i = int(n * p)``,
-  the central difference between the neighbours of entry ``i``, ``(L[i+1] - L[i-1]) / 2``, in loss per
-  logged entry (entries are every 10 steps, so divide by 10 for loss per step; constant factors do not
-  matter to the min-max-scaled meta-classifier).
+  training: with ``n`` entries ``L[0..n-1]`` and ``i = int(n * p)`` (the original's positions), the central
+  difference between the neighbours of entry ``i``, ``(L[i+1] - L[i-1]) / 2``, in loss per logged entry
+  (entries are every 10 steps, so divide by 10 for loss per step; constant factors do not matter to the
+  min-max-scaled meta-classifier). The original divided by the difference of the iteration numbers instead
+  (:func:`gradient_at_original`).
 - ``curve_a, curve_c``: parameters of ``L(x) = a * ln(c * x + d) + b`` fitted by least squares
   (``scipy.optimize.curve_fit``) to every 10th of the first 5,000 entries, ``x = 0, 1, 2, ...`` counting
   the points fitted (x in units of 10 entries). Curves shorter than 500 entries are thinned less (every
@@ -16,7 +17,8 @@ Identifiability of c. ``a ln(c x + d) + b = a ln(c/d x + 1) + (b + a ln d)``: on
 ``b + a ln d`` are determined by a curve, so with ``d`` free (as in the original) the fitted ``c`` depends
 on the starting values, not the data. We therefore fix ``d = 1`` (``fix_d=True``, the default): ``curve_c``
 is then the curve's own time scale ``c/d`` and ``curve_a`` is unchanged. ``fix_d=False`` fits all four
-parameters as the original did (``c`` then carries no information beyond the start value).
+parameters, from this module's start values and with bounds (``c`` then carries no information beyond the
+start value); the original's own fit (SciPy's defaults) is :func:`fit_log_curve_original`.
 
 A fit that fails (too few points, non-finite values, no convergence) gives NaN for ``curve_a`` and
 ``curve_c`` and a :class:`CurveFitWarning`; it never raises.

@@ -1,0 +1,937 @@
+"""Budgeted sweeps: a gain model for the untrained directed pairs, and how to choose the pairs to train.
+
+A sweep over ``T`` tasks has ``T (T - 1) / 2`` pair runs, about 90 % of its cost. A *budgeted* sweep trains every
+single-task run but only ``N`` pair runs, and predicts the gain label of the other directed pairs with
+:class:`GainModel`, which uses everything known at that point:
+
+- a **main-task effect** ``u_m`` and an **auxiliary-task effect** ``v_a`` learnt from the measured gains (a main
+  task that gains from most auxiliaries tends to gain from the rest);
+- the pair features (the 42 data and curve columns of :func:`mtlfast.meta.table.pair_table`, and the main
+  task's single-task F1, which its single run gives anyway);
+- an intercept (the base rate).
+
+The model is a Bayesian logistic regression::
+
+    logit P(gain | main m, aux a, x) = b + u_m + v_a + w . x,
+    u ~ N(0, tau_main^2), v ~ N(0, tau_aux^2), w ~ N(0, tau_feat^2), b ~ N(0, 10^2)
+
+fitted at its posterior mode by Newton's method, with the Laplace approximation of the posterior (the inverse
+Hessian) giving every prediction a logit mean ``mu`` and sd ``s``; the reported probability is the moderated
+``sigmoid(mu / sqrt(1 + pi s^2 / 8))`` (MacKay 1992), so a pair about which little is known (a main task with no
+measured pair, features outside the training range) gets a probability near the base rate. Features are
+min-max scaled on the training pairs; for a pair whose features lie outside that range the feature term is
+clipped to the range and divided by ``1 + shrink * excess`` (``excess``: summed distance outside the range, in
+scaled units), which moves the prediction towards the base rate.
+
+Hyperparameters (``tau_main``, ``tau_aux``, ``tau_feat`` and whether the targets are the 0/1 labels or "soft" labels
+``sigmoid(gain / scale_m)`` that weigh a +8 % gain more than a +0.01 % one, ``scale_m`` the median |gain| of main
+task ``m``'s measured pairs) are chosen by K-fold cross-validation over the *measured* pairs only (both
+directions of a pair in the same fold; error rate of the held-out labels, ties broken by log-loss).
+Nothing about an untrained pair is used to fit or to choose anything.
+
+Pair selection (:func:`choose_pairs`):
+
+- ``design``: a balanced design, every task in about the same number of pairs (``ceil`` / ``floor`` of
+  ``2 N / T``), randomised among such designs;
+- ``active``: a first balanced round of ``ceil(T / 2)`` pairs (every task once), then rounds of
+  ``max(2, ceil(T / 4))`` pairs (``round_size``) chosen by the gain model fitted on the pairs trained so far: the pairs whose two gain signs it is least sure of
+  (``min(p, 1 - p)`` summed over both directions), a task's later picks in the same round discounted;
+- ``random``: uniformly random pairs.
+
+:func:`replay` hides all but ``N`` pairs of a complete gain matrix, chosen as a sweep would choose them, predicts
+the rest, and scores label accuracy and F1 on the hidden directed pairs, beside the baselines of
+:func:`baseline_predictions`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = [
+    "GainModel",
+    "fit_logistic_batch",
+    "balanced_design",
+    "choose_pairs",
+    "next_round",
+    "baseline_predictions",
+    "GainMatrix",
+    "replay",
+    "replay_curve",
+    "loto_feature_search",
+    "nested_loto",
+]
+
+#: prior sd of the intercept (logit units): all but flat
+TAU_INTERCEPT = 10.0
+NEWTON_MAX_ITER = 60
+NEWTON_TOL = 1e-8
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the solver: many penalised logistic regressions with soft targets at once
+# ------------------------------------------------------------------------------------------------------------
+def fit_logistic_batch(A, t, weight, penalty, max_iter=NEWTON_MAX_ITER, tol=NEWTON_TOL):
+    """Posterior modes of ``B`` Gaussian-prior logistic regressions by damped Newton steps.
+
+    Minimises, for every fit ``k``::
+
+        sum_i weight[k, i] * (log(1 + exp(z_i)) - t[k, i] z_i) + 0.5 * sum_j penalty[k, j] * w_j^2,  z = A[k] w
+
+    Parameters
+    ----------
+    A : array [B, n, q] or [n, q]: designs (shared when 2-D)
+    t : array [B, n] or [n]: targets in [0, 1] (soft labels allowed)
+    weight : array [B, n]: row weights (0 = row not in this fit)
+    penalty : array [B, q] or [q]: prior precision of every coefficient (> 0)
+
+    Returns
+    -------
+    w : [B, q]; H : [B, q, q] the Hessian at the mode (posterior precision); n_iter : int
+    """
+    weight = np.asarray(weight, dtype=float)
+    B, n = weight.shape
+    A = np.asarray(A, dtype=float)
+    shared = A.ndim == 2
+    q = A.shape[-1]
+    if shared:  # one design: every product is a plain GEMM
+        O = (A[:, :, None] * A[:, None, :]).reshape(n, q * q)
+
+        def lin(w_):
+            return w_ @ A.T
+
+        def grad(r):
+            return r @ A
+
+        def hess(s_):
+            return (s_ @ O).reshape(B, q, q)
+    else:
+        def lin(w_):
+            return np.einsum("bnq,bq->bn", A, w_)
+
+        def grad(r):
+            return np.einsum("bnq,bn->bq", A, r)
+
+        def hess(s_):
+            return np.einsum("bnq,bn,bnr->bqr", A, s_, A, optimize=True)
+    t = np.broadcast_to(np.asarray(t, dtype=float), (B, n))
+    P = np.broadcast_to(np.asarray(penalty, dtype=float), (B, q))
+    w = np.zeros((B, q))
+
+    def objective(w_):
+        z = lin(w_)
+        return np.sum(weight * (np.logaddexp(0.0, z) - t * z), axis=1) + 0.5 * np.sum(P * w_ * w_, axis=1), z
+
+    obj, z = objective(w)
+    diag = np.arange(q)
+    it = 0
+    for it in range(1, max_iter + 1):
+        p = 0.5 * (1.0 + np.tanh(0.5 * z))
+        g = grad(weight * (p - t)) + P * w
+        H = hess(weight * p * (1.0 - p))
+        H[:, diag, diag] += P
+        step = np.linalg.solve(H, g[..., None])[..., 0]
+        lr = np.ones(B)
+        for _ in range(30):
+            w_new = w - lr[:, None] * step
+            obj_new, z_new = objective(w_new)
+            bad = obj_new > obj + 1e-12 * np.abs(obj)
+            if not bad.any():
+                break
+            lr[bad] *= 0.5
+        w, obj, z = w_new, obj_new, z_new
+        if np.max(np.abs(lr[:, None] * step)) < tol:
+            break
+    p = 0.5 * (1.0 + np.tanh(0.5 * z))
+    H = hess(weight * p * (1.0 - p))
+    H[:, diag, diag] += P
+    return w, H, it
+
+
+def _moderated(mu, var):
+    return 1.0 / (1.0 + np.exp(-mu / np.sqrt(1.0 + np.pi * var / 8.0)))
+
+
+def _log_loss(p, y):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the estimator
+# ------------------------------------------------------------------------------------------------------------
+class GainModel(ClassifierMixin, BaseEstimator):
+    """Gain model for directed pairs: main-task and auxiliary-task effects + pair features, with uncertainty.
+
+    ``fit(X, y, pairs=None, gain=None)``: ``X`` [n, p] pair features (may have 0 columns), ``y`` 0/1 labels
+    (gain), ``pairs`` the ``(main, aux)`` task names of the rows (without them the model is features-only),
+    ``gain`` the measured relative gains (for the soft targets; optional). ``predict_proba(X, pairs=None)``.
+
+    Parameters
+    ----------
+    tau_main : float or sequence of float, default (3, 10)
+        Prior sd of a main-task effect (logit units; a sequence is searched). Large: a task's own measured pairs
+        decide its row.
+    tau_aux : float, sequence of float, or 0
+        Prior sd of an auxiliary-task effect; a sequence is a grid searched by cross-validation over the
+        measured pairs; 0 leaves the effect out.
+    tau_feat : float, sequence of float, or 0
+        Prior sd of a feature coefficient (on min-max-scaled features); grid or 0 as ``tau_aux``.
+    soft : bool or "auto"
+        Fit to soft labels ``sigmoid(gain / scale)`` (``scale`` = median |measured gain|) instead of 0/1 labels;
+        ``"auto"`` tries both in the cross-validation. Needs ``gain`` in ``fit``.
+    main_effects, aux_effects : bool
+        Use the task effects at all (both need ``pairs``).
+    cv_folds : int
+        Folds of the hyperparameter search (over unordered pairs; fewer when there are fewer pairs; no search
+        with fewer than 4 pairs: then the first value of every grid is used).
+    criterion : "error" or "log_loss"
+        What the search minimises on the held-out measured pairs (error: ties broken by log-loss).
+    one_se : bool
+        Take the simplest setting within one standard error of the best (fewer effects, labels before soft
+        labels) instead of the best.
+    shrink : float
+        Strength of the move towards the base rate for features outside the training range.
+    random_state : int or None
+        Seed of the cross-validation folds.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, tasks_, intercept_, main_effect_ (dict), aux_effect_ (dict), coef_ (features),
+    cov_ (posterior covariance), params_ (chosen hyperparameters), cv_scores_ (grid -> mean log-loss),
+    feature_min_, feature_range_, base_rate_
+    """
+
+    def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5, 1.0), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
+                 main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, shrink=1.0,
+                 random_state=0):
+        self.tau_main = tau_main
+        self.tau_aux = tau_aux
+        self.tau_feat = tau_feat
+        self.soft = soft
+        self.main_effects = main_effects
+        self.aux_effects = aux_effects
+        self.cv_folds = cv_folds
+        self.criterion = criterion
+        self.one_se = one_se
+        self.shrink = shrink
+        self.random_state = random_state
+
+    # -- design ------------------------------------------------------------------------------------------
+    def _design(self, Xs, pairs):
+        n = Xs.shape[0]
+        blocks = [np.ones((n, 1))]
+        T = len(self.tasks_)
+        if self._use_main:
+            Om = np.zeros((n, T))
+            for i, (m, _a) in enumerate(pairs):
+                j = self._task_index.get(m)
+                if j is not None:
+                    Om[i, j] = 1.0
+            blocks.append(Om)
+        if self._use_aux:
+            Oa = np.zeros((n, T))
+            for i, (_m, a) in enumerate(pairs):
+                j = self._task_index.get(a)
+                if j is not None:
+                    Oa[i, j] = 1.0
+            blocks.append(Oa)
+        blocks.append(Xs)
+        return np.concatenate(blocks, axis=1)
+
+    def _penalty(self, tau_main, tau_aux, tau_feat, p):
+        T = len(self.tasks_)
+        parts = [[1.0 / TAU_INTERCEPT**2]]
+        if self._use_main:
+            parts.append(np.full(T, 1.0 / tau_main**2))
+        if self._use_aux:
+            parts.append(np.full(T, 1.0 / max(tau_aux, 1e-6) ** 2))
+        parts.append(np.full(p, 1.0 / max(tau_feat, 1e-6) ** 2))
+        return np.concatenate(parts)
+
+    def _scale(self, X, clip=True):
+        Xs = (X - self.feature_min_) / self.feature_range_
+        if not clip:
+            return Xs, np.zeros(len(X))
+        excess = np.sum(np.maximum(Xs - 1.0, 0.0) + np.maximum(-Xs, 0.0), axis=1)
+        return np.clip(Xs, 0.0, 1.0), excess
+
+    @staticmethod
+    def _grid(v):
+        if np.ndim(v) == 0:
+            return [float(v)]
+        out = [float(x) for x in v]
+        if not out:
+            raise ValueError("GainModel: an empty grid of prior sds")
+        return out
+
+    # -- fit -----------------------------------------------------------------------------------------------
+    def fit(self, X, y, pairs=None, gain=None):
+        X, y = validate_data(self, X, y, ensure_min_samples=1, ensure_min_features=0, dtype=np.float64)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if not set(classes.tolist()) <= {0, 1}:
+            raise ValueError(f"GainModel.fit: labels must be 0 (no gain) / 1 (gain), got {classes.tolist()}")
+        y = y.astype(int)
+        self.classes_ = np.array([0, 1])
+        grid_main, grid_aux, grid_feat = self._grid(self.tau_main), self._grid(self.tau_aux), self._grid(self.tau_feat)
+        if min(grid_main) <= 0:
+            raise ValueError(f"GainModel: tau_main must be positive, got {self.tau_main!r}")
+        if self.criterion not in ("error", "log_loss"):
+            raise ValueError(f"GainModel: criterion must be 'error' or 'log_loss', got {self.criterion!r}")
+        if min(grid_aux + grid_feat) < 0:
+            raise ValueError("GainModel: prior sds must be >= 0")
+        n, p = X.shape
+        if pairs is not None:
+            pairs = [tuple(q) for q in pairs]
+            if len(pairs) != n:
+                raise ValueError(f"GainModel.fit: {len(pairs)} pairs for {n} rows")
+        self._use_main = bool(self.main_effects and pairs is not None)
+        self._use_aux = bool(self.aux_effects and pairs is not None)
+        self.tasks_ = sorted({t for q in pairs for t in q}) if pairs is not None else []
+        self._task_index = {t: i for i, t in enumerate(self.tasks_)}
+        if gain is not None:
+            gain = np.asarray(gain, dtype=float)
+            if gain.shape != (n,):
+                raise ValueError(f"GainModel.fit: gain has shape {gain.shape}, expected ({n},)")
+        soft_opts = {"auto": [False, True], True: [True], False: [False]}.get(self.soft)
+        if soft_opts is None:
+            raise ValueError(f"GainModel: soft must be True, False or 'auto', got {self.soft!r}")
+        if gain is None or not np.all(np.isfinite(gain)):
+            soft_opts = [False]
+        self.feature_min_ = X.min(axis=0) if n else np.zeros(p)
+        rng_ = (X.max(axis=0) - self.feature_min_) if n else np.ones(p)
+        self.feature_range_ = np.where(rng_ > 1e-12 * (1 + np.abs(self.feature_min_)), rng_, 1.0)
+        self.base_rate_ = float(y.mean())
+        Xs, _ = self._scale(X)
+        A = self._design(Xs, pairs if pairs is not None else [("", "")] * n)
+        scale = np.ones(n)
+        if gain is not None:
+            absg = np.abs(gain)
+            glob = float(np.median(absg[absg > 0])) if np.any(absg > 0) else 1.0
+            scale[:] = glob
+            if pairs is not None:  # per main task: rows with small and large gains weigh alike
+                mains = np.array([m for m, _a in pairs])
+                for m in set(mains.tolist()):
+                    sel = (mains == m) & (absg > 0)
+                    if sel.any():
+                        scale[mains == m] = float(np.median(absg[sel]))
+        self.gain_scale_ = scale
+
+        def targets(soft):
+            if soft:
+                return 1.0 / (1.0 + np.exp(-np.clip(gain / scale, -50, 50)))
+            return y.astype(float)
+
+        combos = [(tm, ta, tf, so) for so in soft_opts for tm in (grid_main if self._use_main else [1.0])
+                  for ta in (grid_aux if self._use_aux else [0.0]) for tf in (grid_feat if p else [0.0])]
+        self.cv_scores_ = {}
+        best = combos[0]
+        folds = self._folds(pairs, n)
+        if len(combos) > 1 and folds is not None:
+            K = folds.max() + 1
+            T_ = np.stack([targets(c[3]) for c in combos for _k in range(K)])
+            W = np.stack([(folds != k).astype(float) for _c in combos for k in range(K)])
+            Pn = np.stack([self._penalty(*c[:3], p) for c in combos for _k in range(K)])
+            w, H, _ = fit_logistic_batch(A, T_, W, Pn)
+            cov = np.linalg.inv(H)
+            mu = w @ A.T  # [B, n]
+            var = np.einsum("nq,bqr,nr->bn", A, cov, A)
+            prob = _moderated(mu, var)
+            loss = _log_loss(prob, y[None, :])
+            err = ((prob > 0.5) != y[None, :]).astype(float)
+            held = W == 0
+            scores, ses = [], []
+            for c, combo in enumerate(combos):
+                sl = slice(c * K, (c + 1) * K)
+                nh = max(1, held[sl].sum())
+                e, ll = float(np.sum(err[sl][held[sl]]) / nh), float(np.sum(loss[sl][held[sl]]) / nh)
+                per = np.array([(err if self.criterion == "error" else loss)[c * K + k][held[c * K + k]].mean()
+                                for k in range(K)])
+                self.cv_scores_[combo] = {"error": e, "log_loss": ll}
+                scores.append(ll if self.criterion == "log_loss" else e + 1e-3 * ll)
+                ses.append(float(per.std(ddof=1) / np.sqrt(K)) if K > 1 else 0.0)
+            b = int(np.argmin(scores))
+            if self.one_se:  # the simplest setting within one standard error of the best (Breiman's rule)
+                ok = [c for c in range(len(combos)) if scores[c] <= scores[b] + ses[b]]
+                b = min(ok, key=lambda c: (combos[c][1], combos[c][2], combos[c][3], -combos[c][0], scores[c]))
+            best = combos[b]
+        tm, ta, tf, so = best
+        self.params_ = {"tau_main": tm, "tau_aux": ta, "tau_feat": tf, "soft": so}
+        w, H, n_iter = fit_logistic_batch(A, targets(so)[None], np.ones((1, n)), self._penalty(tm, ta, tf, p)[None])
+        self.n_iter_ = n_iter
+        self._w = w[0]
+        self.cov_ = np.linalg.inv(H[0])
+        T = len(self.tasks_)
+        off = 1
+        self.intercept_ = float(self._w[0])
+        self.main_effect_ = {}
+        self.aux_effect_ = {}
+        if self._use_main:
+            self.main_effect_ = {t: float(v) for t, v in zip(self.tasks_, self._w[off:off + T])}
+            off += T
+        if self._use_aux:
+            self.aux_effect_ = {t: float(v) for t, v in zip(self.tasks_, self._w[off:off + T])}
+            off += T
+        self._feat_off = off
+        self.coef_ = self._w[off:].copy()
+        return self
+
+    def _folds(self, pairs, n):
+        """Fold of every row: unordered pairs (both directions together) spread over the folds."""
+        keys = [tuple(sorted(q)) for q in pairs] if pairs is not None else [(i,) for i in range(n)]
+        uniq = sorted(set(keys))
+        if len(uniq) < 4:
+            return None
+        K = min(int(self.cv_folds), len(uniq))
+        if K < 2:
+            return None
+        rng = np.random.default_rng(self.random_state)
+        order = rng.permutation(len(uniq))
+        fold_of = {uniq[i]: k % K for k, i in enumerate(order)}
+        return np.array([fold_of[k] for k in keys])
+
+    # -- predict -------------------------------------------------------------------------------------------
+    def predict_logit(self, X, pairs=None):
+        """Posterior mean and sd of the logit of a gain, per row: ``(mu, sd)``."""
+        check_is_fitted(self, "cov_")
+        X = validate_data(self, X, reset=False, ensure_min_features=0, dtype=np.float64)
+        n = X.shape[0]
+        if pairs is None:
+            if self._use_main or self._use_aux:
+                raise ValueError("GainModel: fitted with task effects; give pairs=[(main, aux), ...] to predict")
+            pairs = [("", "")] * n
+        pairs = [tuple(q) for q in pairs]
+        if len(pairs) != n:
+            raise ValueError(f"GainModel: {len(pairs)} pairs for {n} rows")
+        Xs, excess = self._scale(X)
+        A = self._design(Xs, pairs)
+        f = self._feat_off
+        factor = 1.0 / (1.0 + self.shrink * excess)
+        A[:, f:] *= factor[:, None]
+        mu = A @ self._w
+        var = np.einsum("nq,qr,nr->n", A, self.cov_, A)
+        return mu, np.sqrt(np.maximum(var, 0.0))
+
+    def predict_proba(self, X, pairs=None):
+        mu, sd = self.predict_logit(X, pairs)
+        p1 = _moderated(mu, sd**2)
+        return np.column_stack([1.0 - p1, p1])
+
+    def decision_function(self, X, pairs=None):
+        mu, sd = self.predict_logit(X, pairs)
+        return mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
+
+    def predict(self, X, pairs=None):
+        return (self.predict_proba(X, pairs)[:, 1] > 0.5).astype(int)
+
+    def score(self, X, y, pairs=None, sample_weight=None):
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(y, self.predict(X, pairs), sample_weight=sample_weight)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# pair selection
+# ------------------------------------------------------------------------------------------------------------
+def all_pairs(tasks):
+    return list(itertools.combinations(sorted(tasks), 2))
+
+
+def balanced_design(tasks, n_pairs, rng=None, start=()):
+    """``n_pairs`` unordered pairs (added to ``start``) such that every task is in about the same number.
+
+    Greedy: each pick takes, among the pairs not chosen yet, one of those whose two tasks have the fewest pairs
+    so far (smallest maximum, then smallest sum), at random among ties. With ``n_pairs = ceil(T / 2)`` from an
+    empty start every task is in exactly one pair (odd T: one task in two).
+    """
+    rng = np.random.default_rng(rng)
+    tasks = sorted(tasks)
+    chosen = [tuple(sorted(p)) for p in start]
+    deg = {t: 0 for t in tasks}
+    for a, b in chosen:
+        deg[a] += 1
+        deg[b] += 1
+    left0 = [p for p in all_pairs(tasks) if p not in set(chosen)]
+    if n_pairs > len(left0):
+        raise ValueError(f"balanced_design: {n_pairs} pairs asked, only {len(left0)} left")
+    best, best_spread = None, None
+    for _attempt in range(50):  # the greedy can paint itself into a corner: retry, keep the most even
+        d = dict(deg)
+        left = list(left0)
+        new = []
+        for _ in range(n_pairs):
+            score = np.array([max(d[a], d[b]) * 1000 + d[a] + d[b] for a, b in left])
+            cand = np.nonzero(score == score.min())[0]
+            p = left.pop(int(cand[rng.integers(len(cand))]))
+            new.append(p)
+            d[p[0]] += 1
+            d[p[1]] += 1
+        spread = max(d.values()) - min(d.values())
+        if best is None or spread < best_spread:
+            best, best_spread = new, spread
+        if spread <= 1:
+            break
+    return best
+
+
+def _directed(pairs):
+    return [d for a, b in pairs for d in ((a, b), (b, a))]
+
+
+def next_round(model_factory, tasks, measured, size, features=None, rng=None):
+    """One active round: fit a gain model on the measured directed pairs, pick ``size`` untrained pairs.
+
+    ``measured``: ``{(main, aux): (label, gain)}`` for both directions of every trained pair; ``features``:
+    callable ``pairs -> X [n, p]`` (or None). Score of an unordered pair: ``min(p, 1-p)`` of its two
+    directions, summed; after each pick the scores of pairs sharing a task with it are halved for the rest of
+    the round, so one round spreads over tasks (the Gaussian priors keep the fit defined even when every
+    measured label is the same).
+    """
+    rng = np.random.default_rng(rng)
+    done = {tuple(sorted(p)) for p in measured}
+    left = [p for p in all_pairs(tasks) if p not in done]
+    size = min(size, len(left))
+    if size <= 0:
+        return []
+    mpairs = sorted(measured)
+    y = np.array([measured[p][0] for p in mpairs], dtype=int)
+    g = np.array([measured[p][1] for p in mpairs], dtype=float)
+    Xm = features(mpairs) if features is not None else np.zeros((len(mpairs), 0))
+    model = model_factory().fit(Xm, y, pairs=mpairs, gain=g)
+    hid = _directed(left)
+    Xh = features(hid) if features is not None else np.zeros((len(hid), 0))
+    p = model.predict_proba(Xh, pairs=hid)[:, 1]
+    unc = np.minimum(p, 1.0 - p).reshape(-1, 2).sum(axis=1)
+    unc = unc + rng.uniform(0.0, 1e-9, len(unc))  # random among ties
+    weight = {t: 1.0 for t in tasks}
+    out = []
+    avail = list(range(len(left)))
+    for _ in range(size):
+        sc = [unc[i] * weight[left[i][0]] * weight[left[i][1]] for i in avail]
+        k = avail.pop(int(np.argmax(sc)))
+        out.append(left[k])
+        weight[left[k][0]] *= 0.5
+        weight[left[k][1]] *= 0.5
+    return out
+
+
+def round_sizes(n_tasks, n_pairs, select, round_size=None):
+    """Sizes of the training rounds of a budgeted sweep (each round one model array)."""
+    if n_pairs <= 0:
+        return []
+    if select in ("design", "random"):
+        return [n_pairs]
+    first = min(n_pairs, math.ceil(n_tasks / 2))
+    size = round_size or max(2, math.ceil(n_tasks / 4))
+    out = [first]
+    while sum(out) < n_pairs:
+        out.append(min(size, n_pairs - sum(out)))
+    return out
+
+
+def choose_pairs(tasks, n_pairs, select="active", oracle=None, model_factory=None, features=None, rng=None,
+                 round_size=None):
+    """Replay the sweep's choice of ``n_pairs`` pairs. ``oracle(pair) -> {(m, a): (label, gain), (a, m): ...}``
+    gives the measurements of a trained pair (a sweep trains it; a replay looks it up). Returns the list of
+    rounds (lists of pairs)."""
+    rng = np.random.default_rng(rng)
+    tasks = sorted(tasks)
+    total = len(tasks) * (len(tasks) - 1) // 2
+    if not 0 <= n_pairs <= total:
+        raise ValueError(f"choose_pairs: n_pairs must be in 0..{total}, got {n_pairs}")
+    if select not in ("design", "active", "random"):
+        raise ValueError(f"choose_pairs: select must be design, active or random, got {select!r}")
+    if select == "random":
+        allp = all_pairs(tasks)
+        idx = rng.choice(len(allp), size=n_pairs, replace=False)
+        return [[allp[i] for i in sorted(idx)]]
+    if select == "design":
+        return [balanced_design(tasks, n_pairs, rng)]
+    sizes = round_sizes(len(tasks), n_pairs, select, round_size)
+    rounds = [balanced_design(tasks, sizes[0], rng)]
+    measured = {}
+    for p in rounds[0]:
+        measured.update(oracle(p))
+    for s in sizes[1:]:
+        r = next_round(model_factory or GainModel, tasks, measured, s, features, rng)
+        rounds.append(r)
+        for p in r:
+            measured.update(oracle(p))
+    return rounds
+
+
+# ------------------------------------------------------------------------------------------------------------
+# baselines and replay
+# ------------------------------------------------------------------------------------------------------------
+def main_majority(measured, hidden):
+    """Each main task's majority sign among its measured pairs; loss where none is measured or on a tie."""
+    by = {}
+    for (m, _a), (lab, _g) in measured.items():
+        by.setdefault(m, []).append(lab)
+    out = []
+    for m, _a in hidden:
+        labs = by.get(m)
+        out.append(int(bool(labs) and np.mean(labs) > 0.5))
+    return np.array(out, dtype=int)
+
+
+class GainMatrix:
+    """A complete gain matrix: ``gains`` rows (``main, aux, gain, label`` [+ ``f1_single``]) and optional task
+    features ``{task: {feature: value}}``."""
+
+    def __init__(self, rows, task_features=None, features=None, use_f1=True):
+        from mtlfast.meta.table import TASK_FEATURES, safe_ratio
+
+        self.rows = {(r["main"], r["aux"]): r for r in rows}
+        self.tasks = sorted({t for p in self.rows for t in p})
+        missing = [(a, b) for a in self.tasks for b in self.tasks if a != b and (a, b) not in self.rows]
+        if missing:
+            raise ValueError(f"GainMatrix: the gain matrix is not complete; missing directed pairs {missing[:5]}"
+                             + (" ..." if len(missing) > 5 else ""))
+        tf = task_features or {}
+        if features is None:
+            present = set.intersection(*(set(tf.get(t, {})) for t in self.tasks)) if tf else set()
+            features = [f for f in TASK_FEATURES if f in present]
+        self.features = list(features)
+        for t in self.tasks:
+            for f in self.features:
+                if not math.isfinite(tf.get(t, {}).get(f, math.nan)):
+                    raise ValueError(f"GainMatrix: task {t} has no finite value of feature {f}")
+        self.task_features = tf
+        self.f1 = {}
+        if use_f1 and all("f1_single" in r and math.isfinite(r["f1_single"]) for r in self.rows.values()):
+            self.f1 = {m: r["f1_single"] for (m, _a), r in self.rows.items()}
+        self.columns = [f"{k}_{f}" for f in self.features for k in ("main", "aux", "ratio")]
+        if self.f1:
+            self.columns.append("main_f1_single")
+        self._ratio = safe_ratio
+
+    def X(self, pairs):
+        """Pair features of the given directed pairs: 3 columns per task feature, + the main single-task F1."""
+        cols = []
+        for f in self.features:
+            mv = np.array([self.task_features[m][f] for m, _a in pairs], dtype=float)
+            av = np.array([self.task_features[a][f] for _m, a in pairs], dtype=float)
+            cols += [mv, av, self._ratio(mv, av)]
+        if self.f1:
+            cols.append(np.array([self.f1[m] for m, _a in pairs], dtype=float))
+        return np.column_stack(cols) if cols else np.zeros((len(pairs), 0))
+
+    def measure(self, pair):
+        a, b = pair
+        return {(a, b): (int(self.rows[(a, b)]["label"]), float(self.rows[(a, b)]["gain"])),
+                (b, a): (int(self.rows[(b, a)]["label"]), float(self.rows[(b, a)]["gain"]))}
+
+    def labels(self, pairs):
+        return np.array([int(self.rows[p]["label"]) for p in pairs], dtype=int)
+
+
+def _scores(pred, y):
+    pred = np.asarray(pred, dtype=int)
+    y = np.asarray(y, dtype=int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    acc = float((pred == y).mean()) if len(y) else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+    return acc, f1
+
+
+def _fit_predict(model_factory, gm, measured, hidden, use_features):
+    mp = sorted(measured)
+    y = np.array([measured[p][0] for p in mp], dtype=int)
+    g = np.array([measured[p][1] for p in mp], dtype=float)
+    Xm = gm.X(mp) if use_features else np.zeros((len(mp), 0))
+    Xh = gm.X(hidden) if use_features else np.zeros((len(hidden), 0))
+    model = model_factory().fit(Xm, y, pairs=mp, gain=g)
+    return model.predict_proba(Xh, pairs=hidden)[:, 1], model
+
+
+def baseline_predictions(gm, measured, hidden, feature_only=None):
+    """Predictions of the baselines on ``hidden`` directed pairs: ``main_majority``, ``always_loss`` and
+    (when ``feature_only`` is a fitted classifier factory) the paper's feature-only classifier (min-max +
+    logistic regression, C = 1, on the 42 features) fitted on the measured pairs."""
+    out = {"main_majority": main_majority(measured, hidden), "always_loss": np.zeros(len(hidden), dtype=int)}
+    if gm.features:
+        from mtlfast.meta.predictor import GainPredictor
+
+        mp = sorted(measured)
+        y = np.array([measured[p][0] for p in mp], dtype=int)
+        if y.min() == y.max():
+            out["feature_only"] = np.full(len(hidden), y[0], dtype=int)
+        else:
+            nf = 3 * len(gm.features)
+            clf = GainPredictor().fit(gm.X(mp)[:, :nf], y)
+            out["feature_only"] = clf.predict(gm.X(hidden)[:, :nf]).astype(int)
+    return out
+
+
+def replay(gm, n_pairs, select="active", model_factory=None, rng=None, use_features=True, round_size=None):
+    """One replay: choose ``n_pairs`` pairs as the sweep would, predict the other directed pairs, score them.
+
+    Returns a dict ``{method: (accuracy, f1)}`` with ``model`` (the gain model on the chosen pairs), the
+    baselines of :func:`baseline_predictions` on the same pairs, and ``random_pairs`` (the same model on
+    as many uniformly random pairs).
+    """
+    rng = np.random.default_rng(rng)
+    factory = model_factory or GainModel
+    feats = gm.X if use_features else None
+    rounds = choose_pairs(gm.tasks, n_pairs, select, gm.measure, factory, feats, rng, round_size)
+    out = {}
+    for name, rr in (("model", rounds), ("random_pairs", choose_pairs(gm.tasks, n_pairs, "random", rng=rng))):
+        chosen = {p for r in rr for p in r}
+        measured = {}
+        for p in chosen:
+            measured.update(gm.measure(p))
+        hidden = _directed([p for p in all_pairs(gm.tasks) if p not in chosen])
+        if not hidden:
+            continue
+        y = gm.labels(hidden)
+        prob, _ = _fit_predict(factory, gm, measured, hidden, use_features)
+        out[name] = _scores(prob > 0.5, y)
+        if name == "model":
+            for b, pred in baseline_predictions(gm, measured, hidden).items():
+                out[b] = _scores(pred, y)
+    return out
+
+
+def replay_curve(gm, ns, n_replays=100, select="active", model_factory=None, seed=0, use_features=True,
+                 progress=None, round_size=None):
+    """Mean and sd over ``n_replays`` replays for every ``N`` in ``ns``: list of row dicts."""
+    rows = []
+    for N in ns:
+        res = {}
+        for r in range(n_replays):
+            rr = replay(gm, N, select, model_factory, rng=np.random.default_rng([seed, N, r]),
+                        use_features=use_features, round_size=round_size)
+            for k, v in rr.items():
+                res.setdefault(k, []).append(v)
+        row = {"n_pairs": N, "hidden_directed": len(gm.tasks) * (len(gm.tasks) - 1) - 2 * N}
+        for k, v in res.items():
+            v = np.array(v)
+            row[f"{k}_accuracy"] = float(v[:, 0].mean())
+            row[f"{k}_accuracy_sd"] = float(v[:, 0].std(ddof=1)) if len(v) > 1 else 0.0
+            row[f"{k}_f1"] = float(v[:, 1].mean())
+        rows.append(row)
+        if progress:
+            progress(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------------
+# feature-only case: choose features by nested leave-one-task-out
+# ------------------------------------------------------------------------------------------------------------
+def _loto_masks(pairs, tasks):
+    tr = np.array([[t not in p for p in pairs] for t in tasks])
+    return tr, ~tr
+
+
+def _fit_groups_loto(X, y, train, subsets, taus):
+    """Held-out probabilities of a feature-only GainModel (intercept + features; min-max scaled on each fold's
+    training rows) for every (subset of columns, tau) over every fold. Returns ``prob [S, T, F, n]``."""
+    F, n = train.shape
+    S, p = subsets.shape
+    lo = np.stack([X[tr].min(axis=0) if tr.any() else np.zeros(X.shape[1]) for tr in train])
+    hi = np.stack([X[tr].max(axis=0) if tr.any() else np.ones(X.shape[1]) for tr in train])
+    rng_ = np.where(hi - lo > 1e-12, hi - lo, 1.0)
+    Xs = (X[None] - lo[:, None]) / rng_[:, None]  # [F, n, p]
+    excess = np.sum(np.maximum(Xs - 1, 0) + np.maximum(-Xs, 0), axis=2)  # [F, n]
+    Xc = np.clip(Xs, 0, 1)
+    A_all = np.concatenate([np.ones((F, n, 1)), Xc], axis=2)
+    out = np.zeros((S, len(taus), F, n))
+    for s in range(S):
+        m = np.r_[True, subsets[s]]
+        A = A_all[:, :, m]
+        for k, tau in enumerate(taus):
+            pen = np.r_[1.0 / TAU_INTERCEPT**2, np.full(m.sum() - 1, 1.0 / tau**2)]
+            w, H, _ = fit_logistic_batch(A, y.astype(float), train.astype(float), pen)
+            cov = np.linalg.inv(H)
+            Ash = A.copy()
+            Ash[:, :, 1:] /= (1.0 + excess)[:, :, None]
+            mu = np.einsum("fnq,fq->fn", Ash, w)
+            var = np.einsum("fnq,fqr,fnr->fn", Ash, cov, Ash)
+            out[s, k] = _moderated(mu, var)
+    return out
+
+
+def loto_feature_search(X, y, pairs, groups, taus=(0.3, 1.0, 3.0), max_groups=3):
+    """Greedy forward selection of feature groups (and the prior sd ``tau``) by leave-one-task-out accuracy.
+
+    ``groups``: ``{name: [column indices]}``. Starts from the empty set (intercept only: the base rate); adds
+    the group that raises LOTO accuracy most (ties: lower log-loss), up to ``max_groups`` groups, and returns
+    the best set seen on the path: ``{"groups": [...], "tau": t, "accuracy": a, "log_loss": l}``.
+    """
+    y = np.asarray(y, dtype=int)
+    tasks = sorted({t for p in pairs for t in p})
+    tr, te = _loto_masks(pairs, tasks)
+    ok = tr.any(axis=1) & te.any(axis=1)
+    tr, te = tr[ok], te[ok]
+    names = list(groups)
+    p = X.shape[1]
+
+    def mask(sel):
+        m = np.zeros(p, dtype=bool)
+        for g in sel:
+            m[groups[g]] = True
+        return m
+
+    def evaluate(cands):
+        subsets = np.stack([mask(c) for c in cands])
+        prob = _fit_groups_loto(X, y, tr, subsets, list(taus))  # [S, T, F, n]
+        pred = prob > 0.5
+        acc = ((pred == y) * te).sum(axis=(2, 3)) / te.sum()
+        ll = (_log_loss(prob, y) * te).sum(axis=(2, 3)) / te.sum()
+        return acc, ll
+
+    # base rate only
+    base_pred = np.array([[int(y[t_].mean() >= 0.5)] * len(y) for t_ in tr])
+    base_acc = float(((base_pred == y) * te).sum() / te.sum())
+    best = {"groups": [], "tau": None, "accuracy": base_acc, "log_loss": float("nan")}
+    current = []
+    for _ in range(min(max_groups, len(names))):
+        cands = [current + [g] for g in names if g not in current]
+        acc, ll = evaluate(cands)
+        key = acc - 1e-6 * ll
+        s, k = np.unravel_index(int(np.argmax(key)), key.shape)
+        current = cands[s]
+        if acc[s, k] > best["accuracy"] + 1e-12:
+            best = {"groups": list(current), "tau": float(taus[k]), "accuracy": float(acc[s, k]),
+                    "log_loss": float(ll[s, k])}
+    return best
+
+
+def nested_loto(X, y, pairs, groups, taus=(0.3, 1.0, 3.0), max_groups=3):
+    """Honest leave-one-task-out accuracy of "search features by inner LOTO, then fit": for every held-out
+    task, :func:`loto_feature_search` runs on the pairs without it, and the chosen model predicts its pairs.
+
+    Returns ``{"accuracy", "f1", "majority_accuracy", "always_gain_f1", "rows": [...], "chosen": [...]}``
+    (pooled over every held-out pair; a pair is held out twice, once per task, as
+    :func:`mtlfast.meta.analysis.leave_one_task_out` counts).
+    """
+    y = np.asarray(y, dtype=int)
+    tasks = sorted({t for p in pairs for t in p})
+    preds, ys, maj, chosen, rows = [], [], [], [], []
+    for t in tasks:
+        tr = np.array([t not in p for p in pairs])
+        if tr.sum() < 2 or tr.all():
+            continue
+        sub_pairs = [p for p, k in zip(pairs, tr) if k]
+        Xtr, ytr = X[tr], y[tr]
+        m_pred = int(ytr.mean() >= 0.5)
+        if len({q for p in sub_pairs for q in p}) < 3 or ytr.min() == ytr.max():
+            best = {"groups": [], "tau": None}
+        else:
+            best = loto_feature_search(Xtr, ytr, sub_pairs, groups, taus, max_groups)
+        if best["groups"]:
+            cols = sorted(c for g in best["groups"] for c in groups[g])
+            model = GainModel(tau_feat=best["tau"], main_effects=False, aux_effects=False)
+            model.fit(Xtr[:, cols], ytr)
+            pr = model.predict(X[~tr][:, cols])
+        else:
+            pr = np.full((~tr).sum(), m_pred)
+        preds.append(pr)
+        ys.append(y[~tr])
+        maj.append(np.full((~tr).sum(), m_pred))
+        chosen.append({"task": t, "groups": best["groups"], "tau": best["tau"]})
+        a, f = _scores(pr, y[~tr])
+        rows.append({"task": t, "n_test": int((~tr).sum()), "accuracy": a, "f1": f,
+                     "majority_accuracy": _scores(maj[-1], y[~tr])[0]})
+    if not preds:
+        return {"accuracy": float("nan"), "f1": float("nan"), "majority_accuracy": float("nan"), "rows": [],
+                "chosen": []}
+    P, Y, Mj = np.concatenate(preds), np.concatenate(ys), np.concatenate(maj)
+    acc, f1 = _scores(P, Y)
+    macc, _ = _scores(Mj, Y)
+    return {"accuracy": acc, "f1": f1, "majority_accuracy": macc,
+            "always_gain_f1": _scores(np.ones_like(Y), Y)[1], "rows": rows, "chosen": chosen}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a gain matrix with a known structure
+# ------------------------------------------------------------------------------------------------------------
+def synthetic_gains(n_tasks=10, seed=0, main_sd=1.0, aux_sd=0.8, noise_sd=0.5, feature_noise=0.3):
+    """A complete gain matrix from task effects + noise, with task features that carry the effects.
+
+    ``gain(m, a) = s_m * (u_m + v_a + e_ma)`` with ``u ~ N(0, main_sd)``, ``v ~ N(0, aux_sd)``,
+    ``e ~ N(0, noise_sd)`` and a per-main scale ``s_m`` (log-normal: some tasks move by 0.1 %, others by 10 %).
+    Task features: ``size`` = ``1000 * exp(u_m + noise)`` (a main-effect proxy), ``label_entropy`` = ``v_a +
+    noise`` (an auxiliary-effect proxy), two pure-noise features (``oov_rate``, ``jsd_train_test``).
+    Returns ``(rows, task_features, truth)`` with ``rows`` in the ``read_gains`` format (``f1_single`` too).
+    """
+    rng = np.random.default_rng(seed)
+    tasks = [f"t{i:02d}" for i in range(n_tasks)]
+    u = rng.normal(0, main_sd, n_tasks)
+    v = rng.normal(0, aux_sd, n_tasks)
+    s = np.exp(rng.normal(0, 1.0, n_tasks))
+    feats = {t: {"size": float(1000 * np.exp(u[i] + rng.normal(0, feature_noise))),
+                 "label_entropy": float(v[i] + rng.normal(0, feature_noise)),
+                 "oov_rate": float(rng.uniform(0, 10)), "jsd_train_test": float(rng.uniform(0, 0.3))}
+             for i, t in enumerate(tasks)}
+    f1 = {t: float(rng.uniform(0.4, 0.95)) for t in tasks}
+    rows = []
+    for i, m in enumerate(tasks):
+        for j, a in enumerate(tasks):
+            if i != j:
+                g = float(s[i] * (u[i] + v[j] + rng.normal(0, noise_sd)))
+                rows.append({"main": m, "aux": a, "gain": g, "label": int(g > 0), "f1_single": f1[m],
+                             "label_source": "gain > 0"})
+    return rows, feats, {"main": dict(zip(tasks, u)), "aux": dict(zip(tasks, v)), "scale": dict(zip(tasks, s))}
+
+
+def fit_for_new_tasks(X, y, pairs, groups, gain=None, taus=(0.3, 1.0, 3.0), max_groups=3, random_state=0):
+    """The model ``python -m mtlfast.predict`` uses for pairs with a task never trained in a pair: feature groups
+    (and their prior sd) chosen by leave-one-task-out on the sweep's pairs (:func:`loto_feature_search`), then a
+    :class:`GainModel` with main and auxiliary effects of the sweep's tasks on those features. A pair whose main
+    task is known gets its main effect; a new task's effect is unknown (prior mean 0, its full prior variance),
+    so its pairs fall back to the features and the base rate. Returns ``(model, columns, search)``."""
+    y = np.asarray(y, dtype=int)
+    if y.min() == y.max() or len({t for p in pairs for t in p}) < 3:
+        search = {"groups": [], "tau": None}
+    else:
+        search = loto_feature_search(X, y, pairs, groups, taus, max_groups)
+    cols = sorted(c for g in search["groups"] for c in groups[g])
+    tau_feat = (0.0, search["tau"]) if cols else 0.0
+    model = GainModel(tau_feat=tau_feat, random_state=random_state)
+    model.fit(X[:, cols], y, pairs=pairs, gain=gain)
+    return model, cols, search
+
+
+def loto_new_tasks(X, y, pairs, groups, gain=None, taus=(0.3, 1.0, 3.0), max_groups=3):
+    """Honest leave-one-task-out accuracy of :func:`fit_for_new_tasks`: each task in turn is made "new" (its pairs
+    removed), the whole procedure (feature search included) runs on the rest, and the held-out task's pairs are
+    predicted. Beside it the majority class of the training pairs. Pooled over every held-out pair."""
+    y = np.asarray(y, dtype=int)
+    gain = None if gain is None else np.asarray(gain, dtype=float)
+    tasks = sorted({t for p in pairs for t in p})
+    P, Y, Mj, rows = [], [], [], []
+    for t in tasks:
+        tr = np.array([t not in p for p in pairs])
+        if tr.sum() < 2 or tr.all():
+            continue
+        sub = [p for p, k in zip(pairs, tr) if k]
+        ytr = y[tr]
+        hid = [p for p, k in zip(pairs, tr) if not k]
+        if ytr.min() == ytr.max():
+            pred = np.full(len(hid), ytr[0])
+        else:
+            model, cols, _s = fit_for_new_tasks(X[tr], ytr, sub, groups, None if gain is None else gain[tr], taus,
+                                                max_groups)
+            pred = model.predict(X[~tr][:, cols], pairs=hid)
+        maj = np.full(len(hid), int(ytr.mean() >= 0.5))
+        P.append(pred)
+        Y.append(y[~tr])
+        Mj.append(maj)
+        a, f = _scores(pred, y[~tr])
+        rows.append({"task": t, "n_test": len(hid), "accuracy": a, "f1": f,
+                     "majority_accuracy": _scores(maj, y[~tr])[0]})
+    if not P:
+        return {"accuracy": float("nan"), "f1": float("nan"), "majority_accuracy": float("nan"), "rows": []}
+    P, Y, Mj = np.concatenate(P), np.concatenate(Y), np.concatenate(Mj)
+    acc, f1 = _scores(P, Y)
+    return {"accuracy": acc, "f1": f1, "majority_accuracy": _scores(Mj, Y)[0], "rows": rows}

@@ -1,0 +1,302 @@
+"""Budgeted sweeps: the gain model (mtlfast.meta.budget), pair selection, replays and ``python -m mtlfast.budget``.
+
+Oracles: scikit-learn's LogisticRegression (hard labels), SciPy's minimiser (soft labels), torch.autograd's
+Hessian (the Laplace posterior), and plain counting for the baselines.
+"""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+
+from mtlfast.meta import budget as B
+
+
+def _data(seed=0, n=80, p=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    y = (X[:, 0] - 0.5 * X[:, 1] + rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+# --------------------------------------------------------------------------------------------------------
+# solver
+# --------------------------------------------------------------------------------------------------------
+def test_batch_solver_equals_sklearn_logistic_regression():
+    X, y = _data()
+    A = np.column_stack([np.ones(len(y)), X])
+    Cs = [0.1, 1.0, 10.0]
+    pen = np.array([[1e-10] + [1.0 / C] * X.shape[1] for C in Cs])
+    w, _H, _ = B.fit_logistic_batch(A, y.astype(float), np.ones((len(Cs), len(y))), pen)
+    for k, C in enumerate(Cs):
+        ref = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
+        np.testing.assert_allclose(w[k, 1:], ref.coef_[0], atol=1e-5)
+        np.testing.assert_allclose(w[k, 0], ref.intercept_[0], atol=1e-5)
+
+
+def test_batch_solver_soft_targets_weights_and_per_fit_designs_against_scipy():
+    X, y = _data(1, n=40, p=3)
+    rng = np.random.default_rng(2)
+    t = rng.uniform(0, 1, len(y))
+    weight = (rng.uniform(size=(2, len(y))) > 0.3).astype(float)
+    A = np.stack([np.column_stack([np.ones(len(y)), X]), np.column_stack([np.ones(len(y)), 2 * X])])
+    pen = np.array([[0.01, 1, 2, 3], [0.5, 0.5, 0.5, 0.5]])
+    w, H, _ = B.fit_logistic_batch(A, t, weight, pen)
+    for k in range(2):
+        def f(v):
+            z = A[k] @ v
+            return np.sum(weight[k] * (np.logaddexp(0, z) - t * z)) + 0.5 * np.sum(pen[k] * v * v)
+        ref = minimize(f, np.zeros(4), method="BFGS", options={"gtol": 1e-10})
+        np.testing.assert_allclose(w[k], ref.x, atol=1e-5)
+        # the Hessian at the mode, from autograd
+        At = torch.tensor(A[k])
+        wt, tt, pt = torch.tensor(weight[k]), torch.tensor(t), torch.tensor(pen[k])
+
+        def ft(v):
+            z = At @ v
+            return torch.sum(wt * (torch.nn.functional.softplus(z) - tt * z)) + 0.5 * torch.sum(pt * v * v)
+        Ht = torch.autograd.functional.hessian(ft, torch.tensor(w[k])).numpy()
+        np.testing.assert_allclose(H[k], Ht, rtol=1e-8, atol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the estimator
+# --------------------------------------------------------------------------------------------------------
+def _pairs_data(seed=0, n_tasks=8):
+    rows, feats, truth = B.synthetic_gains(n_tasks, seed)
+    gm = B.GainMatrix(rows, feats)
+    pairs = sorted(gm.rows)
+    y = gm.labels(pairs)
+    g = np.array([gm.rows[p]["gain"] for p in pairs])
+    return gm, pairs, y, g, truth
+
+
+def test_sklearn_conventions_and_validation():
+    m = B.GainModel(tau_aux=0.5, random_state=3)
+    assert m.get_params()["tau_aux"] == 0.5 and not hasattr(m, "cov_")
+    assert clone(m).get_params() == m.get_params()
+    gm, pairs, y, g, _ = _pairs_data()
+    X = gm.X(pairs)
+    assert m.fit(X, y, pairs=pairs, gain=g) is m
+    for a in ("classes_", "n_features_in_", "tasks_", "intercept_", "main_effect_", "aux_effect_", "coef_", "cov_",
+              "params_", "cv_scores_"):
+        assert hasattr(m, a), a
+    proba = m.predict_proba(X, pairs=pairs)
+    assert proba.shape == (len(y), 2) and np.allclose(proba.sum(axis=1), 1)
+    assert set(np.unique(m.predict(X, pairs=pairs))) <= {0, 1}
+    with pytest.raises(ValueError, match="pairs"):
+        m.predict_proba(X)  # fitted with task effects
+    with pytest.raises(ValueError, match="0 \\(no gain\\) / 1"):
+        B.GainModel().fit(X, y + 1)
+    with pytest.raises(ValueError, match="tau_main"):
+        B.GainModel(tau_main=0).fit(X, y)
+    with pytest.raises(ValueError, match="pairs for"):
+        B.GainModel().fit(X, y, pairs=pairs[:3])
+    with pytest.raises(ValueError):
+        m.predict_proba(X[:, :2], pairs=pairs)
+
+
+def test_feature_only_model_is_the_map_of_a_gaussian_prior_logistic_regression():
+    X, y = _data(3)
+    m = B.GainModel(tau_feat=2.0, main_effects=False, aux_effects=False).fit(X, y)
+    Xs = (X - X.min(0)) / (X.max(0) - X.min(0))
+    # C = tau^2; the intercept's prior sd 10 as a penalised constant column of value 10 / sqrt(C) = 5
+    Xc = np.column_stack([Xs, np.full(len(y), 5.0)])
+    ref = LogisticRegression(C=4.0, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(Xc, y)
+    np.testing.assert_allclose(m.coef_, ref.coef_[0, :-1], atol=1e-5)
+    assert m.intercept_ == pytest.approx(5.0 * ref.coef_[0, -1], abs=1e-5)
+    # inside the training range, the moderated probability has the MAP's sign
+    assert np.array_equal(m.predict(X), ref.predict(Xc))
+
+
+def test_main_effects_decide_rows_and_unknown_tasks_are_uncertain():
+    # main task "g" gains from everything, "l" loses with everything; "new" appears only in prediction
+    tasks = ["g", "l", "a", "b", "c"]
+    pairs, y = [], []
+    for m in tasks:
+        for a in tasks:
+            if m != a:
+                pairs.append((m, a))
+                y.append(1 if m == "g" else 0 if m == "l" else int((m, a) in {("a", "b"), ("b", "c"), ("c", "a")}))
+    y = np.array(y)
+    X = np.zeros((len(y), 0))
+    m = B.GainModel(soft=False).fit(X, y, pairs=pairs)
+    p = m.predict_proba(np.zeros((4, 0)), pairs=[("g", "new"), ("l", "new"), ("new", "g"), ("new", "a")])[:, 1]
+    assert p[0] > 0.8 and p[1] < 0.2
+    # a new main task: its effect is unknown, so the prediction is uncertain (near the base rate, not near 0/1)
+    mu, sd = m.predict_logit(np.zeros((2, 0)), pairs=[("new", "g"), ("g", "a")])
+    assert sd[0] > sd[1]
+    assert abs(p[2] - 0.5) < abs(p[0] - 0.5) and abs(p[3] - 0.5) < abs(p[0] - 0.5)
+
+
+def test_features_outside_the_training_range_shrink_towards_the_base_rate():
+    X, y = _data(4, n=60, p=2)
+    X = X[:, :1]
+    m = B.GainModel(tau_feat=3.0, main_effects=False, aux_effects=False, shrink=1.0).fit(X, y)
+    m0 = B.GainModel(tau_feat=3.0, main_effects=False, aux_effects=False, shrink=0.0).fit(X, y)
+    far = np.array([[X.max() + 10 * (X.max() - X.min())]])
+    edge = np.array([[X.max()]])
+    p_far, p_edge, p0_far = m.predict_proba(far)[0, 1], m.predict_proba(edge)[0, 1], m0.predict_proba(far)[0, 1]
+    assert p0_far == pytest.approx(p_edge)  # without shrinking: clipped to the edge of the range
+    base = 1 / (1 + math.exp(-m.intercept_))
+    assert abs(p_far - base) < abs(p_edge - base)
+
+
+def test_hyperparameters_are_chosen_from_measured_pairs_only():
+    gm, pairs, y, g, _ = _pairs_data(5)
+    X = gm.X(pairs)
+    m = B.GainModel().fit(X, y, pairs=pairs, gain=g)
+    assert m.params_["tau_main"] in (3.0, 10.0) and len(m.cv_scores_) == 2 * 2 * 3 * 4
+    # without gains there are no soft labels to try
+    m2 = B.GainModel().fit(X, y, pairs=pairs)
+    assert m2.params_["soft"] is False
+
+
+# --------------------------------------------------------------------------------------------------------
+# selection and baselines
+# --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_tasks,n_pairs", [(10, 5), (10, 15), (7, 7), (9, 20)])
+def test_balanced_design_spreads_tasks_evenly(n_tasks, n_pairs):
+    tasks = [f"t{i}" for i in range(n_tasks)]
+    pairs = B.balanced_design(tasks, n_pairs, rng=1)
+    assert len(set(pairs)) == n_pairs
+    deg = {t: 0 for t in tasks}
+    for a, b in pairs:
+        deg[a] += 1
+        deg[b] += 1
+    assert max(deg.values()) - min(deg.values()) <= 1
+
+
+def test_round_sizes_and_choose_pairs_modes():
+    assert B.round_sizes(10, 15, "active") == [5, 3, 3, 3, 1]
+    assert B.round_sizes(10, 15, "design") == [15]
+    rows, feats, _ = B.synthetic_gains(10, 1)
+    gm = B.GainMatrix(rows, feats)
+    for sel in ("design", "active", "random"):
+        rounds = B.choose_pairs(gm.tasks, 15, sel, gm.measure, B.GainModel, gm.X, rng=0)
+        flat = [p for r in rounds for p in r]
+        assert len(flat) == len(set(flat)) == 15
+    with pytest.raises(ValueError, match="select"):
+        B.choose_pairs(gm.tasks, 3, "best")
+    with pytest.raises(ValueError, match="n_pairs"):
+        B.choose_pairs(gm.tasks, 46, "design")
+
+
+def test_main_majority_baseline():
+    meas = {("a", "b"): (1, 2.0), ("a", "c"): (1, 1.0), ("a", "d"): (0, -1.0), ("b", "a"): (1, 1.0),
+            ("b", "c"): (0, -3.0)}
+    pred = B.main_majority(meas, [("a", "e"), ("b", "e"), ("c", "a")])
+    assert pred.tolist() == [1, 0, 0]  # majority; tie -> loss; no measured pair -> loss
+
+
+def test_replay_never_looks_at_hidden_pairs():
+    rows, feats, _ = B.synthetic_gains(8, 2)
+    gm = B.GainMatrix(rows, feats)
+    rng = np.random.default_rng(0)
+    rounds = B.choose_pairs(gm.tasks, 10, "active", gm.measure, B.GainModel, gm.X, rng=np.random.default_rng(3))
+    chosen = {p for r in rounds for p in r}
+    # flip every hidden gain: selection and predictions must not change
+    flipped = [dict(r, gain=-r["gain"], label=1 - r["label"]) if tuple(sorted((r["main"], r["aux"]))) not in chosen
+               else r for r in rows]
+    gm2 = B.GainMatrix(flipped, feats)
+    rounds2 = B.choose_pairs(gm2.tasks, 10, "active", gm2.measure, B.GainModel, gm2.X, rng=np.random.default_rng(3))
+    assert rounds2 == rounds
+    measured = {}
+    for p in chosen:
+        measured.update(gm.measure(p))
+    hidden = B._directed([p for p in B.all_pairs(gm.tasks) if p not in chosen])
+    p1, _ = B._fit_predict(B.GainModel, gm, measured, hidden, True)
+    p2, _ = B._fit_predict(B.GainModel, gm2, measured, hidden, True)
+    np.testing.assert_array_equal(p1, p2)
+    assert rng is not None
+
+
+def test_model_beats_every_baseline_on_a_known_gain_structure():
+    """Gains from main and auxiliary task effects + noise (and features that carry them): with 15 of 45 pairs
+    trained the model must beat main-task majority, random pairs, the feature-only classifier and always-loss."""
+    acc = {}
+    for seed in range(6):
+        rows, feats, _ = B.synthetic_gains(10, seed)
+        gm = B.GainMatrix(rows, feats)
+        for r in B.replay_curve(gm, [15], 8, "active", seed=seed):
+            for k, v in r.items():
+                if k.endswith("_accuracy"):
+                    acc.setdefault(k[:-9], []).append(v)
+    mean = {k: float(np.mean(v)) for k, v in acc.items()}
+    for base in ("main_majority", "random_pairs", "feature_only", "always_loss"):
+        assert mean["model"] > mean[base] + 0.01, (base, mean)
+
+
+# --------------------------------------------------------------------------------------------------------
+# feature-only case
+# --------------------------------------------------------------------------------------------------------
+def test_nested_loto_finds_a_real_feature_and_falls_back_to_the_base_rate_on_noise():
+    rng = np.random.default_rng(0)
+    tasks = [f"t{i}" for i in range(9)]
+    signal = {t: rng.normal() for t in tasks}
+    pairs = [(m, a) for m in tasks for a in tasks if m != a]
+    X_sig = np.array([[signal[m], rng.normal()] for m, _a in pairs])
+    y = np.array([int(signal[m] + 0.3 * rng.normal() > 0) for m, _a in pairs])
+    groups = {"signal": [0], "noise": [1]}
+    res = B.nested_loto(X_sig, y, pairs, groups, max_groups=2)
+    assert res["accuracy"] > res["majority_accuracy"] + 0.1
+    assert all("signal" in c["groups"] for c in res["chosen"])
+    # pure noise: the search keeps few groups and the accuracy stays near the majority baseline
+    Xn = rng.normal(size=(len(pairs), 3))
+    yn = (rng.uniform(size=len(pairs)) < 0.35).astype(int)
+    res_n = B.nested_loto(Xn, yn, pairs, {"a": [0], "b": [1], "c": [2]}, max_groups=2)
+    assert res_n["accuracy"] >= res_n["majority_accuracy"] - 0.1
+
+
+# --------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------
+def _write_rows(path, rows, cols):
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_budget_cli_writes_table_plot_and_csv(tmp_path, capsys):
+    from mtlfast.budget import main
+
+    rows, feats, _ = B.synthetic_gains(6, 0)
+    _write_rows(tmp_path / "gains.csv", rows, ["main", "aux", "f1_single", "gain", "label"])
+    _write_rows(tmp_path / "features.csv", [{"task": t, **d} for t, d in feats.items()], ["task", *feats["t00"]])
+    out = tmp_path / "out"
+    assert main(["--gains", str(tmp_path / "gains.csv"), "--features", str(tmp_path / "features.csv"), "--n", "3,6",
+                 "--replays", "3", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "| 3 | 24 |" in text and "| 6 | 18 |" in text and "feature-only" in text
+    for name in ("budget.csv", "budget.md", "budget.png"):
+        assert (out / name).stat().st_size > 100
+    with open(out / "budget.csv") as fh:
+        got = list(csv.DictReader(fh))
+    assert [int(r["n_pairs"]) for r in got] == [3, 6]
+    assert all(0 <= float(r["model_accuracy"]) <= 1 for r in got)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--gains", "nope.csv"], "file not found"),
+    (["--gains", "{g}", "--n", "x"], "--n"),
+    (["--gains", "{g}", "--n", "15"], "no pair to predict"),
+    (["--gains", "{g}", "--features", "{g}"], "'task' column"),
+    (["--gains", "{inc}"], "not complete"),
+    (["--gains", "{g}", "--replays", "0"], "--replays"),
+])
+def test_budget_cli_errors_exit_2(tmp_path, capsys, args, message):
+    from mtlfast.budget import main
+
+    rows, _feats, _ = B.synthetic_gains(6, 0)
+    _write_rows(tmp_path / "g.csv", rows, ["main", "aux", "gain", "label"])
+    _write_rows(tmp_path / "inc.csv", rows[:-1], ["main", "aux", "gain", "label"])
+    args = [a.format(g=tmp_path / "g.csv", inc=tmp_path / "inc.csv") for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlfast.budget:") and message in err

@@ -300,3 +300,22 @@ def test_budget_cli_errors_exit_2(tmp_path, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("mtlfast.budget:") and message in err
+
+
+def test_heatmap_draws_predicted_cells_differently(tmp_path):
+    import matplotlib.image as mpimg
+
+    from mtlfast.report.figures import heatmap, predicted_cells
+
+    rows, _f, _ = B.synthetic_gains(4, 0)
+    measured = [dict(r, status="measured") for r in rows]
+    pred = [dict(r, status="predicted", gain=float("nan"), p_gain=0.9) if (r["main"], r["aux"]) == ("t00", "t01")
+            else dict(r, status="measured") for r in rows]
+    assert predicted_cells(pred) == {("t00", "t01"): 0.9}
+    assert predicted_cells(rows) == {}
+    a = heatmap(measured, tmp_path / "a.png")  # the old call still works
+    b = heatmap(pred, tmp_path / "b.png")
+    c = heatmap(measured, tmp_path / "c.png", predicted={("t00", "t01"): 0.9})
+    ia, ib, ic = (mpimg.imread(p) for p in (a, b, c))
+    assert ia.shape == ib.shape and not np.array_equal(ia, ib)
+    np.testing.assert_array_equal(ib, ic)  # rows marked predicted == explicit predicted cells

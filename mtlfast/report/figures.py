@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["heatmap", "gain_matrix", "plot_curves"]
+__all__ = ["heatmap", "gain_matrix", "plot_curves", "predicted_cells"]
 
 
 def _plt():
@@ -35,16 +35,43 @@ def gain_matrix(gains_rows, tasks=None):
     return list(tasks), M
 
 
-def heatmap(gains_rows, path, title=None, tasks=None, unit="%"):
+def predicted_cells(gains_rows):
+    """``{(main, aux): p_gain}`` of the rows a budgeted sweep predicted instead of measuring (``status`` column
+    ``predicted``; ``p_gain`` NaN when absent)."""
+    out = {}
+    for r in gains_rows:
+        r = r if isinstance(r, dict) else vars(r)
+        if str(r.get("status", "")).strip().lower() == "predicted":
+            try:
+                p = float(r.get("p_gain", math.nan))
+            except (TypeError, ValueError):
+                p = math.nan
+            out[(r["main"], r["aux"])] = p
+    return out
+
+
+def heatmap(gains_rows, path, title=None, tasks=None, unit="%", predicted=None):
     """Figure 1: relative gains, main tasks as rows, auxiliary tasks as columns.
 
     Diverging colours centred at 0 (blue = gain, red = loss, symmetric scale), every cell annotated with its
     value; the diagonal (no pair) is left blank. Writes ``path`` (PNG) and returns it.
+
+    Cells of a budgeted sweep that were predicted, not measured (``predicted``: ``{(main, aux): p_gain}``;
+    default: the rows whose ``status`` is ``predicted``, see :func:`predicted_cells`) are drawn hatched, in pale
+    blue (gain likely) or pale red (loss likely) by their probability, and annotated ``p=0.73`` instead of a gain.
     """
     plt = _plt()
     from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
 
-    tasks, M = gain_matrix(gains_rows, tasks)
+    rows = [r if isinstance(r, dict) else vars(r) for r in gains_rows]
+    if predicted is None:
+        predicted = predicted_cells(rows)
+    predicted = dict(predicted)
+    measured_rows = [r for r in rows if (r["main"], r["aux"]) not in predicted]
+    if tasks is None:
+        tasks = sorted({r["main"] for r in rows} | {r["aux"] for r in rows} | {t for p in predicted for t in p})
+    tasks, M = gain_matrix(measured_rows, tasks)
     n = len(tasks)
     finite = M[np.isfinite(M)]
     lim = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -64,8 +91,23 @@ def heatmap(gains_rows, path, title=None, tasks=None, unit="%"):
             if math.isfinite(v):
                 ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=fs,
                         color="white" if abs(v) > 0.6 * lim else "black")
+    idx = {t: k for k, t in enumerate(tasks)}
+    for (m, a), p in predicted.items():
+        if m not in idx or a not in idx:
+            continue
+        i, j = idx[m], idx[a]
+        shade = 0.5 if not math.isfinite(p) else p
+        face = cmap(0.5 + 0.35 * (shade - 0.5))  # pale: at most a third of the way to the measured extremes
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=face, edgecolor="0.45", hatch="///",
+                               linewidth=0.6))
+        ax.text(j, i, f"p={p:.2f}" if math.isfinite(p) else "pred.", ha="center", va="center",
+                fontsize=max(5, fs - 2), style="italic", color="black",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label(f"relative gain of the pair model over single-task ({unit})")
+    if predicted:
+        ax.set_xlabel(f"auxiliary task        hatched: predicted, not trained ({len(predicted)} of "
+                      f"{n * (n - 1)} cells; p = probability of a gain)")
     ax.set_title(title or "Gain of multi-task over single-task F1 (main task, auxiliary task)", fontsize=10)
     fig.tight_layout()
     path = Path(path)

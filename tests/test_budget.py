@@ -319,3 +319,62 @@ def test_heatmap_draws_predicted_cells_differently(tmp_path):
     ia, ib, ic = (mpimg.imread(p) for p in (a, b, c))
     assert ia.shape == ib.shape and not np.array_equal(ia, ib)
     np.testing.assert_array_equal(ib, ic)  # rows marked predicted == explicit predicted cells
+
+
+# --------------------------------------------------------------------------------------------------------
+# a budgeted sweep's rounds and gains table (training replaced by looking gains up)
+# --------------------------------------------------------------------------------------------------------
+def test_budget_size():
+    assert B.budget_size(7, pairs=7) == 7
+    assert B.budget_size(7, pair_budget=1 / 3) == 7
+    assert B.budget_size(7) is None and B.budget_size(7, pairs=21) is None
+    with pytest.raises(ValueError, match="contradict"):
+        B.budget_size(7, pairs=3, pair_budget=0.5)
+    with pytest.raises(ValueError, match="fraction"):
+        B.budget_size(7, pair_budget=1.5)
+
+
+@pytest.mark.parametrize("select", B.SELECT_MODES)
+def test_run_rounds_trains_each_round_once_and_is_deterministic(select):
+    rows, feats, _ = B.synthetic_gains(7, 3)
+    gm = B.GainMatrix(rows, feats)
+    trained, calls = {}, []
+
+    def train_round(pairs):
+        calls.append(list(pairs))
+        for p in pairs:
+            assert p not in trained
+            trained.update(gm.measure(p))
+
+    rounds = B.run_rounds(gm.tasks, 7, select, train_round, lambda: dict(trained), gm.X, seed=1)
+    assert calls == rounds and sum(map(len, rounds)) == 7 and len(trained) == 14
+    if select == "active":
+        assert [len(r) for r in rounds] == B.round_sizes(7, 7, "active") == [4, 2, 1]
+    trained2 = {}
+    rounds2 = B.run_rounds(gm.tasks, 7, select, lambda ps: [trained2.update(gm.measure(p)) for p in ps],
+                           lambda: dict(trained2), gm.X, seed=1)
+    assert rounds2 == rounds
+
+
+def test_complete_gains_marks_measured_and_predicted_rows(tmp_path):
+    rows, feats, _ = B.synthetic_gains(6, 0)
+    measured = [r for r in rows if {r["main"], r["aux"]} in ({"t00", "t01"}, {"t02", "t03"}, {"t04", "t05"},
+                                                              {"t00", "t02"})]
+    tasks = sorted(feats)
+    pf = B.PairFeatures(feats, tasks)
+    out = B.complete_gains(measured, tasks, pf.X)
+    assert len(out) == 30
+    st = {(r["main"], r["aux"]): r for r in out}
+    assert st[("t00", "t01")]["status"] == "measured" and st[("t00", "t01")]["p_gain"] in (0.0, 1.0)
+    pred = [r for r in out if r["status"] == "predicted"]
+    assert len(pred) == 22 and all(0 < r["p_gain"] < 1 and r["label"] == int(r["p_gain"] > 0.5) for r in pred)
+    assert all(math.isnan(r["gain"]) for r in pred)
+    path = B.write_gains_with_status(out, tmp_path / "gains.csv")
+    with open(path) as fh:
+        back = list(csv.DictReader(fh))
+    assert back[0].keys() >= {"main", "aux", "gain", "label", "status", "p_gain"}
+    s = B.budget_summary(back)
+    assert s == {"tasks": 6, "pairs_total": 15, "pairs_trained": 4, "runs_saved": 11, "directed_predicted": 22,
+                 "directed_measured": 8}
+    assert "4 of 15 pair runs trained" in B.budget_paragraph(s)
+    assert B.budget_summary(measured) is None

@@ -581,32 +581,25 @@ def main_majority(measured, hidden):
     return np.array(out, dtype=int)
 
 
-class GainMatrix:
-    """A complete gain matrix: ``gains`` rows (``main, aux, gain, label`` [+ ``f1_single``]) and optional task
-    features ``{task: {feature: value}}``."""
+class PairFeatures:
+    """Pair features from task features: 3 columns (main, aux, main/aux) per task feature, then the main task's
+    single-task F1 (``f1``: ``{task: F1}``) when given. ``features``: the task features to use (default: those
+    of :data:`mtlfast.meta.table.TASK_FEATURES` finite for every task in ``tasks``)."""
 
-    def __init__(self, rows, task_features=None, features=None, use_f1=True):
+    def __init__(self, task_features, tasks, f1=None, features=None):
         from mtlfast.meta.table import TASK_FEATURES, safe_ratio
 
-        self.rows = {(r["main"], r["aux"]): r for r in rows}
-        self.tasks = sorted({t for p in self.rows for t in p})
-        missing = [(a, b) for a in self.tasks for b in self.tasks if a != b and (a, b) not in self.rows]
-        if missing:
-            raise ValueError(f"GainMatrix: the gain matrix is not complete; missing directed pairs {missing[:5]}"
-                             + (" ..." if len(missing) > 5 else ""))
         tf = task_features or {}
         if features is None:
-            present = set.intersection(*(set(tf.get(t, {})) for t in self.tasks)) if tf else set()
-            features = [f for f in TASK_FEATURES if f in present]
-        self.features = list(features)
-        for t in self.tasks:
-            for f in self.features:
+            features = [f for f in TASK_FEATURES
+                        if all(math.isfinite(tf.get(t, {}).get(f, math.nan)) for t in tasks)]
+        for t in tasks:
+            for f in features:
                 if not math.isfinite(tf.get(t, {}).get(f, math.nan)):
-                    raise ValueError(f"GainMatrix: task {t} has no finite value of feature {f}")
+                    raise ValueError(f"task {t} has no finite value of feature {f}")
+        self.features = list(features)
         self.task_features = tf
-        self.f1 = {}
-        if use_f1 and all("f1_single" in r and math.isfinite(r["f1_single"]) for r in self.rows.values()):
-            self.f1 = {m: r["f1_single"] for (m, _a), r in self.rows.items()}
+        self.f1 = dict(f1) if f1 and all(math.isfinite(f1.get(t, math.nan)) for t in tasks) else {}
         self.columns = [f"{k}_{f}" for f in self.features for k in ("main", "aux", "ratio")]
         if self.f1:
             self.columns.append("main_f1_single")
@@ -622,6 +615,33 @@ class GainMatrix:
         if self.f1:
             cols.append(np.array([self.f1[m] for m, _a in pairs], dtype=float))
         return np.column_stack(cols) if cols else np.zeros((len(pairs), 0))
+
+    __call__ = X
+
+
+class GainMatrix(PairFeatures):
+    """A complete gain matrix: ``gains`` rows (``main, aux, gain, label`` [+ ``f1_single``]) and optional task
+    features ``{task: {feature: value}}``."""
+
+    def __init__(self, rows, task_features=None, features=None, use_f1=True):
+        self.rows = {(r["main"], r["aux"]): r for r in rows}
+        self.tasks = sorted({t for p in self.rows for t in p})
+        missing = [(a, b) for a in self.tasks for b in self.tasks if a != b and (a, b) not in self.rows]
+        if missing:
+            raise ValueError(f"GainMatrix: the gain matrix is not complete; missing directed pairs {missing[:5]}"
+                             + (" ..." if len(missing) > 5 else ""))
+        f1 = {}
+        if use_f1 and all("f1_single" in r and math.isfinite(r["f1_single"]) for r in self.rows.values()):
+            f1 = {m: r["f1_single"] for (m, _a), r in self.rows.items()}
+        if features is None and task_features:
+            present = set.intersection(*(set(task_features.get(t, {})) for t in self.tasks))
+            from mtlfast.meta.table import TASK_FEATURES
+
+            features = [f for f in TASK_FEATURES if f in present]
+        try:
+            super().__init__(task_features, self.tasks, f1, features or [])
+        except ValueError as exc:
+            raise ValueError(f"GainMatrix: {exc}") from None
 
     def measure(self, pair):
         a, b = pair
@@ -935,3 +955,142 @@ def loto_new_tasks(X, y, pairs, groups, gain=None, taus=(0.3, 1.0, 3.0), max_gro
     P, Y, Mj = np.concatenate(P), np.concatenate(Y), np.concatenate(Mj)
     acc, f1 = _scores(P, Y)
     return {"accuracy": acc, "f1": f1, "majority_accuracy": _scores(Mj, Y)[0], "rows": rows}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a budgeted sweep: rounds of pair runs, then the gains of every directed pair, measured or predicted
+# ------------------------------------------------------------------------------------------------------------
+SELECT_MODES = ("active", "design", "random")
+
+
+def budget_size(n_tasks, pairs=0, pair_budget=0.0):
+    """Pair runs a budget allows: ``pairs`` (N) or ``round(pair_budget * all pairs)``, at least 1; ``None``
+    when neither is set (train every pair) or when the budget covers every pair."""
+    total = n_tasks * (n_tasks - 1) // 2
+    if pairs and pair_budget:
+        raise ValueError("--pairs and --pair-budget contradict each other: give one")
+    if pairs:
+        n = int(pairs)
+    elif pair_budget:
+        if not 0.0 < pair_budget <= 1.0:
+            raise ValueError(f"--pair-budget: expected a fraction in (0, 1], got {pair_budget!r}")
+        n = max(1, int(round(pair_budget * total)))
+    else:
+        return None
+    if n < 1:
+        raise ValueError(f"--pairs: expected a positive integer, got {pairs!r}")
+    return None if n >= total else n
+
+
+def run_rounds(tasks, n_pairs, select, train_round, measured, features=None, seed=0, round_size=None,
+               model_factory=None, say=None):
+    """Choose and train ``n_pairs`` pairs in rounds, as :func:`choose_pairs` would.
+
+    ``train_round(pairs)`` trains the pairs of one round (one model array; pairs a resumed sweep already finished
+    are skipped by the caller); ``measured()`` returns ``{(main, aux): (label, gain)}`` of every trained pair
+    (both directions); ``features(pairs) -> X`` or None. Deterministic for a seed and the measured gains, so a
+    resumed sweep picks the same rounds. Returns the rounds.
+    """
+    if select not in SELECT_MODES:
+        raise ValueError(f"--select: expected one of {', '.join(SELECT_MODES)}, got {select!r}")
+    rng = np.random.default_rng([int(seed), len(tasks), int(n_pairs)])
+    tasks = sorted(tasks)
+    factory = model_factory or GainModel
+    if select == "random":
+        allp = all_pairs(tasks)
+        idx = rng.choice(len(allp), size=n_pairs, replace=False)
+        rounds_plan = [[allp[i] for i in sorted(idx)]]
+        sizes = [n_pairs]
+    else:
+        sizes = round_sizes(len(tasks), n_pairs, select, round_size)
+        rounds_plan = [balanced_design(tasks, sizes[0], rng)]
+    rounds = []
+    for k, size in enumerate(sizes):
+        if k < len(rounds_plan):
+            pick = rounds_plan[k]
+        else:
+            meas = {p: v for p, v in measured().items() if math.isfinite(v[1])}
+            pick = next_round(factory, tasks, meas, size, features, rng) if meas else \
+                balanced_design(tasks, size, rng, start=[p for r in rounds for p in r])
+        if say:
+            say(f"  round {k + 1}/{len(sizes)}: {len(pick)} pair run(s): "
+                + ", ".join(f"{a}+{b}" for a, b in pick))
+        train_round(pick)
+        rounds.append(pick)
+    return rounds
+
+
+def complete_gains(measured_rows, tasks, features=None, model_factory=None, f1=None):
+    """Every directed pair of ``tasks``: the measured rows (``status`` ``measured``, ``p_gain`` 1 or 0 by the
+    label) and, for the others, the gain model's prediction (``status`` ``predicted``, ``p_gain``, ``label``
+    the predicted label, ``gain`` and ``f1_pair`` NaN). ``features``: ``pairs -> X`` or None."""
+    tasks = list(tasks)
+    meas = {(r["main"], r["aux"]): r for r in measured_rows}
+    usable = {p: r for p, r in meas.items() if math.isfinite(r["gain"])}
+    hidden = [(m, a) for m in tasks for a in tasks if m != a and (m, a) not in meas]
+    probs = {}
+    if hidden and usable:
+        mp = sorted(usable)
+        y = np.array([int(usable[p]["label"]) for p in mp])
+        g = np.array([float(usable[p]["gain"]) for p in mp])
+        Xm = features(mp) if features is not None else np.zeros((len(mp), 0))
+        Xh = features(hidden) if features is not None else np.zeros((len(hidden), 0))
+        model = (model_factory or GainModel)().fit(Xm, y, pairs=mp, gain=g)
+        probs = dict(zip(hidden, model.predict_proba(Xh, pairs=hidden)[:, 1]))
+    out = []
+    for m in tasks:
+        for a in tasks:
+            if m == a:
+                continue
+            if (m, a) in meas:
+                r = dict(meas[(m, a)], status="measured")
+                r["p_gain"] = float(r["label"]) if math.isfinite(r["gain"]) else math.nan
+            else:
+                p = float(probs.get((m, a), math.nan))
+                r = {"main": m, "aux": a, "f1_single": (f1 or {}).get(m, math.nan), "f1_pair": math.nan,
+                     "gain": math.nan, "label": int(p > 0.5) if math.isfinite(p) else "", "status": "predicted",
+                     "p_gain": p}
+            out.append(r)
+    return out
+
+
+def write_gains_with_status(rows, path, base_columns=("main", "aux", "f1_single", "f1_pair", "gain", "label")):
+    """gains.csv of a budgeted sweep: the usual columns (and seed columns when present), ``status``, ``p_gain``."""
+    import csv
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    extra = [c for c in ("gain_sd", "n_seeds", "label_beyond_noise", "p_value") if any(c in r for r in rows)]
+    header = list(base_columns) + extra + ["status", "p_gain"]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            w.writerow(["nan" if isinstance(v, float) and math.isnan(v) else v for v in (r.get(h, "") for h in header)])
+    os.replace(tmp, path)
+    return path
+
+
+def budget_summary(rows, seeds=1):
+    """Counts of a gains table with ``status``: ``None`` when every row is measured (or there is no status)."""
+    pred = [r for r in rows if str(r.get("status", "")).strip().lower() == "predicted"]
+    if not pred:
+        return None
+    tasks = sorted({r["main"] for r in rows} | {r["aux"] for r in rows})
+    total = len(tasks) * (len(tasks) - 1) // 2
+    trained = total - len({tuple(sorted((r["main"], r["aux"]))) for r in pred})
+    return {"tasks": len(tasks), "pairs_total": total, "pairs_trained": trained,
+            "runs_saved": (total - trained) * seeds, "directed_predicted": len(pred),
+            "directed_measured": len(rows) - len(pred)}
+
+
+def budget_paragraph(summary):
+    """One sentence for a report: how many pair runs a budgeted sweep trained and saved."""
+    s = summary
+    return (f"**Budgeted sweep**: {s['pairs_trained']} of {s['pairs_total']} pair runs trained, "
+            f"{s['runs_saved']} run(s) saved ({100 * (s['pairs_total'] - s['pairs_trained']) / s['pairs_total']:.0f} %"
+            f" of the pair runs). {s['directed_predicted']} of {s['directed_predicted'] + s['directed_measured']} "
+            "directed gains are *predicted* by the gain model (hatched in Figure 1, `status` = `predicted` and "
+            "`p_gain` in gains.csv), not measured; the meta-analysis below uses the measured ones only.")

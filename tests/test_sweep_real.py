@@ -1,4 +1,6 @@
-"""Slow: a reduced sweep over four real tasks with 50-d GloVe, single-task F1 vs the plain PyTorch protocol.
+"""Slow: a reduced sweep over four real tasks with 50-d GloVe, single-task F1 vs the plain PyTorch protocol,
+for each protocol (``--protocol original`` against ``reference_protocol.train_original``, ``clean`` against
+``reference_protocol.train``).
 
 The two implementations draw different random numbers (their own seeds, sampling and initialisation), so they
 are compared as two samples of the same training distribution: after the same number of steps the test F1
@@ -38,13 +40,14 @@ def _reference():
 
 
 @pytest.mark.slow
-def test_reduced_real_sweep_matches_plain_pytorch(shared_data, tmp_path, request):
+@pytest.mark.parametrize("protocol", ["original", "clean"])
+def test_reduced_real_sweep_matches_plain_pytorch(shared_data, tmp_path, request, protocol):
     _require_slow_opt_in(request)
     glove = shared_data / "embeddings" / "glove.6B.50d.trimmed.txt"
     out = tmp_path / "real"
     rc = main(["--data", *[str(shared_data / t) for t in TASKS], "--embeddings", str(glove),
                "--steps-single", str(STEPS), "--steps-pair", str(STEPS), "--threads", "1", "--no-progress",
-               "--out", str(out)])
+               "--protocol", protocol, "--out", str(out)])
     assert rc == 0
     with open(out / "gains.csv") as fh:
         gains = list(csv.DictReader(fh))
@@ -53,7 +56,8 @@ def test_reduced_real_sweep_matches_plain_pytorch(shared_data, tmp_path, request
     ref = _reference()
     theirs = {}
     for task in TASKS:
-        res = ref.train([str(shared_data / task)], steps=STEPS, seed=0, glove_path=str(glove), threads=1)
+        fn = ref.train_original if protocol == "original" else ref.train
+        res = fn([str(shared_data / task)], steps=STEPS, seed=0, glove_path=str(glove), threads=1)
         theirs[task] = res["tasks"][task]["f1"]
     report = "\n".join(f"{t}: mtlfast {ours[t]:.4f}  reference {theirs[t]:.4f}" for t in TASKS)
     print(report)

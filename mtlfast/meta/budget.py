@@ -207,7 +207,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
     feature_min_, feature_range_, base_rate_
     """
 
-    def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5, 1.0), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
+    def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
                  main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, shrink=1.0,
                  random_state=0):
         self.tau_main = tau_main
@@ -738,6 +738,10 @@ def replay_curve(gm, ns, n_replays=100, select="active", model_factory=None, see
             row[f"{k}_accuracy"] = float(v[:, 0].mean())
             row[f"{k}_accuracy_sd"] = float(v[:, 0].std(ddof=1)) if len(v) > 1 else 0.0
             row[f"{k}_f1"] = float(v[:, 1].mean())
+        if "model" in res and "main_majority" in res:  # paired: the same replays
+            d = np.array(res["model"])[:, 0] - np.array(res["main_majority"])[:, 0]
+            row["model_minus_main_majority"] = float(d.mean())
+            row["model_minus_main_majority_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
         rows.append(row)
         if progress:
             progress(row)

@@ -10,6 +10,7 @@ Two kinds of extension are built:
 Environment switches
 --------------------
 MTLFAST_CUDA=1 / 0   force the CUDA sources in (fails loudly if impossible) / out.
+MTLFAST_NO_X86=1     build only the portable CPU kernels (no x86 intrinsics), as on other architectures.
 DEBUG=1              compile with ``-O0 -g``.
 MTLFAST_ONLY=_C|cython  build only one of the two (used during development).
 
@@ -60,6 +61,10 @@ def torch_extension():
     debug = bool(_env_flag("DEBUG"))
     opt = ["-O0", "-g"] if debug else ["-O3"]
     cxx_flags = opt + ["-std=c++17", "-fopenmp", "-DMTLFAST_WITH_CPU"]
+    if _env_flag("MTLFAST_NO_X86"):
+        cxx_flags.append("-DMTLFAST_NO_X86")
+    # csrc/*.cpp: the module and its bindings; csrc/cpu/*.cpp: the CPU ops, one file per concern (the table in
+    # csrc/cpu/bilstm_cpu.cpp), their headers beside them.
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     use_cuda = _cuda_wanted(torch.version.cuda)
     if use_cuda:

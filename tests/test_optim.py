@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import mtlfast.ops.adadelta as O
-from mtlfast.ops.dispatch import _C
+from mtlfast.ops.dispatch import _C, cpu_kernel_paths, forced_cpu_kernel_path
 
 HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-14), torch.float32: dict(rtol=1e-5, atol=1e-7)}
@@ -23,20 +23,19 @@ needs_c = pytest.mark.skipif(not O.has_fused_adadelta(), reason="mtlfast._C with
 
 
 def _paths():
+    """The Adadelta kernel builds this CPU runs (avx512_bf16 runs the same Adadelta kernel as avx512)."""
     if not O.has_fused_adadelta():
         return []
-    order = ["portable", "avx2", "avx512"]
-    best = _C.optim_cpu_path()
-    return order[: order.index(best) + 1]
+    return [p for p in cpu_kernel_paths() if p in ("portable", "avx2", "avx512")]
 
 
 @pytest.fixture(params=_paths() or [None])
 def cpu_path(request):
     if request.param is None:
         pytest.skip("mtlfast._C not built")
-    _C.set_optim_cpu_path(request.param)
-    yield request.param
-    _C.set_optim_cpu_path("auto")
+    with forced_cpu_kernel_path(request.param):
+        yield request.param
+        assert _C.last_cpu_kernel_paths()["adadelta"] == request.param  # the op ran the forced build
 
 
 def _state(shapes, dtype, seed):

@@ -27,11 +27,11 @@
 //       the sparse embedding backward: sums grad_out rows of equal token id. ids int64 [K, N] (or [N]),
 //       grad_out [K, N, E] (or [N, E]). Rows in order of first appearance, padded with -1 / zeros to U = the
 //       largest number of distinct ids over k. Tokens equal to ignore_id are skipped (-1: none).
-#include "mtlfast.h"
-
+//
+// The float32 element kernel has three builds (AVX-512F, AVX2, portable), chosen by the kernel build shared
+// with the bi-LSTM (isa.h: avx512 and avx512_bf16 run the AVX-512 one), read once per call.
 #include <ATen/Parallel.h>
 #include <pybind11/stl.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -40,12 +40,21 @@
 #include <sstream>
 #include <vector>
 
+#include "cpu/isa.h"
+#include "mtlfast.h"
+
+#if MTLFAST_X86
+#include <immintrin.h>
+#endif
+
 namespace mtlfast {
 namespace {
 
+using cpu::Path;
+
 // ---------------------------------------------------------------------------------------------------------
-// Element kernels. Three float32 paths chosen at run time (AVX-512F, AVX2, portable); multiplications and
-// additions are kept separate (no FMA) to follow torch.optim.Adadelta's rounding as closely as possible.
+// Element kernels. Three float32 builds (AVX-512F, AVX2, portable); multiplications and additions are kept
+// separate (no FMA) to follow torch.optim.Adadelta's rounding as closely as possible.
 
 struct Hyper {
   double lr, rho, eps;
@@ -66,6 +75,7 @@ inline void adadelta_span_portable(T* __restrict p, const T* __restrict g, T* __
   }
 }
 
+#if MTLFAST_X86
 // GCC 12 warns (falsely) that the masked loads read an uninitialised register.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -114,35 +124,20 @@ __attribute__((target("avx2"))) void adadelta_span_avx2(float* p, const float* g
   adadelta_span_portable<float>(p + i, g + i, sq + i, acc + i, n - i, h);
 }
 
-enum class Path { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+#endif  // MTLFAST_X86
 
-Path detect_path() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Path::kAvx512;
-  if (__builtin_cpu_supports("avx2")) return Path::kAvx2;
-  return Path::kPortable;
-}
-
-// The path in use; a test switch can force a slower one (set_optim_cpu_path).
-Path g_path = detect_path();
-const Path g_best_path = g_path;
-
-const char* path_name(Path p) {
-  switch (p) {
-    case Path::kAvx512: return "avx512";
-    case Path::kAvx2: return "avx2";
-    default: return "portable";
-  }
-}
-
-inline void adadelta_span(float* p, const float* g, float* sq, float* acc, int64_t n, const Hyper& h) {
-  switch (g_path) {
+// One stretch of float32 elements in kernel build `path`.
+inline void adadelta_span(float* p, const float* g, float* sq, float* acc, int64_t n, const Hyper& h, Path path) {
+  switch (path) {
+#if MTLFAST_X86
+    case Path::kAvx512Bf16:
     case Path::kAvx512: adadelta_span_avx512(p, g, sq, acc, n, h); break;
     case Path::kAvx2: adadelta_span_avx2(p, g, sq, acc, n, h); break;
+#endif
     default: adadelta_span_portable<float>(p, g, sq, acc, n, h);
   }
 }
-inline void adadelta_span(double* p, const double* g, double* sq, double* acc, int64_t n, const Hyper& h) {
+inline void adadelta_span(double* p, const double* g, double* sq, double* acc, int64_t n, const Hyper& h, Path) {
   adadelta_span_portable<double>(p, g, sq, acc, n, h);
 }
 
@@ -181,7 +176,7 @@ struct Segment {
 
 template <typename T>
 void run_segments(std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads, std::vector<at::Tensor>& sq,
-                  std::vector<at::Tensor>& acc, const std::vector<Segment>& segs, const Hyper& h) {
+                  std::vector<at::Tensor>& acc, const std::vector<Segment>& segs, const Hyper& h, Path path) {
   std::vector<int64_t> start(segs.size() + 1, 0);
   for (size_t s = 0; s < segs.size(); ++s) start[s + 1] = start[s] + segs[s].length;
   const int64_t total = start.back();
@@ -205,7 +200,7 @@ void run_segments(std::vector<at::Tensor>& params, const std::vector<at::Tensor>
       const int64_t n = std::min(e, start[s + 1]) - pos;
       const int64_t o = seg.offset + in_seg;
       const size_t t = seg.tensor;
-      adadelta_span(pp[t] + o, pg[t] + o, ps[t] + o, pa[t] + o, n, h);
+      adadelta_span(pp[t] + o, pg[t] + o, ps[t] + o, pa[t] + o, n, h, path);
       pos += n;
       ++s;
     }
@@ -261,11 +256,13 @@ void adadelta_(std::vector<at::Tensor> params, std::vector<at::Tensor> grads, st
     }
   }
   const Hyper h{lr, rho, eps};
+  const Path path = cpu::active_path();
+  cpu::note_path(cpu::Op::kAdadelta, path);
   pybind11::gil_scoped_release nogil;
   if (dtype == at::kFloat)
-    run_segments<float>(params, grads, sq, acc, segs, h);
+    run_segments<float>(params, grads, sq, acc, segs, h, path);
   else
-    run_segments<double>(params, grads, sq, acc, segs, h);
+    run_segments<double>(params, grads, sq, acc, segs, h, path);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -276,7 +273,7 @@ at::Tensor with_k(const at::Tensor& t, int64_t want_dim) { return t.dim() == wan
 
 template <typename T>
 void rows_kernel(at::Tensor& table, const at::Tensor& grad_rows, const at::Tensor& row_ids, at::Tensor& sq,
-                 at::Tensor& acc, at::Tensor& last_step, int64_t step, const Hyper& h) {
+                 at::Tensor& acc, at::Tensor& last_step, int64_t step, const Hyper& h, Path path) {
   const int64_t K = table.size(0), V = table.size(1), E = table.size(2), N = row_ids.size(1);
   T* tp = table.data_ptr<T>();
   T* sp = sq.data_ptr<T>();
@@ -295,7 +292,7 @@ void rows_kernel(at::Tensor& table, const at::Tensor& grad_rows, const at::Tenso
       const int64_t missed = step - 1 - lp[row];
       const int64_t o = row * E;
       if (missed > 0) scale_span<T>(sp + o, ap + o, E, static_cast<T>(std::pow(rho, static_cast<double>(missed))));
-      adadelta_span(tp + o, gp + j * E, sp + o, ap + o, E, h);
+      adadelta_span(tp + o, gp + j * E, sp + o, ap + o, E, h, path);
       lp[row] = step;
     }
   });
@@ -344,11 +341,13 @@ void adadelta_rows_(at::Tensor table, at::Tensor grad_rows, at::Tensor row_ids, 
                 ip[j], " at flat position ", j);
   at::Tensor s3 = with_k(sq, 3), a3 = with_k(acc, 3), l2 = with_k(last_step, 2);
   const Hyper h{lr, rho, eps};
+  const Path path = cpu::active_path();
+  cpu::note_path(cpu::Op::kAdadelta, path);
   pybind11::gil_scoped_release nogil;
   if (dtype == at::kFloat)
-    rows_kernel<float>(t3, g3, ids, s3, a3, l2, step, h);
+    rows_kernel<float>(t3, g3, ids, s3, a3, l2, step, h, path);
   else
-    rows_kernel<double>(t3, g3, ids, s3, a3, l2, step, h);
+    rows_kernel<double>(t3, g3, ids, s3, a3, l2, step, h, path);
 }
 
 void adadelta_rows_flush_(at::Tensor sq, at::Tensor acc, at::Tensor last_step, int64_t step, double rho) {
@@ -454,7 +453,7 @@ std::tuple<at::Tensor, at::Tensor> embedding_grad_rows(at::Tensor ids, at::Tenso
 
 }  // namespace
 
-void register_optim_cpu(pybind11::module_& m) {
+void register_adadelta_cpu(pybind11::module_& m) {
   namespace py = pybind11;
   m.def("adadelta_", &adadelta_, py::arg("params"), py::arg("grads"), py::arg("sq"), py::arg("acc"),
         py::arg("masks"), py::arg("lr"), py::arg("rho"), py::arg("eps"),
@@ -466,27 +465,6 @@ void register_optim_cpu(pybind11::module_& m) {
         py::arg("step"), py::arg("rho"), "Bring every row's Adadelta state to `step` completed steps.");
   m.def("embedding_grad_rows", &embedding_grad_rows, py::arg("ids"), py::arg("grad_out"), py::arg("num_rows"),
         py::arg("ignore_id") = -1, "Sum embedding output gradients into distinct rows (sparse embedding backward).");
-  m.def("optim_cpu_path", []() { return std::string(path_name(g_path)); },
-        "The element-kernel path in use: avx512, avx2 or portable.");
-  m.def(
-      "set_optim_cpu_path",
-      [](const std::string& name) {
-        Path want;
-        if (name == "avx512")
-          want = Path::kAvx512;
-        else if (name == "avx2")
-          want = Path::kAvx2;
-        else if (name == "portable")
-          want = Path::kPortable;
-        else if (name == "auto")
-          want = g_best_path;
-        else
-          TORCH_CHECK(false, "set_optim_cpu_path: expected 'auto', 'avx512', 'avx2' or 'portable'; got '", name, "'");
-        TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(g_best_path), "set_optim_cpu_path: this CPU cannot run '",
-                    name, "' (best available: ", path_name(g_best_path), ")");
-        g_path = want;
-      },
-      py::arg("name"), "Force the element-kernel path (tests); 'auto' restores the best one.");
 }
 
 }  // namespace mtlfast

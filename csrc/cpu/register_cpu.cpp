@@ -3,7 +3,8 @@
 
 namespace mtlfast {
 void register_cpu_ops(pybind11::module_& m) {
+  register_isa_cpu(m);
   register_bilstm_cpu(m);
-  register_optim_cpu(m);
+  register_adadelta_cpu(m);
 }
 }  // namespace mtlfast

@@ -1,5 +1,5 @@
 // Fused Adadelta (TensorFlow semantics) over flat buffers, and the lazy row-wise update of embedding tables
-// (shapes and formulas: bilstm_cuda.h; the same ops as csrc/cpu/optim_cpu.cpp). No host synchronisation, no allocation: capturable in a CUDA graph.
+// (shapes and formulas: bilstm_cuda.h; the same ops as csrc/cpu/adadelta_cpu.cpp). No host synchronisation, no allocation: capturable in a CUDA graph.
 #include <cuda_runtime.h>
 
 #include "bilstm_cuda.h"

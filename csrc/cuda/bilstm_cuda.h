@@ -102,7 +102,7 @@ cudaError_t bilstm_recurrent_backward(const RecurrentBackwardArgs& args, Recurre
                                       WeightsPlacement placement = WeightsPlacement::kAuto);
 
 // Adadelta with TensorFlow's semantics (= torch.optim.Adadelta without weight decay), the CUDA twins of
-// csrc/cpu/optim_cpu.cpp; T = float or double. One fused pass over n elements:
+// csrc/cpu/adadelta_cpu.cpp; T = float or double. One fused pass over n elements:
 //   accum     = rho * accum + (1 - rho) * g^2                        ("sq" in mtlfast.optim)
 //   update    = sqrt(accum_upd + eps) / sqrt(accum + eps) * g
 //   accum_upd = rho * accum_upd + (1 - rho) * update^2               ("acc" in mtlfast.optim)

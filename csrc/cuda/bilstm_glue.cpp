@@ -20,7 +20,7 @@
 //   adadelta_cuda_(params, grads, sq, acc, masks, lr, rho, eps)                       in place
 //   adadelta_rows_cuda_(table, grad_rows, row_ids, sq, acc, last_step, step, lr, rho, eps)   in place
 //   adadelta_rows_flush_cuda_(sq, acc, last_step, step, rho)                             in place
-//     the CUDA twins of the CPU ops adadelta_, adadelta_rows_, adadelta_rows_flush_ (csrc/cpu/optim_cpu.cpp):
+//     the CUDA twins of the CPU ops adadelta_, adadelta_rows_, adadelta_rows_flush_ (csrc/cpu/adadelta_cpu.cpp):
 //     same arguments and semantics, float32/float64; `step` may also be a CUDA int64 tensor [] or [K] so a
 //     captured CUDA graph can advance it (a Python int is baked into the graph at capture).
 //   bilstm_cuda_plan(K, B, H, precision, forward=True) -> dict (launch layout on the current device)
@@ -305,7 +305,7 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
   return {dx.contiguous(), dw_ih, dw_hh, dbias};
 }
 
-// ---- Adadelta (the CUDA twins of csrc/cpu/optim_cpu.cpp, same arguments) -----------------------------------
+// ---- Adadelta (the CUDA twins of csrc/cpu/adadelta_cpu.cpp, same arguments) -----------------------------------
 
 const char* dtype_ok(at::ScalarType t) { return (t == at::kFloat || t == at::kDouble) ? nullptr : "float32/float64"; }
 

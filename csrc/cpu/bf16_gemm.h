@@ -1,0 +1,57 @@
+// bf16 matrix products with fp32 accumulation, for the bi-LSTM's precision="bf16".
+//
+// Two ways, same numbers: (1) emulated, on every CPU: operands rounded to bfloat16 (round to nearest even) but
+// held in fp32; products of two bf16 values are exact in fp32, so an fp32 GEMM over rounded operands is a bf16
+// GEMM with fp32 accumulation. (2) native, on AVX512-BF16 CPUs (kernel build avx512_bf16): vdpbf16ps over packed
+// operands, A as [M][K/2] pairs, B as 16-column blocks [N/16][K/2][16][2]; a 4 x 64 register tile of C runs over
+// K two at a time (bf16_gemm.cpp).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu/isa.h"
+
+namespace mtlfast {
+namespace cpu {
+
+// Emulated: values rounded to bfloat16, held in the tensor's dtype.
+inline at::Tensor round_bf16(const at::Tensor& t) { return t.to(at::kBFloat16).to(t.scalar_type()); }
+
+inline void round_bf16_inplace(float* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &p[i], 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) {  // finite: round to nearest even on the upper 16 bits
+      u += 0x7fffu + ((u >> 16) & 1u);
+    }
+    u &= 0xffff0000u;
+    std::memcpy(&p[i], &u, 4);
+  }
+}
+
+constexpr int64_t kTileRows = 4, kTileBlocks = 4;  // register tile: 4 rows x 4 blocks of 16 columns
+
+// op(B) packed for the native kernel.
+struct PackedB16 {
+  std::vector<uint16_t> data;  // [nblk][kp][32]
+  int64_t N = 0, kp = 0, nblk = 0;
+};
+
+#if MTLFAST_X86
+#define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], zero-padded to whole register tiles.
+MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out);
+// op(A) [M, K] -> [M][kp] k pairs.
+MTLFAST_BF16_TARGET void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda,
+                                  std::vector<uint32_t>& out);
+// C[M, N] = A @ B (+ beta C) from packed operands.
+MTLFAST_BF16_TARGET void bf16_gemm_packed(int64_t M, const uint32_t* A, const PackedB16& Bp, float beta, float* C,
+                                          int64_t ldc);
+#endif
+
+}  // namespace cpu
+}  // namespace mtlfast

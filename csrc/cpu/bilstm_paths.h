@@ -1,0 +1,51 @@
+// The two implementations behind the CPU bi-LSTM's one contract (csrc/bilstm.h), as bilstm_cpu.cpp calls them
+// after checking the arguments and sorting each model's rows by length (longest first, so that the rows still
+// running at any step are a prefix). One task per (model, direction) over at::parallel_for in both.
+//
+// * general path (bilstm_generic.cpp): any dtype, precision and kernel build. Saved tensors acts [K, 2, B, T, 4H],
+//   cells [K, 2, B, T, H]. Input projection and weight gradients as GEMMs; per step one recurrent product and the
+//   cell kernels of lstm_cell.h.
+// * lanes path (bilstm_lanes.cpp): fp32 on the avx512 / avx512_bf16 builds. Batch in the vector lanes; saved
+//   tensors acts [K, 2, 4H, T*Bp], cells [K, 2, 2H, T*Bp] with Bp = 16 * ceil(B / 16).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "cpu/isa.h"
+
+namespace mtlfast {
+namespace cpu {
+
+struct Dims {
+  int64_t K, B, T, E, H;
+};
+
+// General path. Pointers to contiguous tensors in sorted row order; y and cells zeroed by the caller; bf16
+// operands pre-rounded by the caller when prod_mode(bf16, path) is Prod::kBf16Emulated.
+template <typename T>
+void forward_generic(const Dims& d, const T* x, const int64_t* len, const T* w_ih, const T* w_hh, const T* bias, T* y,
+                     T* acts, T* cells, bool bf16, Path path);
+template <typename T>
+void backward_generic(const Dims& d, const T* dy, const T* x, const int64_t* len, const T* w_ih, const T* w_hh,
+                      const T* y, const T* acts, const T* cells, T* dx, T* dw_ih, T* dw_hh, T* dbias, T* dgates,
+                      bool bf16, Path path);
+
+// Lanes path: true when it runs float32 / fp32 on kernel build `path`.
+inline bool use_lanes(at::ScalarType dt, bool bf16, Path path) {
+  return MTLFAST_X86 && dt == at::kFloat && !bf16 && (path == Path::kAvx512 || path == Path::kAvx512Bf16);
+}
+
+// Columns per (model, direction) of the lanes layout: T * Bp.
+inline int64_t lanes_ld(const Dims& d) { return d.T * ((d.B + 15) / 16 * 16); }
+
+#if MTLFAST_X86
+void forward_lanes(const Dims& d, const float* x, const int64_t* len, const float* w_ih, const float* w_hh,
+                   const float* bias, float* y, float* acts, float* cells);
+void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_t* len, const float* w_ih,
+                    const float* w_hh, const float* acts, const float* cells, float* dx, float* dw_ih, float* dw_hh,
+                    float* dbias);
+#endif
+
+}  // namespace cpu
+}  // namespace mtlfast

@@ -1,0 +1,85 @@
+// Workspaces and the block pool of the lanes path (block_pool.h).
+#include "cpu/block_pool.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+namespace mtlfast {
+namespace cpu {
+
+float* scratch(int slot, int64_t n) {
+  struct Buf {
+    float* p = nullptr;
+    int64_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[6];
+  Buf& b = bufs[slot];
+  if (n > b.n) {
+    std::free(b.p);
+    b.p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+    TORCH_CHECK(b.p != nullptr, "bilstm: out of memory for a ", n * sizeof(float), "-byte workspace");
+    b.n = n;
+  }
+  return b.p;
+}
+
+namespace {
+
+// Saved activations (acts, cells: megabytes per call, freed after every backward) come from a small pool of
+// recycled blocks instead of the system allocator, whose large blocks are fresh pages (page faults and kernel
+// zeroing on first touch) whenever glibc returns them to the OS between calls. At most kPoolBlocks blocks and
+// kPoolBytes bytes are kept; anything beyond that is freed as usual.
+constexpr size_t kPoolBlocks = 16, kPoolBytes = size_t(256) << 20;
+struct BlockPool {
+  std::mutex mu;
+  std::multimap<size_t, void*> free_blocks;  // bytes -> block
+  size_t bytes = 0;
+  void* get(size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = free_blocks.find(n);
+      if (it != free_blocks.end()) {
+        void* p = it->second;
+        free_blocks.erase(it);
+        bytes -= n;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, n);
+    TORCH_CHECK(p != nullptr, "bilstm: out of memory for ", n, " bytes of saved activations");
+    return p;
+  }
+  void put(void* p, size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (free_blocks.size() < kPoolBlocks && bytes + n <= kPoolBytes) {
+        free_blocks.emplace(n, p);
+        bytes += n;
+        return;
+      }
+    }
+    std::free(p);
+  }
+};
+
+BlockPool& block_pool() {
+  static BlockPool* pool = new BlockPool();  // never destroyed: tensors may outlive static destruction
+  return *pool;
+}
+
+
+}  // namespace
+
+at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  int64_t numel = 1;
+  for (int64_t s : sizes) numel *= s;
+  const size_t n = ((static_cast<size_t>(numel) * sizeof(float) + 63) / 64) * 64;
+  void* p = block_pool().get(n == 0 ? 64 : n);
+  const size_t held = n == 0 ? 64 : n;
+  return at::from_blob(p, sizes, [held](void* q) { block_pool().put(q, held); }, opts);
+}
+
+}  // namespace cpu
+}  // namespace mtlfast

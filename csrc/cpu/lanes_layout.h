@@ -1,0 +1,93 @@
+// Layout helpers of the lanes path, AVX-512: lane masks, 16 x 16 register-block transposes, row sums.
+// Private to bilstm_lanes.cpp (the only file that includes it): internal linkage on purpose, so that the
+// compiler sees every caller, exactly as when this code and its callers shared one file.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/isa.h"
+#include "cpu/simd_math.h"
+
+#if MTLFAST_X86
+namespace mtlfast {
+namespace cpu {
+namespace {
+
+// Lanes l0 .. l0+15 that are still running when `active` rows (a prefix) are.
+inline __mmask16 lane_mask(int64_t active, int64_t l0) {
+  const int64_t r = active - l0;
+  return r <= 0 ? static_cast<__mmask16>(0) : r >= 16 ? static_cast<__mmask16>(0xffff)
+                                                      : static_cast<__mmask16>((1u << r) - 1u);
+}
+
+// dst[c][r] = src[r][c] for r < R, c < C, in 16 x 16 register blocks (edges masked).
+MTLFAST_AVX512_TARGET void transpose(const float* src, int64_t lds, int64_t R, int64_t C, float* dst, int64_t ldd) {
+  for (int64_t r0 = 0; r0 < R; r0 += 16) {
+    const int64_t nr = std::min<int64_t>(16, R - r0);
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const int64_t nc = std::min<int64_t>(16, C - c0);
+      const __mmask16 mc = tail_mask(nc);
+      __m512 r[16], t[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(mc, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+      }
+      // r[4 i + c], 128-bit lane L: column 4 L + c of rows 4 i .. 4 i + 3.
+      const __mmask16 mr = tail_mask(nr);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        const __m512 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+        const __m512 col[4] = {_mm512_shuffle_f32x4(u0, u2, 0x88), _mm512_shuffle_f32x4(u1, u3, 0x88),
+                               _mm512_shuffle_f32x4(u0, u2, 0xdd), _mm512_shuffle_f32x4(u1, u3, 0xdd)};
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          const int64_t j = 4 * q + c;
+          if (j < nc) _mm512_mask_storeu_ps(dst + (c0 + j) * ldd + r0, mr, col[q]);
+        }
+      }
+    }
+  }
+}
+
+// out[r] = sum of row r of M [R][n] (row stride ld).
+MTLFAST_AVX512_TARGET void row_sums(const float* M, int64_t R, int64_t n, int64_t ld, float* out) {
+  for (int64_t r = 0; r < R; ++r) {
+    const float* row = M + r * ld;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      a0 = _mm512_add_ps(a0, _mm512_loadu_ps(row + i));
+      a1 = _mm512_add_ps(a1, _mm512_loadu_ps(row + i + 16));
+    }
+    for (; i < n; i += 16) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(tail_mask(n - i), row + i));
+    out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  }
+}
+
+// a[i] += b[i].
+MTLFAST_AVX512_TARGET void add_inplace(float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(a + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mtlfast
+#endif  // MTLFAST_X86

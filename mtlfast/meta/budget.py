@@ -784,12 +784,14 @@ def _fit_groups_loto(X, y, train, subsets, taus):
     return out
 
 
-def loto_feature_search(X, y, pairs, groups, taus=(0.3, 1.0, 3.0), max_groups=3):
+def loto_feature_search(X, y, pairs, groups, taus=(0.3, 1.0, 3.0), max_groups=3, one_se=True):
     """Greedy forward selection of feature groups (and the prior sd ``tau``) by leave-one-task-out accuracy.
 
     ``groups``: ``{name: [column indices]}``. Starts from the empty set (intercept only: the base rate); adds
-    the group that raises LOTO accuracy most (ties: lower log-loss), up to ``max_groups`` groups, and returns
-    the best set seen on the path: ``{"groups": [...], "tau": t, "accuracy": a, "log_loss": l}``.
+    the group that raises LOTO accuracy most (ties: lower log-loss), up to ``max_groups`` groups. A set on the
+    path replaces the best so far only if it is more accurate by more than one standard error of the paired
+    difference over the held-out pairs (``one_se``; otherwise by anything), so that noise does not buy a feature.
+    Returns ``{"groups": [...], "tau": t, "accuracy": a, "log_loss": l}``.
     """
     y = np.asarray(y, dtype=int)
     tasks = sorted({t for p in pairs for t in p})
@@ -808,23 +810,25 @@ def loto_feature_search(X, y, pairs, groups, taus=(0.3, 1.0, 3.0), max_groups=3)
     def evaluate(cands):
         subsets = np.stack([mask(c) for c in cands])
         prob = _fit_groups_loto(X, y, tr, subsets, list(taus))  # [S, T, F, n]
-        pred = prob > 0.5
-        acc = ((pred == y) * te).sum(axis=(2, 3)) / te.sum()
+        correct = ((prob > 0.5) == y)[..., te]  # [S, T, held-out pairs]
         ll = (_log_loss(prob, y) * te).sum(axis=(2, 3)) / te.sum()
-        return acc, ll
+        return correct, ll
 
-    # base rate only
     base_pred = np.array([[int(y[t_].mean() >= 0.5)] * len(y) for t_ in tr])
-    base_acc = float(((base_pred == y) * te).sum() / te.sum())
-    best = {"groups": [], "tau": None, "accuracy": base_acc, "log_loss": float("nan")}
+    best_correct = (base_pred == y)[te]
+    best = {"groups": [], "tau": None, "accuracy": float(best_correct.mean()), "log_loss": float("nan")}
     current = []
     for _ in range(min(max_groups, len(names))):
         cands = [current + [g] for g in names if g not in current]
-        acc, ll = evaluate(cands)
+        correct, ll = evaluate(cands)
+        acc = correct.mean(axis=2)
         key = acc - 1e-6 * ll
         s, k = np.unravel_index(int(np.argmax(key)), key.shape)
         current = cands[s]
-        if acc[s, k] > best["accuracy"] + 1e-12:
+        d = correct[s, k].astype(float) - best_correct
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if one_se and len(d) > 1 else 0.0
+        if d.mean() > se + 1e-12:
+            best_correct = correct[s, k]
             best = {"groups": list(current), "tau": float(taus[k]), "accuracy": float(acc[s, k]),
                     "log_loss": float(ll[s, k])}
     return best

@@ -38,7 +38,7 @@ HP = dict(lr=0.1, rho=0.95, eps=1e-8)
 
 def machine() -> str:
     model = cpu_features()["model"]
-    path = _C.optim_cpu_path() if O.has_fused_adadelta() else "no _C"
+    path = _C.cpu_kernel_path() if O.has_fused_adadelta() else "no _C"
     return f"{model}; {os.cpu_count()} cpus; torch {torch.__version__}; threads {torch.get_num_threads()}; kernel {path}"
 
 

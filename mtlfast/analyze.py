@@ -1,4 +1,4 @@
-"""Turn a finished sweep into the paper's findings: ``python -m mtlfast.analyze OUT``.
+"""Turn a finished sweep into the paper's findings: ``python -m mtlfast.analyze --out DIR``.
 
 Reads the sweep output folder (docs/ARCHITECTURE.md: ``gains.csv``, ``curves.csv``, ``features.csv``,
 ``runs.csv``, ``scores.csv``, ``config.json``) and writes into it:
@@ -15,7 +15,6 @@ says so in the report. ``gains.csv`` is required (or ``scores.csv``, from which 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -23,9 +22,12 @@ import time
 import warnings
 from pathlib import Path
 
+from mtlfast.cli import EXIT_OK, Parser, add_cv_options, add_out, cv_settings, resolve_out, run_main
 from mtlfast.report.files import jsonable, write_csv
 
 __all__ = ["analyze", "AnalyzeError", "main"]
+
+PROG = "python -m mtlfast.analyze"
 
 
 class AnalyzeError(ValueError):
@@ -232,29 +234,11 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m mtlfast.analyze",
-                                description="Analyse a sweep output folder: gains heatmap, curve features, "
-                                            "meta-classifier (Table 3), report.md and report.html.")
-    p.add_argument("out", type=Path, help="sweep output folder (holds gains.csv, curves.csv, features.csv, ...)")
-    p.add_argument("--repeats", type=int, default=100, help="repetitions of k-fold CV (default 100)")
-    p.add_argument("--folds", type=int, default=5, help="k of k-fold CV (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the CV splits (default 0)")
-    p.add_argument("--search", choices=["auto", "exhaustive", "greedy", "none"], default="auto",
-                   help="best-combination search over the task-feature groups; auto: exhaustive up to 1,023 "
-                        "combinations (<= 10 groups), greedy forward selection beyond. 'exhaustive' with all 14 "
-                        "groups fits 16,383 combinations x 5 inner folds per outer fold (about 30-50 s per outer "
-                        "fold on one busy core); e.g. --search exhaustive --outer-repeats 1 --optimistic-repeats 2 "
-                        "takes a few minutes")
-    p.add_argument("--outer-repeats", type=int, default=5,
-                   help="repetitions of the outer k-fold CV of the nested search (default 5)")
-    p.add_argument("--inner-repeats", type=int, default=1,
-                   help="repetitions of the inner k-fold CV of the nested search (default 1)")
-    p.add_argument("--optimistic-repeats", type=int, default=20,
-                   help="repetitions of k-fold CV for the optimistic (non-nested) search (default 20; 0: "
-                        "--repeats, the paper's protocol)")
-    p.add_argument("--full", action="store_true",
-                   help="the heavier protocol of `mtlfast.reproduce`: 10 outer x 2 inner repetitions, "
-                        "optimistic search on all --repeats")
+    p = Parser(prog=PROG, description="Analyse a sweep folder: gains heatmap, curve features, meta-classifier "
+                                      "(Table 3), report.md and report.html, written into the sweep folder.")
+    add_out(p, "the sweep folder (holds gains.csv, curves.csv, features.csv, ...); the report is written into it",
+            positional_alias=True)
+    add_cv_options(p)
     p.add_argument("--protocol", choices=("original", "clean"),
                    help="original: also the notebook's curve features and meta-classifier CV (original_cv.json); "
                         "default: the sweep's protocol from config.json, else clean")
@@ -263,26 +247,15 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.folds < 2:
-        parser.error(f"--folds: expected at least 2 (k of k-fold CV), got {args.folds}")
-    if args.repeats < 1:
-        parser.error(f"--repeats: expected a positive integer, got {args.repeats}")
-    settings = {"n_repeats": args.repeats, "n_splits": args.folds, "random_state": args.seed, "search": args.search,
-                "outer_repeats": args.outer_repeats, "inner_repeats": args.inner_repeats,
-                "optimistic_repeats": args.optimistic_repeats or None}
-    if args.full:
-        settings.update(outer_repeats=10, inner_repeats=2, optimistic_repeats=None)
     from mtlfast.meta.table import TableError
 
-    try:
-        md = analyze(args.out, quiet=args.quiet, settings=settings, protocol=args.protocol)
-    except (AnalyzeError, TableError, OSError) as exc:
-        print(f"mtlfast.analyze: {exc}", file=sys.stderr)
-        return 2
-    print(md)
-    return 0
+    def body():
+        args = build_parser().parse_args(argv)
+        out = resolve_out(args)
+        print(analyze(out, quiet=args.quiet, settings=cv_settings(args), protocol=args.protocol))
+        return EXIT_OK
+
+    return run_main(PROG, body, (AnalyzeError, TableError, OSError))
 
 
 if __name__ == "__main__":

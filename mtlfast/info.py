@@ -1,4 +1,4 @@
-"""``python -m mtlfast.info``: versions, compiled backends, CPU features, threads and GPU."""
+"""``python -m mtlfast.info [--json]``: versions, compiled backends, CPU features, threads and GPU."""
 
 from __future__ import annotations
 
@@ -53,12 +53,36 @@ def collect() -> dict:
     return info
 
 
+PROG = "python -m mtlfast.info"
+
+
+def build_parser():
+    from mtlfast.cli import Parser
+
+    p = Parser(prog=PROG, description="Print the versions of mtlfast and its dependencies, which compiled backends "
+                                      "are built and in use (mtlfast._C, CUDA kernels), the CPU's features, the "
+                                      "torch threads and the GPUs: what to paste into a bug report.")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of aligned lines")
+    return p
+
+
 def main(argv=None) -> int:
-    info = collect()
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
-    return 0
+    from mtlfast.cli import run_main
+
+    def body():
+        args = build_parser().parse_args(argv)
+        info = collect()
+        if args.json:
+            import json
+
+            print(json.dumps(info, indent=1, default=str))
+            return 0
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+        return 0
+
+    return run_main(PROG, body)
 
 
 if __name__ == "__main__":

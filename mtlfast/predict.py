@@ -12,26 +12,31 @@ gain label and probability for every pair involving a new task, from the new tas
 
 The predictor uses the task features available for *every* task (sweep and new); the others are left out
 and listed. Output: one row per directed pair ``main, aux, p_gain, predicted_gain, main_is_new, aux_is_new``
-(``--out``, CSV) and, on stdout, for every new task the auxiliary tasks ranked by the probability of a gain,
+(``--csv FILE``) and, on stdout, for every new task the auxiliary tasks ranked by the probability of a gain,
 and the known tasks that the new task is predicted to help.
 
 Example::
 
-    python -m mtlfast.predict --sweep mtlfast-out --new-task-features new/features.csv \\
-        --new-curves new/curves.csv --out predictions.csv
+    python -m mtlfast.predict --out mtlfast-out --new-task-features new/features.csv \\
+        --new-curves new/curves.csv --csv predictions.csv
+
+``--out DIR`` is the sweep folder, as for ``mtlfast.sweep`` and ``mtlfast.analyze`` (``--sweep DIR``, its old
+spelling, still works).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
 import warnings
 from pathlib import Path
 
+from mtlfast.cli import Parser, UsageError, add_out, resolve_out, run_main
 
 __all__ = ["PredictError", "load_sweep_features", "fit_predictor", "predict_new", "main"]
+
+PROG = "python -m mtlfast.predict"
 
 
 class PredictError(ValueError):
@@ -128,40 +133,38 @@ def format_ranking(rows, top=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m mtlfast.predict",
+    p = Parser(
+        prog=PROG,
         description="Fit the gain predictor on a finished sweep and rank auxiliary tasks for new tasks from "
                     "their data features and/or single-task learning curves (no pair training).")
-    p.add_argument("--sweep", required=True, type=Path, help="finished sweep folder (gains.csv, features.csv, "
-                                                              "curves.csv)")
+    add_out(p, "the finished sweep folder (gains.csv, features.csv, curves.csv)", old_flag="--sweep")
     p.add_argument("--new-task-features", type=Path,
                    help="CSV with a 'task' column and data features of the new tasks (features.csv format)")
     p.add_argument("--new-curves", type=Path,
                    help="CSV with the new tasks' single-task training-loss curves (curves.csv format or "
                         "task,step,loss)")
     p.add_argument("--new-sweep", type=Path, help="folder with features.csv and/or curves.csv of the new tasks")
-    p.add_argument("--out", type=Path, help="write all predictions to this CSV")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write all predictions to this CSV file")
     p.add_argument("--top", type=int, default=None, help="show only the best N per list")
     p.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
     return p
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.top is not None and args.top < 1:
-        parser.error(f"--top: expected a positive integer, got {args.top}")
     from mtlfast.meta.table import TableError
 
+    return run_main(PROG, lambda: _main(argv), (PredictError, TableError, OSError))
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    sweep = resolve_out(args, "the sweep folder", old_flag="--sweep")
+    if args.top is not None and args.top < 1:
+        raise UsageError(f"--top: expected a positive integer, got {args.top}")
     if not (args.new_task_features or args.new_curves or args.new_sweep):
-        print("mtlfast.predict: give --new-task-features, --new-curves or --new-sweep", file=sys.stderr)
-        return 2
-    try:
-        new = load_sweep_features(args.new_sweep, args.new_task_features, args.new_curves)
-        rows, used = predict_new(args.sweep, new, C=args.C)
-    except (PredictError, TableError, OSError) as exc:
-        print(f"mtlfast.predict: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError("expected the new tasks: --new-task-features, --new-curves or --new-sweep")
+    new = load_sweep_features(args.new_sweep, args.new_task_features, args.new_curves)
+    rows, used = predict_new(sweep, new, C=args.C)
     from mtlfast.meta.table import TASK_FEATURES
 
     left = [f for f in TASK_FEATURES if f not in used]
@@ -169,12 +172,12 @@ def main(argv=None):
     if left:
         print(f"not available for every task, left out: {', '.join(left)}")
     print(format_ranking(rows, args.top))
-    if args.out:
-        with open(args.out, "w", newline="") as fh:
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
             w = csv.DictWriter(fh, ["main", "aux", "p_gain", "predicted_gain", "main_is_new", "aux_is_new"])
             w.writeheader()
             w.writerows(rows)
-        print(f"wrote {args.out}")
+        print(f"wrote {args.csv}")
     return 0
 
 

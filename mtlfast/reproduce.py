@@ -32,7 +32,6 @@ Two protocols (README, "Original vs clean"):
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -43,11 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from mtlfast.meta.gains import gain_row
+from mtlfast.cli import Parser, UsageError, add_cv_options, cv_settings, run_main
 from mtlfast.report.files import jsonable, write_csv
 
 __all__ = ["LogError", "PROTOCOLS", "parse_log", "read_logs", "compute_gains", "original_curves", "reproduce",
            "reproduce_original", "main"]
 
+PROG = "python -m mtlfast.reproduce"
 PROTOCOLS = ("original", "clean")
 
 _LINE = re.compile(
@@ -409,8 +410,8 @@ def format_summary(res):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m mtlfast.reproduce",
+    p = Parser(
+        prog=PROG,
         description="Reproduce the paper's gains, Figure 1, curve features and the curve-feature meta-classifier "
                     "from the original training logs.")
     p.add_argument("--logs", required=True, type=Path,
@@ -418,14 +419,6 @@ def build_parser():
                         "(e.g. ../shared/data/eacl2017/logs)")
     p.add_argument("--out", type=Path, default=Path("mtlfast-out/reproduce"),
                    help="output folder (created; default: mtlfast-out/reproduce)")
-    p.add_argument("--repeats", type=int, default=100, help="repetitions of k-fold CV (default 100)")
-    p.add_argument("--folds", type=int, default=5, help="k of k-fold CV (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the CV splits (default 0)")
-    p.add_argument("--search", choices=["auto", "exhaustive", "greedy", "none"], default="auto",
-                   help="best-combination search over feature groups (auto: exhaustive up to 1,023 "
-                        "combinations, greedy beyond; the 7 curve groups give 127)")
-    p.add_argument("--outer-repeats", type=int, default=10,
-                   help="repetitions of the outer k-fold CV of the nested search (default 10)")
     p.add_argument("--single-iter", type=int, default=SINGLE_ITER,
                    help=f"iteration at which single-task F1 is read (default {SINGLE_ITER:,})")
     p.add_argument("--pair-iter", type=int, default=PAIR_ITER,
@@ -442,32 +435,26 @@ def build_parser():
     p.add_argument("--exhaustive", action="store_true",
                    help="same as --search exhaustive (all 127 combinations of the 7 curve groups; the default "
                         "'auto' already does this)")
+    add_cv_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     return p
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_main(PROG, lambda: _main(argv), (LogError, OSError))
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
     if args.protocol == "original" and (args.clean_curves or args.free_d):
-        parser.error("--clean-curves and --free-d belong to the clean protocol's curve features "
-                     "(use --protocol clean)")
-    if args.folds < 2:
-        parser.error(f"--folds: expected at least 2 (k of k-fold CV), got {args.folds}")
-    if args.repeats < 1:
-        parser.error(f"--repeats: expected a positive integer, got {args.repeats}")
+        raise UsageError("--clean-curves and --free-d belong to the clean protocol's curve features "
+                         "(use --protocol clean)")
     if args.exhaustive:
         args.search = "exhaustive"
-    settings = {"n_repeats": args.repeats, "n_splits": args.folds, "random_state": args.seed,
-                "search": args.search, "outer_repeats": args.outer_repeats, "inner_repeats": 2,
-                "optimistic_repeats": None}
-    try:
-        res = reproduce(args.logs, args.out, settings, clean_curves=args.clean_curves, fix_d=not args.free_d,
-                        quiet=args.quiet, single_iter=args.single_iter, pair_iter=args.pair_iter,
-                        protocol=args.protocol)
-    except (LogError, OSError) as exc:
-        print(f"mtlfast.reproduce: {exc}", file=sys.stderr)
-        return 2
+    settings = cv_settings(args)
+    res = reproduce(args.logs, args.out, settings, clean_curves=args.clean_curves, fix_d=not args.free_d,
+                    quiet=args.quiet, single_iter=args.single_iter, pair_iter=args.pair_iter,
+                    protocol=args.protocol)
     print(format_summary_original(res) if args.protocol == "original" else format_summary(res))
     return 0
 

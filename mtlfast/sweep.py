@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from mtlfast.cli import Parser, run_main
 from mtlfast.config import (
     BACKENDS,
     DEFAULT_STEPS,
@@ -34,15 +35,10 @@ from mtlfast.config import (
 PROG = "python -m mtlfast.sweep"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # exit 2 with one clear line, as for every other bad input
-        raise ConfigError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = SweepConfig()
     S = argparse.SUPPRESS
-    p = _Parser(
+    p = Parser(  # a bad command line is one error line and exit 2, as every other bad input (mtlfast.cli)
         prog=PROG, argument_default=S, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the single-task and pair runs of a suite of tagging tasks (Bingel & Søgaard, EACL 2017),"
                     " store every loss and score in OUT/mtlfast.db, and export gains.csv, runs.csv, scores.csv,"
@@ -98,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, metavar="N",
                    help=f"checkpoint unfinished runs every N steps (default {d.checkpoint_every})")
     g = p.add_argument_group("where and how it runs (may change when resuming)")
-    g.add_argument("--out", metavar="DIR", help=f"output folder (default ./{d.out})")
+    g.add_argument("--out", metavar="DIR", help=f"the sweep folder, written and resumed (default ./{d.out})")
     g.add_argument("--config", metavar="FILE", help="TOML file of options (keys = option names)")
     g.add_argument("--device", metavar="DEV", help="cpu (default), cuda or cuda:N")
     g.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default 0: torch's choice, all available cores; 1 is faster when other"
@@ -404,7 +400,7 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
             _say(f"Report: {report}")
         except Exception as exc:  # noqa: BLE001
             _say(f"The report step failed ({type(exc).__name__}: {exc}); the CSVs are complete."
-                 f" Retry with: python -m mtlfast.analyze {out}")
+                 f" Retry with: python -m mtlfast.analyze --out {out}")
     if failed:
         _say(f"{len(failed)} run(s) failed (see runs.csv / the runs table); re-run the command to retry them.")
         return 1
@@ -413,12 +409,12 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
+
+    def body():
         cfg, executor_options = parse_args(argv)
         return run(cfg, argv, executor_options)
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+
+    return run_main(PROG, body, (ConfigError,))
 
 
 if __name__ == "__main__":

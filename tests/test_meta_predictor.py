@@ -91,7 +91,7 @@ def test_predict_cli_ranks_auxiliary_tasks(tmp_path, capsys):
             w.writerow({**r, "task": r["task"].replace("task", "new")})
     out = tmp_path / "pred.csv"
     # data features only (no curves given): curve features are left out and said so
-    assert main(["--sweep", str(sweep), "--new-task-features", str(newf), "--out", str(out), "--top", "2"]) == 0
+    assert main(["--out", str(sweep), "--new-task-features", str(newf), "--csv", str(out), "--top", "2"]) == 0
     text = capsys.readouterr().out
     assert "features used (7)" in text and "left out" in text
     assert "new6 as main task" in text

@@ -90,9 +90,16 @@ def test_analyze_single_class_says_so(tmp_path):
 
 
 def test_analyze_recomputes_gains_from_scores_and_fails_clearly(tmp_path):
-    from mtlfast.analyze import AnalyzeError, analyze, main
+    from mtlfast.analyze import AnalyzeError, _gains_from_scores, analyze, main
+    from mtlfast.meta.table import read_gains
 
-    write_fake_sweep(tmp_path / "s", n_tasks=5, with_curves=False)
+    truth = write_fake_sweep(tmp_path / "s", n_tasks=5, with_curves=False)
+    written = read_gains(tmp_path / "s" / "gains.csv")
+    recomputed = _gains_from_scores(tmp_path / "s" / "scores.csv")
+    assert [(g["main"], g["aux"]) for g in recomputed] == [(g["main"], g["aux"]) for g in written]
+    intended = {(g["main"], g["aux"]): g["gain"] for g in truth["gains"]}
+    for g in recomputed:
+        assert g["gain"] == pytest.approx(intended[(g["main"], g["aux"])], rel=1e-9, abs=1e-9)
     (tmp_path / "s" / "gains.csv").unlink()
     analyze(tmp_path / "s", quiet=True, settings=FAST)
     md, _ = _check_report(tmp_path / "s")

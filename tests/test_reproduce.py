@@ -285,9 +285,8 @@ def test_original_protocol_cli_on_synthetic_logs_equals_the_notebook_way(tmp_pat
 
 def test_original_protocol_refuses_clean_only_flags(tmp_path, capsys):
     _fake_logs_original(tmp_path / "logs")
-    with pytest.raises(SystemExit) as e:
-        main(["--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "o"), "--free-d", "--quiet"])
-    assert e.value.code == 2 and "clean protocol" in capsys.readouterr().err
+    assert main(["--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "o"), "--free-d", "--quiet"]) == 2
+    assert "clean protocol" in capsys.readouterr().err
 
 
 def test_original_gains_read_the_first_line_of_a_repeated_iteration(tmp_path):

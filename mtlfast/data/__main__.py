@@ -5,7 +5,7 @@ Commands
 stats PATH...       table of sentences, tokens, types (distinct lower-cased tokens) and labels per split;
                     PATH is a task folder, a folder of task folders, or one .tsv file.
 convert             turn CoNLL-U or whitespace column files (CoNLL-2000 style) into a task folder.
-generate OUT_DIR    write the generated default suite (mtlfast.data.synthetic) into OUT_DIR.
+generate --out DIR  write the generated default suite (mtlfast.data.synthetic) into DIR.
 
 Bad input never gives a traceback: the command prints one line ``mtlfast.data: error: <file> line <n>: …``
 to stderr and exits with code 2. Data warnings (e.g. test labels never seen in train) go to stderr as
@@ -21,16 +21,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from mtlfast.cli import EXIT_INTERRUPTED, Parser, UsageError, add_out, describe_error, error, resolve_out, warn
 from mtlfast.data.io import DataError, DataWarning, find_task_dirs, load_task, read_split
 
 PROG = "python -m mtlfast.data"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line on one line (exit 2), without the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _split_row(task: str, split, labels_of_train=None) -> dict:
@@ -113,14 +107,15 @@ def cmd_convert(args) -> int:
 def cmd_generate(args) -> int:
     from mtlfast.data.synthetic import generate_suite
 
-    paths = generate_suite(args.out_dir, seed=args.seed)
-    print(f"wrote {len(paths)} tasks to {args.out_dir}: {', '.join(p.name for p in paths)}")
+    out = resolve_out(args, "the folder to write the suite into")
+    paths = generate_suite(out, seed=args.seed)
+    print(f"wrote {len(paths)} tasks to {out}: {', '.join(p.name for p in paths)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Inspect, convert and generate tagging tasks (token<TAB>label TSV).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = Parser(prog=PROG, description="Inspect, convert and generate tagging tasks (token<TAB>label TSV).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
     p = sub.add_parser("stats", help="sentences, tokens, types and labels per split",
@@ -165,38 +160,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write the generated default suite",
                        description="Write the generated default suite (see mtlfast.data.synthetic).")
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    add_out(p, "folder to write the suite into (created); OUT_DIR as a positional argument also works",
+            positional_alias=True)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     p.set_defaults(func=cmd_generate)
     return parser
 
 
 def main(argv=None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input or command line)."""
-    parser = build_parser()
+    """Entry point; returns the exit code (0 ok, 2 bad input or command line, 130 interrupted)."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a bad command line (2)
-        return int(exc.code or 0)
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return error(PROG, f"{exc} (see --help)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         try:
             code = args.func(args)
-        except DataError as exc:
-            code = 2
-            _flush_warnings(caught)
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return code
         except BrokenPipeError:  # output piped into e.g. `head`: not an error of the input
             import os
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        except OSError as exc:
+        except (DataError, UsageError, OSError) as exc:
             _flush_warnings(caught)
-            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-            print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-            return 2
+            return error(PROG, describe_error(exc))
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
     _flush_warnings(caught)
     return code
 
@@ -204,13 +194,10 @@ def main(argv=None) -> int:
 def _flush_warnings(caught) -> None:
     for w in caught:
         if issubclass(w.category, DataWarning):
-            print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+            warn(PROG, w.message)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # pragma: no cover
-        sys.exit(130)
+    sys.exit(main())

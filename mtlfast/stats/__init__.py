@@ -60,11 +60,14 @@ from per-sentence counts, never a matrix). Fastest of all is the data layer's en
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
+
+from mtlfast.data import load_task
 
 from mtlfast.stats._embeddings import vocab_has_vector
 from mtlfast.stats._encoded import encoded_task_features
-from mtlfast.stats._files import folder_features
+from mtlfast.stats._files import folder_arrays
 from mtlfast.stats._text import text_arrays
 from mtlfast.stats.features import DATA_FEATURES, SplitArrays, features_from_arrays
 from mtlfast.stats.reference import reference_task_features
@@ -142,4 +145,21 @@ def task_features(task, embeddings=None, *, base: float | None = None) -> dict[s
     if arrays is None:
         test_tokens = test.tokens if test is not None else []
         arrays = split_arrays(train.tokens, train.tags, test_tokens, embeddings)
+    return features_from_arrays(arrays, base=base)
+
+
+
+def folder_features(folder, embeddings=None, *, base: float | None = None) -> dict[str, float]:
+    """:func:`task_features` of the task in ``folder`` (``train.tsv``, ``test.tsv``), read in Numba from
+    the bytes without making Python strings.
+
+    Gives exactly what ``task_features(mtlfast.data.load_task(folder), embeddings)`` gives. Files the strict
+    byte parser does not accept as they are (carriage returns, whitespace around fields, a missing file,
+    bytes that are not UTF-8, ...) go through ``mtlfast.data.load_task``, which reads them or raises its
+    ``DataError``. Only ``train.tsv`` and ``test.tsv`` are read (``dev.tsv`` is not checked).
+    """
+    folder = Path(folder)
+    arrays = folder_arrays(folder, embeddings)
+    if arrays is None:
+        return task_features(load_task(folder), embeddings, base=base)
     return features_from_arrays(arrays, base=base)

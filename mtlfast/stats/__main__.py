@@ -3,12 +3,12 @@ every task, as a table (default) or CSV (``task`` + :data:`mtlfast.stats.DATA_FE
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
 import time
 
+from mtlfast.cli import Parser, run_main
 from mtlfast.stats import DATA_FEATURES, folder_features
 from mtlfast.stats._io import load_embedding_words, task_dirs
 
@@ -23,9 +23,12 @@ _HELP = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m mtlfast.stats",
+PROG = "python -m mtlfast.stats"
+
+
+def _parser() -> Parser:
+    p = Parser(
+        prog=PROG,
         description="Print the seven data features (Bingel & Søgaard 2017) of sequence-labelling tasks. "
         "Definitions: " + "; ".join(f"{k} = {v}" for k, v in _HELP.items()) + ".",
     )
@@ -48,16 +51,17 @@ def _fmt(value) -> str:
 
 
 def main(argv=None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input or command line, 130 interrupted)."""
+    return run_main(PROG, lambda: _main(argv), (OSError, ValueError))  # DataError is a ValueError
+
+
+def _main(argv) -> int:
     args = _parser().parse_args(argv)
-    try:
-        folders = task_dirs(args.paths)
-        embeddings = load_embedding_words(args.embeddings) if args.embeddings else None
-        start = time.perf_counter()
-        rows = [(folder.name, folder_features(folder, embeddings, base=args.base)) for folder in folders]
-        seconds = time.perf_counter() - start
-    except (OSError, ValueError) as err:  # DataError is a ValueError
-        print(f"mtlfast.stats: {err}", file=sys.stderr)
-        return 2
+    folders = task_dirs(args.paths)
+    embeddings = load_embedding_words(args.embeddings) if args.embeddings else None
+    start = time.perf_counter()
+    rows = [(folder.name, folder_features(folder, embeddings, base=args.base)) for folder in folders]
+    seconds = time.perf_counter() - start
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(("task",) + DATA_FEATURES)

@@ -1,6 +1,6 @@
 """The file path: a task folder's ``train.tsv`` / ``test.tsv`` parsed and interned in Numba straight from their
 bytes (:func:`folder_features`), with no Python strings; anything the strict byte parser does not accept goes
-through ``mtlfast.data.load_task``."""
+through ``mtlfast.data.load_task`` (:func:`mtlfast.stats.folder_features`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from mtlfast.stats import _kernels as K
 from mtlfast.stats._embeddings import assemble
-from mtlfast.stats.features import SplitArrays, features_from_arrays
+from mtlfast.stats.features import SplitArrays
 
 def lower_utf8(raw: bytes) -> bytes:
     """UTF-8 bytes lower-cased as ``str.lower`` does (ASCII text: ``bytes.lower``, the same and faster)."""
@@ -52,22 +52,3 @@ def folder_arrays(folder: Path, embeddings) -> SplitArrays | None:
     n_train_terms = int(train_terms.max()) + 1
     return assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_ids,
                      int(label_span.shape[0]), embeddings)
-
-
-def folder_features(folder, embeddings=None, *, base: float | None = None) -> dict[str, float]:
-    """:func:`task_features` of the task in ``folder`` (``train.tsv``, ``test.tsv``), read in Numba from
-    the bytes without making Python strings.
-
-    Gives exactly what ``task_features(mtlfast.data.load_task(folder), embeddings)`` gives. Files the strict
-    byte parser does not accept as they are (carriage returns, whitespace around fields, a missing file,
-    bytes that are not UTF-8, ...) go through ``mtlfast.data.load_task``, which reads them or raises its
-    ``DataError``. Only ``train.tsv`` and ``test.tsv`` are read (``dev.tsv`` is not checked).
-    """
-    folder = Path(folder)
-    arrays = folder_arrays(folder, embeddings)
-    if arrays is None:
-        from mtlfast.data import load_task
-        from mtlfast.stats import task_features
-
-        return task_features(load_task(folder), embeddings, base=base)
-    return features_from_arrays(arrays, base=base)

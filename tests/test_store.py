@@ -159,3 +159,18 @@ def test_checkpoint_files_are_written_atomically(tmp_path, monkeypatch):
     assert len(list(path.parent.iterdir())) == 2  # and the partial file is left beside it
     Store(tmp_path / "c", SweepConfig())  # opening the store clears the interrupted write's leftovers
     assert [p.name for p in path.parent.iterdir()] == ["run.pt"]
+
+
+def test_a_broken_stats_import_is_not_hidden():
+    """store and meta.table used to fall back to a copy of DATA_FEATURES when mtlfast.stats failed to import (and
+    the sweep to an empty features.csv); now the import error surfaces."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for module in ("mtlfast.store", "mtlfast.meta.table"):
+        code = (f"import sys; sys.modules['mtlfast.stats'] = None\n"
+                f"try:\n    import {module}\nexcept ImportError as exc:\n    print('ImportError', exc)\n")
+        done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.startswith("ImportError"), (module, done.stdout, done.stderr)

@@ -14,6 +14,7 @@ from mtlfast.stats import _kernels as K
 from mtlfast.stats._intern import intern, join_utf8
 from mtlfast.stats.features import SplitArrays
 
+
 class EmbeddingTable:
     """Hash table of an embedding vocabulary, built once per Embeddings object (see :func:`embedding_table`).
 

@@ -12,6 +12,7 @@ from mtlfast.stats import _kernels as K
 from mtlfast.stats._embeddings import assemble
 from mtlfast.stats.features import SplitArrays
 
+
 def lower_utf8(raw: bytes) -> bytes:
     """UTF-8 bytes lower-cased as ``str.lower`` does (ASCII text: ``bytes.lower``, the same and faster)."""
     if raw.isascii():

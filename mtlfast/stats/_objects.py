@@ -12,6 +12,7 @@ from mtlfast.stats import _intern as I
 from mtlfast.stats._embeddings import embedding_table
 from mtlfast.stats.features import SplitArrays
 
+
 def object_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitArrays:
     """:func:`split_arrays` through ``mtlfast.data._fast.factorize`` (see there): ids of the distinct token
     objects, then only the distinct strings are lower-cased (:func:`join_utf8` over them) and go through

@@ -8,6 +8,7 @@ from mtlfast.stats import _intern as I
 from mtlfast.stats._embeddings import assemble
 from mtlfast.stats.features import SplitArrays
 
+
 def text_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitArrays:
     """:func:`split_arrays` on joined text: Python joins, lower-cases and encodes each corpus (C-level calls),
     Numba interns the terms in a second thread while this one joins the tags."""

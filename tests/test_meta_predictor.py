@@ -95,6 +95,8 @@ def test_predict_cli_ranks_auxiliary_tasks(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "features used (7)" in text and "left out" in text
     assert "new6 as main task" in text
+    assert "leave-one-task-out accuracy of this predictor" in text and "majority baseline" in text
+    assert "feature groups chosen by leave-one-task-out" in text
     with open(out) as fh:
         pred = list(csv.DictReader(fh))
     assert len(pred) == 2 * (2 * 6) + 2  # each new task: 6+1 as main, 6 as aux
@@ -106,3 +108,37 @@ def test_predict_cli_errors_are_messages(tmp_path, capsys):
 
     assert main(["--sweep", str(tmp_path), "--new-task-features", str(tmp_path / "nope.csv")]) == 2
     assert "mtlfast.predict:" in capsys.readouterr().err
+
+
+def test_predict_says_plainly_when_no_better_than_the_majority():
+    from mtlfast.predict import format_loto
+
+    rows = [{"task": "a", "n_test": 10}, {"task": "b", "n_test": 10}]
+    worse = format_loto({"loto": {"accuracy": 0.55, "majority_accuracy": 0.6, "rows": rows}})
+    tie = format_loto({"loto": {"accuracy": 0.6, "majority_accuracy": 0.6, "rows": rows}})
+    better = format_loto({"loto": {"accuracy": 0.7, "majority_accuracy": 0.6, "rows": rows}})
+    assert "0.550" in worse and "majority baseline 0.600" in worse and "20 held-out pairs" in worse
+    assert "NO BETTER THAN THE MAJORITY BASELINE" in worse and "NO BETTER" in tie
+    assert "NO BETTER" not in better
+
+
+def test_predict_new_loto_is_computed_without_the_held_out_task(tmp_path):
+    """The printed LOTO is the whole procedure (feature search included) refitted without each task in turn:
+    changing a task's own gains changes no prediction about that task's pairs in its fold."""
+    import numpy as np
+
+    from mtlfast.meta.budget import loto_new_tasks, synthetic_gains
+    from mtlfast.meta.table import pair_table
+
+    rows, feats, _ = synthetic_gains(7, 1)
+    tab = pair_table(rows, feats)
+    res = loto_new_tasks(tab.X, tab.y, tab.pairs, tab.groups, gain=tab.gains)
+    assert 0 <= res["accuracy"] <= 1 and len(res["rows"]) == 7
+    # a task whose pairs are all flipped: its own fold's predictions cannot see that
+    t = "t03"
+    flipped = [dict(r, gain=-r["gain"], label=1 - r["label"]) if t in (r["main"], r["aux"]) else r for r in rows]
+    tab2 = pair_table(flipped, feats)
+    res2 = loto_new_tasks(tab2.X, tab2.y, tab2.pairs, tab2.groups, gain=tab2.gains)
+    r1 = next(r for r in res["rows"] if r["task"] == t)
+    r2 = next(r for r in res2["rows"] if r["task"] == t)
+    assert r1["accuracy"] + r2["accuracy"] == np.float64(1.0) or abs(r1["accuracy"] + r2["accuracy"] - 1) < 1e-12

@@ -91,12 +91,11 @@ def _resolve(module: str, node) -> list[str]:
     if target.split(".")[0] != "mtlfast":
         return []
     out = []
+    folder = PACKAGE.parent / target.replace(".", "/")
     for alias in node.names:
         sub = f"{target}.{alias.name}"
-        out.append(sub if sub in MODULES or (PACKAGE.parent / (sub.replace(".", "/") + ".so")).exists()
-                   or any(p.name.startswith(alias.name + ".") and p.suffix in (".so", ".pyd")
-                          for p in (PACKAGE.parent / target.replace(".", "/")).glob(alias.name + ".*"))
-                   else target)
+        compiled = any(p.suffix in (".so", ".pyd", ".pyx") for p in folder.glob(alias.name + ".*"))  # built or not
+        out.append(sub if sub in MODULES or compiled else target)
     return out
 
 

@@ -135,7 +135,8 @@ def compute_gains(runs, single_iter=SINGLE_ITER, pair_iter=PAIR_ITER, first=Fals
 def single_curves(runs, clean=False, single_iter=SINGLE_ITER):
     """Training-loss curves of the single-task runs: ``{task: (iters, losses)}`` and notes on irregularities.
 
-    ``clean=False`` (default, as the original analysis): every entry of ``loss_tr.log`` in file order.
+    ``clean=False`` (default): every entry of the task's lines of ``loss_tr.log`` in file order (the original
+    analysis also kept every entry; :func:`original_curves` is its exact reading).
     ``clean=True``: drop entries before a restart (iteration counter going back) and beyond ``single_iter``.
     """
     out, notes = {}, []
@@ -245,10 +246,12 @@ def reproduce(logs_dir, out_dir, settings=None, clean_curves=False, fix_d=True, 
     rep.image("heatmap.png", "Figure 1: relative gains; rows main task, columns auxiliary task")
     rep.heading("Single-task learning curves and curve features")
     rep.image("curves.png", "Single-task training-loss curves")
+    d_note = ("d fixed to 1, since only c/d is identifiable." if fix_d else
+              "d free (the original's four parameters, fitted from mtlfast's start values with bounds; "
+              "`--protocol original` is the original's own fit).")
     rep.paragraph("Gradients: central difference (L[i+1] − L[i−1]) / 2 at i = int(n·p) over the n entries of "
                   "`loss_tr.log` (loss per logged entry). Log curve a·ln(c·x + d) + b fitted to every 10th of the "
-                  "first 5,000 entries, x = 0, 1, …; " + ("d fixed to 1, since only c/d is identifiable."
-                                                           if fix_d else "d free, as the original."))
+                  "first 5,000 entries, x = 0, 1, …; " + d_note)
     rep.table(["task", *CURVE_FEATURES], [[t, *[cf[t][f] for f in CURVE_FEATURES]] for t in sorted(cf)], digits=4)
     if notes:
         rep.paragraph("Irregularities in the logs" + (" (curves cleaned: restart entries and entries after "
@@ -428,10 +431,11 @@ def build_parser():
                         "experiments.ipynb; clean: mtlfast's curve features and full meta-analysis (README, "
                         "'Original vs clean')")
     p.add_argument("--clean-curves", action="store_true",
-                   help="(clean protocol) drop loss_tr.log entries from before a restart and after iteration 50,000 (the "
-                        "original analysis kept them)")
+                   help="(clean protocol) drop loss_tr.log entries from before a restart and after iteration "
+                        "50,000 (the original analysis kept them)")
     p.add_argument("--free-d", action="store_true",
-                   help="(clean protocol) fit d of a·ln(c·x+d)+b as well, as the original (c is then not identifiable)")
+                   help="(clean protocol) fit d of a·ln(c·x+d)+b as well, from mtlfast's start values with bounds "
+                        "(c is then not identifiable; --protocol original is the original's own fit)")
     p.add_argument("--exhaustive", action="store_true",
                    help="same as --search exhaustive (all 127 combinations of the 7 curve groups; the default "
                         "'auto' already does this)")

@@ -150,7 +150,8 @@ def test_analyze_protocol_original_adds_the_notebook_cv(tmp_path):
         for a in sorted(feats):
             if m != a:
                 paired[m + "_" + a] = {k: v for f in feats[m] for k, v in (
-                    ("main_" + f, feats[m][f]), ("aux_" + f, feats[a][f]), ("main/aux_" + f, feats[m][f] / feats[a][f]))}
+                    ("main_" + f, feats[m][f]), ("aux_" + f, feats[a][f]),
+                    ("main/aux_" + f, feats[m][f] / feats[a][f]))}
     seq = list(paired)
     X = DictVectorizer(sparse=False).fit_transform([paired[p] for p in seq])
     f1, sd = _nb_cv(X, np.sign([diffs[p] for p in seq]), 4, 0)

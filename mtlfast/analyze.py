@@ -97,8 +97,15 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
         raise AnalyzeError(f"{out}: not a folder (expected a sweep output folder)")
     t0 = time.perf_counter()
     notes = []
+    budget, predicted = None, {}
     if (out / "gains.csv").exists():
-        gains = read_gains(out / "gains.csv")
+        gains = read_gains(out / "gains.csv")  # measured rows only
+        from mtlfast.meta.budget import budget_summary
+        from mtlfast.meta.table import read_csv
+        from mtlfast.report.figures import predicted_cells
+
+        all_rows = read_csv(out / "gains.csv")[0]  # a budgeted sweep's predicted rows too
+        budget, predicted = budget_summary(all_rows), predicted_cells(all_rows)
     elif (out / "scores.csv").exists():
         gains = _gains_from_scores(out / "scores.csv")
         notes.append("gains.csv missing: gains recomputed from scores.csv (final-step test F1, mean over seeds)")
@@ -150,7 +157,7 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
 
     # --- figures ---------------------------------------------------------------------------------------
     if gains:
-        heatmap(gains, out / "heatmap.png")
+        heatmap(gains, out / "heatmap.png", predicted=predicted)
     if curves:
         plot_curves(curves, out / "curves.png")
 
@@ -171,6 +178,10 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
         rep.paragraph(f"Optimiser: Adadelta lr {opt[0]}, rho {opt[1]}, eps {opt[2]} ({note}; the original work "
                       "used lr 0.1, rho 0.95, eps 1e-8).")
     rep.heading("Gains (Figure 1)")
+    if budget:
+        from mtlfast.meta.budget import budget_paragraph
+
+        rep.paragraph(budget_paragraph(budget))
     if gains:
         add_gain_summary(rep, gains)
         rep.image("heatmap.png", "Figure 1: relative gain (%) of the pair model over the single-task model; rows "

@@ -354,6 +354,9 @@ def test_run_rounds_trains_each_round_once_and_is_deterministic(select):
     rounds2 = B.run_rounds(gm.tasks, 7, select, lambda ps: [trained2.update(gm.measure(p)) for p in ps],
                            lambda: dict(trained2), gm.X, seed=1)
     assert rounds2 == rounds
+    # a resume: every pair of the budget is already measured, and the same rounds come out
+    rounds3 = B.run_rounds(gm.tasks, 7, select, lambda ps: None, lambda: dict(trained), gm.X, seed=1)
+    assert rounds3 == rounds
 
 
 def test_complete_gains_marks_measured_and_predicted_rows(tmp_path):

@@ -1017,7 +1017,8 @@ def run_rounds(tasks, n_pairs, select, train_round, measured, features=None, see
         if k < len(rounds_plan):
             pick = rounds_plan[k]
         else:
-            meas = {p: v for p, v in measured().items() if math.isfinite(v[1])}
+            so_far = {tuple(sorted(p)) for r in rounds for p in r}  # a resumed sweep's later rounds are not seen
+            meas = {p: v for p, v in measured().items() if math.isfinite(v[1]) and tuple(sorted(p)) in so_far}
             pick = next_round(factory, tasks, meas, size, features, rng) if meas else \
                 balanced_design(tasks, size, rng, start=[p for r in rounds for p in r])
         if say:

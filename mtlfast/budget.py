@@ -131,7 +131,7 @@ def run_budget(gains_path, feature_paths=(), ns="5-40", n_replays=100, select="a
     t0 = time.perf_counter()
     out = replay_curve(gm, budgets, n_replays, select, seed=seed, use_features=bool(gm.columns),
                        round_size=round_size, progress=progress)
-    info = {"tasks": gm.tasks, "pairs": total, "features": gm.features, "columns": gm.columns,
+    info = {"tasks": gm.tasks, "pairs": total, "features": gm.features, "columns": gm.columns, "dropped": gm.dropped,
             "select": select, "replays": n_replays, "seed": seed, "seconds": time.perf_counter() - t0,
             "gain_share": sum(r["label"] for r in rows) / len(rows)}
     return out, info
@@ -303,7 +303,9 @@ def main(argv=None):
     table = format_table(rows, info)
     head = (f"{len(info['tasks'])} tasks, {info['pairs']} pairs, gain share {info['gain_share']:.3f}; "
             f"features: {', '.join(info['features']) if info['features'] else 'none'}"
-            f"{' + main single-task F1' if 'main_f1_single' in info['columns'] else ''}; select {info['select']}, "
+            f"{' + main single-task F1' if 'main_f1_single' in info['columns'] else ''}"
+            f"{'; not finite for every task, left out: ' + ', '.join(info['dropped']) if info['dropped'] else ''}"
+            f"; select {info['select']}, "
             f"{info['replays']} replays per budget, seed {info['seed']}; {info['seconds']:.0f} s")
     print(head)
     print(table)

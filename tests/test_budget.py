@@ -267,6 +267,7 @@ def test_budget_cli_writes_table_plot_and_csv(tmp_path, capsys):
     from mtlfast.budget import main
 
     rows, feats, _ = B.synthetic_gains(6, 0)
+    feats["t02"]["oov_rate"] = float("nan")  # no embeddings: a feature missing for one task is left out, said so
     _write_rows(tmp_path / "gains.csv", rows, ["main", "aux", "f1_single", "gain", "label"])
     _write_rows(tmp_path / "features.csv", [{"task": t, **d} for t, d in feats.items()], ["task", *feats["t00"]])
     out = tmp_path / "out"
@@ -274,6 +275,7 @@ def test_budget_cli_writes_table_plot_and_csv(tmp_path, capsys):
                  "--replays", "3", "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "| 3 | 24 |" in text and "| 6 | 18 |" in text and "feature-only" in text
+    assert "left out: oov_rate" in text
     for name in ("budget.csv", "budget.md", "budget.png"):
         assert (out / name).stat().st_size > 100
     with open(out / "budget.csv") as fh:

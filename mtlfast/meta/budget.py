@@ -633,11 +633,14 @@ class GainMatrix(PairFeatures):
         f1 = {}
         if use_f1 and all("f1_single" in r and math.isfinite(r["f1_single"]) for r in self.rows.values()):
             f1 = {m: r["f1_single"] for (m, _a), r in self.rows.items()}
-        if features is None and task_features:
-            present = set.intersection(*(set(task_features.get(t, {})) for t in self.tasks))
+        self.dropped = []
+        if features is None and task_features:  # those finite for every task; the others are listed
             from mtlfast.meta.table import TASK_FEATURES
 
-            features = [f for f in TASK_FEATURES if f in present]
+            present = set.intersection(*(set(task_features.get(t, {})) for t in self.tasks))
+            features = [f for f in TASK_FEATURES if f in present
+                        and all(math.isfinite(task_features[t][f]) for t in self.tasks)]
+            self.dropped = [f for f in TASK_FEATURES if f in present and f not in features]
         try:
             super().__init__(task_features, self.tasks, f1, features or [])
         except ValueError as exc:

@@ -195,6 +195,9 @@ class GainModel(ClassifierMixin, BaseEstimator):
     one_se : bool
         Take the simplest setting within one standard error of the best (fewer effects, labels before soft
         labels) instead of the best.
+    feature_se : bool
+        Use the features (``tau_feat > 0``) only when the best setting with them beats the best setting without
+        them by more than its standard error over the folds (as :func:`loto_feature_search` keeps a group).
     shrink : float
         Strength of the move towards the base rate for features outside the training range.
     random_state : int or None
@@ -208,8 +211,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
-                 main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, shrink=1.0,
-                 random_state=0):
+                 main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, feature_se=True,
+                 shrink=1.0, random_state=0):
         self.tau_main = tau_main
         self.tau_aux = tau_aux
         self.tau_feat = tau_feat
@@ -219,6 +222,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.cv_folds = cv_folds
         self.criterion = criterion
         self.one_se = one_se
+        self.feature_se = feature_se
         self.shrink = shrink
         self.random_state = random_state
 
@@ -360,6 +364,11 @@ class GainModel(ClassifierMixin, BaseEstimator):
             if self.one_se:  # the simplest setting within one standard error of the best (Breiman's rule)
                 ok = [c for c in range(len(combos)) if scores[c] <= scores[b] + ses[b]]
                 b = min(ok, key=lambda c: (combos[c][1], combos[c][2], combos[c][3], -combos[c][0], scores[c]))
+            elif self.feature_se and combos[b][2] > 0:  # features must beat the best setting without them
+                nf = [c for c in range(len(combos)) if combos[c][2] == 0]
+                b0 = min(nf, key=lambda c: scores[c])
+                if scores[b] > scores[b0] - ses[b]:
+                    b = b0
             best = combos[b]
         tm, ta, tf, so = best
         self.params_ = {"tau_main": tm, "tau_aux": ta, "tau_feat": tf, "soft": so}

@@ -131,6 +131,8 @@ def test_main_effects_decide_rows_and_unknown_tasks_are_uncertain():
     # a new main task: its effect is unknown, so the prediction is uncertain (near the base rate, not near 0/1)
     mu, sd = m.predict_logit(np.zeros((2, 0)), pairs=[("new", "g"), ("g", "a")])
     assert sd[0] > sd[1]
+    # the unseen main task's effect contributes its whole prior variance
+    assert sd[0] ** 2 >= m.params_["tau_main"] ** 2
     assert abs(p[2] - 0.5) < abs(p[0] - 0.5) and abs(p[3] - 0.5) < abs(p[0] - 0.5)
 
 

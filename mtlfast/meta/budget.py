@@ -425,6 +425,11 @@ class GainModel(ClassifierMixin, BaseEstimator):
         A[:, f:] *= factor[:, None]
         mu = A @ self._w
         var = np.einsum("nq,qr,nr->n", A, self.cov_, A)
+        # a task the model never saw: its effect is its prior, mean 0 and the full prior variance
+        if self._use_main:
+            var += self.params_["tau_main"] ** 2 * np.array([m not in self._task_index for m, _a in pairs])
+        if self._use_aux:
+            var += self.params_["tau_aux"] ** 2 * np.array([a not in self._task_index for _m, a in pairs])
         return mu, np.sqrt(np.maximum(var, 0.0))
 
     def predict_proba(self, X, pairs=None):

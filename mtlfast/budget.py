@@ -27,13 +27,16 @@ Example (the released logs of the paper)::
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from pathlib import Path
 
+from mtlfast.cli import Parser, UsageError, run_main
+
 __all__ = ["BudgetError", "load_task_features", "parse_ns", "run_budget", "format_table", "main"]
+
+PROG = "python -m mtlfast.budget"
 
 METHODS = ("model", "random_pairs", "main_majority", "feature_only", "always_loss")
 LABELS = {"model": "gain model", "random_pairs": "same model, random pairs", "main_majority": "main-task majority",
@@ -262,8 +265,8 @@ def write_budgeted_gains(gains, names, store, out, say=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m mtlfast.budget",
+    p = Parser(
+        prog=PROG,
         description="Replay budgeted sweeps on a complete gain matrix: train only N pairs (chosen as the sweep "
                     "would), predict the rest, and score the predictions against the measured labels.")
     p.add_argument("--gains", required=True, type=Path, help="gains.csv of a complete sweep (main, aux, gain)")
@@ -283,23 +286,20 @@ def build_parser():
 
 
 def main(argv=None):
-    p = build_parser()
-    args = p.parse_args(argv)
+    return run_main(PROG, lambda: _main(argv), (BudgetError, OSError))
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
     if args.replays < 1:
-        print(f"mtlfast.budget: --replays: expected a positive integer, got {args.replays}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--replays: expected a positive integer, got {args.replays}")
     if args.round_size is not None and args.round_size < 1:
-        print(f"mtlfast.budget: --round-size: expected a positive integer, got {args.round_size}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--round-size: expected a positive integer, got {args.round_size}")
     say = (lambda r: None) if args.quiet else (
         lambda r: print(f"  N={r['n_pairs']}: model {r['model_accuracy']:.3f}, main-task majority "
                         f"{r['main_majority_accuracy']:.3f}", file=sys.stderr, flush=True))
-    try:
-        rows, info = run_budget(args.gains, args.features, args.n, args.replays, args.select, args.seed,
-                                args.round_size, say)
-    except (BudgetError, OSError) as exc:
-        print(f"mtlfast.budget: {exc}", file=sys.stderr)
-        return 2
+    rows, info = run_budget(args.gains, args.features, args.n, args.replays, args.select, args.seed,
+                            args.round_size, say)
     table = format_table(rows, info)
     head = (f"{len(info['tasks'])} tasks, {info['pairs']} pairs, gain share {info['gain_share']:.3f}; "
             f"features: {', '.join(info['features']) if info['features'] else 'none'}"

@@ -303,7 +303,7 @@ def test_budget_cli_errors_exit_2(tmp_path, capsys, args, message):
     args = [a.format(g=tmp_path / "g.csv", inc=tmp_path / "inc.csv") for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mtlfast.budget:") and message in err
+    assert err.startswith("python -m mtlfast.budget: error:") and message in err and len(err.splitlines()) == 1
 
 
 def test_heatmap_draws_predicted_cells_differently(tmp_path):

@@ -223,17 +223,13 @@ def train_budgeted_pairs(cfg, names, store, out, n_pairs, run_group, say=None):
     model array through ``run_group(specs)``; runs a resumed sweep already finished are skipped, unfinished ones
     continue from their checkpoint. Returns the rounds."""
     from mtlfast.meta.budget import run_rounds
-    from mtlfast.train import RunSpec, run_id_for
+    from mtlfast.train import plan_runs
 
-    order = {t: i for i, t in enumerate(names)}
-    steps_pair = cfg.resolved_steps()[1]
+    steps_single, steps_pair = cfg.resolved_steps()
 
     def train_round(pairs):
-        specs = []
-        for i in range(cfg.seeds):
-            for p in pairs:
-                tasks = tuple(sorted(p, key=order.get))  # the suite's order, as a full sweep names the run
-                specs.append(RunSpec(run_id_for(tasks, cfg.seed + i), tasks, cfg.seed + i, steps_pair))
+        specs = plan_runs(names, cfg.seed, cfg.seeds, cfg.n_single_seeds(), steps_single, steps_pair, pairs=pairs,
+                          singles=False)
         store.add_runs(specs)
         todo = []
         for s in specs:

@@ -56,6 +56,7 @@ class SweepConfig:
     paper: bool = False  # 25,000 / 50,000 steps
     paper_logs: bool = False  # 50,000 / 100,000 steps (the original's released logs)
     seeds: int = 1  # replicate every run with seeds seed, seed+1, ...
+    single_seeds: int = 0  # seeds of the single-task runs (>= seeds: the noise floor of F1_single); 0: = seeds
     seed: int = 0
     synthetic_seed: int = 0  # seed of the generated suite when no --data is given
     # --- model and optimiser (the original's settings) -------------------------------------------------
@@ -112,10 +113,13 @@ class SweepConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{_flag(name)}: expected a positive integer, got {value!r}")
-        for name in ("eval_every", "array_size", "threads", "seed", "synthetic_seed"):
+        for name in ("eval_every", "array_size", "threads", "seed", "synthetic_seed", "single_seeds"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{_flag(name)}: expected an integer >= 0, got {value!r}")
+        if self.single_seeds and self.single_seeds < self.seeds:
+            raise ConfigError(f"--single-seeds: expected an integer >= --seeds ({self.seeds}): every pair seed needs"
+                              f" its single-task runs, got {self.single_seeds}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout: expected a probability in [0, 1), got {self.dropout!r}")
         if not 0.0 < self.rho < 1.0:
@@ -153,6 +157,10 @@ class SweepConfig:
     def uses_demo_optimiser(self) -> bool:
         return (self.lr, self.rho, self.eps) == DEMO_OPTIMISER
 
+    def n_single_seeds(self) -> int:
+        """Seeds of the single-task runs: ``single_seeds``, or ``seeds`` when it is 0 (the default)."""
+        return self.single_seeds or self.seeds
+
     def resolved_steps(self) -> tuple[int, int]:
         if self.paper:
             return PAPER_STEPS
@@ -168,6 +176,7 @@ class SweepConfig:
         d = self.to_dict()
         out = {k: d[k] for k in SCIENCE_FIELDS}
         out["steps_single"], out["steps_pair"] = self.resolved_steps()
+        out["single_seeds"] = self.n_single_seeds()
         out.pop("paper"), out.pop("paper_logs")
         return out
 

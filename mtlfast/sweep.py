@@ -13,7 +13,6 @@ Exit status: 0 done; 1 some runs failed; 2 bad options, data or a config that di
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import signal
 import sys
@@ -61,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the original's released logs' {PAPER_LOG_STEPS[0]:,} / {PAPER_LOG_STEPS[1]:,} steps")
     g.add_argument("--seeds", type=int, metavar="N", help="replicate every run with N seeds (default 1); gains get"
                    " a spread and a beyond-seed-noise label (Welch's t-test, p < 0.05)")
+    g.add_argument("--single-seeds", type=int, metavar="N", help="replicate the single-task runs with N seeds"
+                   " S..S+N-1 (N >= --seeds; default: --seeds); pair runs keep --seeds. gains.csv then says whether"
+                   " each gain lies beyond the single-task seed noise of its main task (beyond_single_noise)")
     g.add_argument("--seed", type=int, metavar="S", help="first seed (default 0); seeds are S, S+1, ...")
     g.add_argument("--synthetic-seed", type=int, metavar="S", help="seed of the generated suite (default 0)")
     g.add_argument("--pairs", type=int, metavar="N", help="budget: train only N pair runs (in rounds, each one model"
@@ -139,17 +141,11 @@ def parse_config(argv: list[str] | None) -> SweepConfig:
 
 # -------------------------------------------------------------------------------------------------------------
 def _plan(task_names: list[str], cfg: SweepConfig):
-    from mtlfast.train import RunSpec, run_id_for
+    """Every run of the sweep, single-task runs first (:func:`mtlfast.train.plan_runs`)."""
+    from mtlfast.train import plan_runs
 
     steps_single, steps_pair = cfg.resolved_steps()
-    specs = []
-    for i in range(cfg.seeds):
-        seed = cfg.seed + i
-        for t in task_names:
-            specs.append(RunSpec(run_id_for((t,), seed), (t,), seed, steps_single))
-        for a, b in itertools.combinations(task_names, 2):
-            specs.append(RunSpec(run_id_for((a, b), seed), (a, b), seed, steps_pair))
-    return specs
+    return plan_runs(task_names, cfg.seed, cfg.seeds, cfg.n_single_seeds(), steps_single, steps_pair)
 
 
 def check_task_names(names: list[str]) -> None:
@@ -255,7 +251,9 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     store.add_runs(specs)
     steps_single, steps_pair = cfg.resolved_steps()
     n_single = sum(s.kind == "single" for s in specs)
-    _say(f"mtlfast sweep: {len(names)} tasks ({', '.join(names)}), {cfg.seeds} seed(s) -> {n_single} single-task"
+    seeds_txt = (f"{cfg.seeds} seed(s)" if cfg.n_single_seeds() == cfg.seeds else
+                 f"{cfg.n_single_seeds()} single-task seed(s), {cfg.seeds} pair seed(s)")
+    _say(f"mtlfast sweep: {len(names)} tasks ({', '.join(names)}), {seeds_txt} -> {n_single} single-task"
          f" + {len(specs) - n_single} pair runs -> {len(names) * (len(names) - 1)} directed gains per seed")
     _say(f"  steps: {steps_single:,} single / {steps_pair:,} pair"
          + ("  (the paper's)" if (steps_single, steps_pair) == PAPER_STEPS else

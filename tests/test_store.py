@@ -73,7 +73,8 @@ def test_gains_several_seeds_welch(tmp_path):
     assert ba["label_beyond_noise"] == 0 and ba["gain_sd"] > 0
     write_gains_csv(store_gains(st), tmp_path / "gains.csv")
     assert (tmp_path / "gains.csv").read_text().splitlines()[0] == \
-        "main,aux,f1_single,f1_pair,gain,label,gain_sd,n_seeds,label_beyond_noise,p_value"
+        "main,aux,f1_single,f1_pair,gain,label,gain_sd,n_seeds,label_beyond_noise,p_value," \
+        "f1_single_all,f1_single_sd,n_single_seeds,beyond_single_noise"
 
 
 def test_resume_state_drops_rows_after_checkpoint(tmp_path):

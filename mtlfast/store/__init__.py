@@ -101,6 +101,7 @@ class Store:
                 self.db.execute("INSERT INTO meta VALUES ('created', ?)", (str(time.time()),))
         else:
             stored = json.loads(row[0])
+            stored.setdefault("single_seeds", stored.get("seeds"))  # stores from before --single-seeds
             if stored != json.loads(json.dumps(science)):
                 diffs = "; ".join(diff_science(stored, json.loads(json.dumps(science))))
                 raise ConfigMismatch(

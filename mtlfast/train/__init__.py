@@ -4,7 +4,7 @@ Public API
 ----------
 ``train_group(specs, inputs, settings, on_event, should_stop)``  train run specs as one array, report events
 ``prepare_inputs(task_paths, embeddings, emb_dim, task_names)``    load + encode a suite once per process
-``RunSpec``, ``TrainSettings``, ``run_id_for``                      what to train
+``RunSpec``, ``TrainSettings``, ``run_id_for``, ``plan_runs``        what to train (``plan_runs``: a sweep's runs, singles first)
 events: ``RunStarted``, ``LossPoints``, ``Scores``, ``Checkpoint``, ``RunDone``, ``Progress``;
 ``TrainingInterrupted``
 ``evaluate(params, tasks, inputs, settings)``                       scores of one run
@@ -22,5 +22,6 @@ from mtlfast.train.spec import (  # noqa: F401
     Scores,
     TrainingInterrupted,
     TrainSettings,
+    plan_runs,
     run_id_for,
 )

@@ -71,6 +71,31 @@ def run_id_for(tasks: tuple[str, ...], seed: int) -> str:
     return f"{'+'.join(tasks)}@{seed}"
 
 
+def plan_runs(task_names, seed: int, pair_seeds: int, single_seeds: int, steps_single: int, steps_pair: int,
+              pairs=None, singles: bool = True) -> list[RunSpec]:
+    """The runs of a sweep, in training order: every single-task run first (seeds ``seed`` ..
+    ``seed + single_seeds - 1``; by seed, then task), then the pair runs (seeds ``seed`` ..
+    ``seed + pair_seeds - 1``; by seed, then pair), so that model arrays cut from the front train the singles
+    first. ``pairs``: the pairs to plan (default: every unordered pair of ``task_names``; a pair's tasks are put
+    in the suite's order, which names the run); ``singles=False`` plans the pair runs only (a budget's rounds).
+    The one plan of :mod:`mtlfast.sweep` and :mod:`mtlfast.budget`."""
+    import itertools
+
+    names = list(task_names)
+    order = {t: i for i, t in enumerate(names)}
+    if pairs is None:
+        pairs = list(itertools.combinations(names, 2))
+    else:
+        pairs = [tuple(sorted(p, key=order.get)) for p in pairs]
+    specs = []
+    if singles:
+        for i in range(single_seeds):
+            specs += [RunSpec(run_id_for((t,), seed + i), (t,), seed + i, steps_single) for t in names]
+    for i in range(pair_seeds):
+        specs += [RunSpec(run_id_for(p, seed + i), p, seed + i, steps_pair) for p in pairs]
+    return specs
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Events (engine -> driver). Only the driver writes the store.
 

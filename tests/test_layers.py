@@ -25,12 +25,13 @@ LAYERS = [
     ("ops/nn", ["mtlfast.ops", "mtlfast.nn", "mtlfast._C"]),
     ("metrics", ["mtlfast.metrics"]),
     ("train", ["mtlfast.train"]),
-    ("store", ["mtlfast.store"]),
+    ("store", ["mtlfast.store"]),  # mtlfast.store (records, checkpoints), mtlfast.store.transfer (export/import)
     ("meta", ["mtlfast.meta"]),
     ("report", ["mtlfast.report"]),
     ("executors", ["mtlfast.executors"]),
     ("CLIs", ["mtlfast.cli", "mtlfast.sweep", "mtlfast.analyze", "mtlfast.predict", "mtlfast.reproduce",
-              "mtlfast.budget", "mtlfast.info", "mtlfast.stats.__main__", "mtlfast.data.__main__"]),
+              "mtlfast.budget", "mtlfast.info", "mtlfast.stats.__main__", "mtlfast.data.__main__",
+              "mtlfast.store.__main__"]),
 ]
 
 #: (importing module, imported module) pairs allowed although they break a rule above, and why.

@@ -1,4 +1,4 @@
-// Native bf16 products (AVX512-BF16 vdpbf16ps): operand packing and the register-tile kernel (see bf16_gemm.h).
+// Native bf16 products (AVX512-BF16 vdpbf16ps): operand packing (the register-tile kernel is in bf16_gemm.h).
 #include "cpu/bf16_gemm.h"
 
 #include <algorithm>
@@ -75,64 +75,6 @@ MTLFAST_BF16_TARGET void pack_a16(bool ta, int64_t M, int64_t K, const float* A,
     for (int64_t p = 0; p < kp; ++p) {
       interleave_rows_bf16(A + 2 * p * lda, 2 * p + 1 < K ? A + (2 * p + 1) * lda : nullptr, M, tmp.data());
       for (int64_t m = 0; m < M; ++m) out[m * kp + p] = tmp[m];
-    }
-  }
-}
-namespace {
-
-template <int R>
-MTLFAST_BF16_TARGET void bf16_tile(int64_t kp, const uint32_t* A, const uint16_t* Bt, int64_t bstride, float* C,
-                                   int64_t ldc, int64_t nvalid, float beta) {
-  __m512 acc[R][kTileBlocks];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int j = 0; j < kTileBlocks; ++j) acc[r][j] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kp; ++p) {
-    __m512bh b[kTileBlocks];
-#pragma GCC unroll 4
-    for (int j = 0; j < kTileBlocks; ++j) b[j] = (__m512bh)_mm512_loadu_si512(Bt + j * bstride + p * 32);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[r * kp + p]));
-#pragma GCC unroll 4
-      for (int j = 0; j < kTileBlocks; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, b[j]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int j = 0; j < kTileBlocks; ++j) {
-    const int64_t c0 = j * 16;
-    if (c0 >= nvalid) break;
-    const __mmask16 mask = nvalid - c0 >= 16 ? static_cast<__mmask16>(0xffff)
-                                             : static_cast<__mmask16>((1u << (nvalid - c0)) - 1u);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      float* c = C + r * ldc + c0;
-      __m512 v = acc[r][j];
-      if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask, c), v);
-      _mm512_mask_storeu_ps(c, mask, v);
-    }
-  }
-}
-
-}  // namespace
-
-MTLFAST_BF16_TARGET void bf16_gemm_packed(int64_t M, const uint32_t* A, const PackedB16& Bp, float beta, float* C,
-                                          int64_t ldc) {
-  const int64_t bstride = Bp.kp * 32;
-  for (int64_t t0 = 0; t0 < Bp.nblk; t0 += kTileBlocks) {
-    const int64_t nvalid = std::min<int64_t>(16 * kTileBlocks, Bp.N - t0 * 16);
-    if (nvalid <= 0) break;
-    const uint16_t* Bt = Bp.data.data() + t0 * bstride;
-    for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
-      const uint32_t* Am = A + m0 * Bp.kp;
-      float* Cm = C + m0 * ldc + t0 * 16;
-      switch (std::min<int64_t>(kTileRows, M - m0)) {
-        case 4: bf16_tile<4>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-        case 3: bf16_tile<3>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-        case 2: bf16_tile<2>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-        default: bf16_tile<1>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-      }
     }
   }
 }

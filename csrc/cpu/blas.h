@@ -61,7 +61,7 @@ inline const Blas& blas() {
 inline std::atomic<bool> g_force_aten_gemm{false};
 
 template <typename T>
-inline void gemm_aten(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+void gemm_aten(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
                int64_t ldb, T beta, T* C, int64_t ldc) {
   auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   auto a = ta ? at::from_blob(const_cast<T*>(A), {K, M}, {lda, 1}, opts).t()
@@ -78,7 +78,7 @@ inline void gemm_aten(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha
 }
 
 template <typename T>
-inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   // Column-major BLAS sees the row-major C^T = op(B)^T op(A)^T.

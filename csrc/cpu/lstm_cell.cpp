@@ -89,6 +89,7 @@ MTLFAST_AVX512_TARGET void bwd_step_avx512(int64_t H, int64_t n, const int64_t* 
 }
 #endif
 MTLFAST_STEP_VARIANT(portable, )
+#undef MTLFAST_STEP_VARIANT
 
 }  // namespace
 

@@ -22,7 +22,7 @@ inline Prod prod_mode(bool bf16, Path path) {
 
 // General product in the call's mode (operands of the emulated mode are already rounded by the caller).
 template <typename T>
-inline void prod(Prod mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+void prod(Prod mode, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
 #if MTLFAST_X86
   if constexpr (std::is_same_v<T, float>) {

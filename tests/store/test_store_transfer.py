@@ -1,7 +1,7 @@
 """Carrying a sweep's finished runs to another session: ``python -m mtlfast.store export`` / ``import``. The round
 trip keeps every row (read back with plain sqlite3); a sweep stopped mid-way, exported, imported elsewhere and
 resumed with the same command gives the numbers of an uninterrupted sweep (the unfinished runs train again from
-scratch, in other model arrays: rtol 1e-5 / atol 1e-6, as tests/test_sweep.py); finished runs are not retrained."""
+scratch, in other model arrays: rtol 1e-5 / atol 1e-6, as tests/cli/test_sweep.py); finished runs are not retrained."""
 
 from pathlib import Path
 

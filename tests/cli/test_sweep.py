@@ -17,7 +17,7 @@ import pytest
 
 from mtlfast.sweep import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RTOL, ATOL = 1e-5, 1e-6
 
 

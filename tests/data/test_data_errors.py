@@ -14,7 +14,7 @@ from mtlfast.data import io as IO
 from mtlfast.data.__main__ import main
 
 GOOD = b"The\tDT\ncat\tNN\n\nDogs\tNNS\nbark\tVBP\n"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def task_files(**over):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mtlfast.sweep import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_import_never_needs_ray():

@@ -18,7 +18,7 @@ import pytest
 
 from mtlfast.sweep import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["pos", "chu", "key", "mwe"]
 STEPS = 400
 F1_TOL = 0.06

@@ -297,7 +297,7 @@ def _reference_protocol():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "reference_protocol.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "reference_protocol.py"
     spec = importlib.util.spec_from_file_location("reference_protocol", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

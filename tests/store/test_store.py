@@ -169,7 +169,7 @@ def test_a_broken_stats_import_is_not_hidden():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for module in ("mtlfast.store", "mtlfast.meta.table"):
         code = (f"import sys; sys.modules['mtlfast.stats'] = None\n"
                 f"try:\n    import {module}\nexcept ImportError as exc:\n    print('ImportError', exc)\n")

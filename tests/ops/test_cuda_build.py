@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CUDA_SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
 GLUE_SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cpp"))
 

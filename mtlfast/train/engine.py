@@ -114,20 +114,35 @@ def _sample(run: _Run, inputs, settings: TrainSettings):
     return slot, np.asarray(tokens), np.asarray(tags), np.asarray(lengths), mask
 
 
-def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings) -> tuple[list[float], list[int]]:
-    """Advance every run of the array by one step; return each run's batch loss and drawn task slot."""
+@dataclass
+class _StepBatch:
+    """One step's batches of the K runs, padded to a common length T and on the array's device."""
+
+    tokens: torch.Tensor  # int64 [K, B, T], 0 beyond each sentence
+    tags: torch.Tensor  # int64 [K, B, T], PAD_TAG beyond each sentence
+    lengths: torch.Tensor  # int64 [K, B]
+    slots: np.ndarray  # int64 [K]: each run's drawn task slot
+    n_lab: np.ndarray  # int64 [K]: the drawn task's label count
+    drop: torch.Tensor | None  # float32 [K, B, T, 2H] dropout scale (CPU), or None without dropout
+    x: torch.Tensor  # [K, B, T, E] embedding rows, a leaf that requires grad
+    ar: torch.Tensor  # arange(K) on the device
+
+
+def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, dropout: bool) -> _StepBatch:
+    """Draw each run's next batch (:func:`_sample`), pad the K of them into [K, B, T] arrays, move them to the
+    array's device and look the tokens up in each run's own embedding table (flat ids k * V + token).
+    ``dropout``: also stack the samples' dropout masks (each sample must then carry one)."""
     K = arr.K
     dev = arr.device
     V = arr.t["emb"].shape[1]
     E = arr.t["emb"].shape[2]
-    H = settings.hidden
     samples = [_sample(r, inputs, settings) for r in runs]
     T = max(s[1].shape[1] for s in samples)
     B = settings.batch_size
     tokens = np.zeros((K, B, T), dtype=np.int64)
     tags = np.full((K, B, T), PAD_TAG, dtype=np.int64)
     lengths = np.zeros((K, B), dtype=np.int64)
-    drop = torch.zeros(K, B, T, 2 * H) if settings.dropout > 0 else None
+    drop = torch.zeros(K, B, T, 2 * settings.hidden) if dropout else None
     slots = np.zeros(K, dtype=np.int64)
     n_lab = np.zeros(K, dtype=np.int64)
     for k, (slot, tok, tag, ln, mask) in enumerate(samples):
@@ -140,14 +155,24 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
         if drop is not None:
             drop[k, :, :t] = mask
     tokens_t = torch.from_numpy(tokens).to(dev)
-    tags_t = torch.from_numpy(tags).to(dev)
-    lengths_t = torch.from_numpy(lengths).to(dev)
     ar = torch.arange(K, device=dev)
-
     # Embedding lookup as a leaf, so its gradient is per position (the table's rows are updated lazily).
     flat_ids = tokens_t + (ar * V)[:, None, None]
-    emb_flat = arr.t["emb"].view(K * V, E)
-    x = emb_flat[flat_ids].requires_grad_(True)
+    x = arr.t["emb"].view(K * V, E)[flat_ids].requires_grad_(True)
+    return _StepBatch(tokens_t, torch.from_numpy(tags).to(dev), torch.from_numpy(lengths).to(dev), slots, n_lab,
+                      drop, x, ar)
+
+
+def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings) -> tuple[list[float], list[int]]:
+    """Advance every run of the array by one step; return each run's batch loss and drawn task slot."""
+    K = arr.K
+    dev = arr.device
+    E = arr.t["emb"].shape[2]
+    B = settings.batch_size
+    sb = _step_batch(arr, runs, inputs, settings, dropout=settings.dropout > 0)
+    tokens_t, tags_t, lengths_t, slots, n_lab, drop, x = (sb.tokens, sb.tags, sb.lengths, sb.slots, sb.n_lab,
+                                                          sb.drop, sb.x)
+    T = tokens_t.shape[2]
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
     y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
     if drop is not None:
@@ -238,31 +263,12 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
     """One step of every run under the original protocol (module docstring); returns losses and task slots."""
     K = arr.K
     dev = arr.device
-    V = arr.t["emb"].shape[1]
     E = arr.t["emb"].shape[2]
     B = settings.batch_size
-    samples = [_sample(r, inputs, settings) for r in runs]
-    T = max(s[1].shape[1] for s in samples)
-    tokens = np.zeros((K, B, T), dtype=np.int64)
-    tags = np.full((K, B, T), PAD_TAG, dtype=np.int64)
-    lengths = np.zeros((K, B), dtype=np.int64)
-    slots = np.zeros(K, dtype=np.int64)
-    n_lab = np.zeros(K, dtype=np.int64)
-    for k, (slot, tok, tag, ln, _) in enumerate(samples):
-        t = tok.shape[1]
-        tokens[k, :, :t] = tok
-        tags[k, :, :t] = tag
-        lengths[k] = ln
-        slots[k] = slot
-        n_lab[k] = inputs.n_labels(runs[k].spec.tasks[slot])
-    tokens_t = torch.from_numpy(tokens).to(dev)
-    tags_t = torch.from_numpy(tags).to(dev)
-    lengths_t = torch.from_numpy(lengths).to(dev)
-    ar = torch.arange(K, device=dev)
+    sb = _step_batch(arr, runs, inputs, settings, dropout=False)
+    tokens_t, tags_t, lengths_t, slots, n_lab, x, ar = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.n_lab, sb.x, sb.ar
+    T = tokens_t.shape[2]
     slots_t = torch.from_numpy(slots).to(dev)
-
-    flat_ids = tokens_t + (ar * V)[:, None, None]
-    x = arr.t["emb"].view(K * V, E)[flat_ids].requires_grad_(True)
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
     y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
     valid = tags_t != PAD_TAG

@@ -85,24 +85,8 @@ def fit_predictor(sweep_dir, new_features, C=1.0, random_state=0):
     Returns ``(predictor, features_used, all_features, known_tasks)``.
     """
     from mtlfast.meta.predictor import GainPredictor
-    from mtlfast.meta.table import TASK_FEATURES, pair_table, read_gains
 
-    sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / "gains.csv").exists():
-        raise PredictError(f"{sweep_dir}: no gains.csv (expected a finished sweep folder)")
-    gains = read_gains(sweep_dir / "gains.csv")
-    known_feats = load_sweep_features(sweep_dir)
-    known = sorted({g["main"] for g in gains} | {g["aux"] for g in gains})
-    missing = [t for t in known if t not in known_feats]
-    if missing:
-        raise PredictError(f"{sweep_dir}: no features (features.csv / curves.csv) for tasks {missing}")
-    all_feats = {**known_feats, **new_features}
-    used = _usable(all_feats, known + sorted(new_features), TASK_FEATURES)
-    if not used:
-        raise PredictError("no task feature is available for every sweep task and every new task")
-    table = pair_table(gains, all_feats, features=used)
-    if table.y.min() == table.y.max():
-        raise PredictError(f"{sweep_dir}: every pair has the same label; nothing to learn")
+    table, used, all_feats, known = _sweep_table(sweep_dir, new_features)
     pred = GainPredictor(C=C, columns=table.columns, random_state=random_state).fit(table.X, table.y)
     return pred, used, all_feats, known
 

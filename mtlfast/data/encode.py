@@ -288,23 +288,32 @@ def encode_suite(tasks: Sequence[Task], vocab: Vocab | None = None) -> EncodedSu
         return _encode_suite(list(tasks), vocab)
 
 
-def _encode_suite(tasks: list, vocab: Vocab | None) -> EncodedSuite:
-    if vocab is not None:
-        return EncodedSuite(vocab=vocab, tasks={t.name: encode_task(t, vocab) for t in tasks})
+def _factorize_suite(tasks: list, form):
+    """Integer-code the tokens of every split of every task with one shared raw-string table, and map each raw
+    string to its normal form ``form(w)`` (numbered in order of first appearance).
+
+    Returns ``(coded, raw_to_form, forms)``: ``coded`` a list of ``(task, split name, split, codes, offsets)``,
+    ``raw_to_form`` int64 [number of raw strings], ``forms`` the distinct normal forms."""
     raw: dict = {}  # raw token string -> code, shared by every split of every task
     coded = []
     for t in tasks:
         for name, split in t.splits.items():
             codes, offsets = factorize(split.tokens, raw)
             coded.append((t, name, split, codes, offsets))
-    raw_words = list(raw)
-    lower_index: dict = {}
-    raw_to_lower = np.fromiter((lower_index.setdefault(w.lower(), len(lower_index)) for w in raw_words),
-                               dtype=np.int64, count=len(raw_words))
-    lower_words = list(lower_index)
-    raw_counts = np.zeros(len(raw_words), dtype=np.int64)
+    form_index: dict = {}
+    raw_to_form = np.fromiter((form_index.setdefault(form(w), len(form_index)) for w in raw), dtype=np.int64,
+                              count=len(raw))
+    return coded, raw_to_form, list(form_index)
+
+
+def _encode_suite(tasks: list, vocab: Vocab | None) -> EncodedSuite:
+    if vocab is not None:
+        return EncodedSuite(vocab=vocab, tasks={t.name: encode_task(t, vocab) for t in tasks})
+    coded, raw_to_lower, lower_words = _factorize_suite(tasks, str.lower)
+    n_raw = len(raw_to_lower)
+    raw_counts = np.zeros(n_raw, dtype=np.int64)
     for *_, codes, _ in coded:
-        raw_counts += np.bincount(codes, minlength=len(raw_words))
+        raw_counts += np.bincount(codes, minlength=n_raw)
     counts = np.bincount(raw_to_lower, weights=raw_counts, minlength=len(lower_words)).astype(np.int64)
     special = [i for i, w in enumerate(lower_words) if w in (PAD_WORD, UNK_WORD)]
     order = sorted((i for i in range(len(lower_words)) if i not in special),
@@ -312,7 +321,7 @@ def _encode_suite(tasks: list, vocab: Vocab | None) -> EncodedSuite:
     vocab = Vocab(lower_words[i] for i in order)
     lower_to_id = np.fromiter((vocab.stoi[w] if w not in (PAD_WORD, UNK_WORD) else UNK_ID for w in lower_words),
                               dtype=np.int32, count=len(lower_words))
-    raw_to_id = lower_to_id[raw_to_lower] if len(raw_words) else np.zeros(0, dtype=np.int32)
+    raw_to_id = lower_to_id[raw_to_lower] if n_raw else np.zeros(0, dtype=np.int32)
     enc_tasks: dict[str, EncodedTask] = {}
     for t, name, split, codes, offsets in coded:
         if t.name not in enc_tasks:
@@ -385,17 +394,7 @@ def encode_suite_original(tasks: Sequence[Task], vector_words=None) -> EncodedSu
 
 
 def _encode_suite_original(tasks: list, vector_words) -> EncodedSuite:
-    raw: dict = {}  # raw token string -> code, shared by every split of every task
-    coded = []
-    for t in tasks:
-        for name, split in t.splits.items():
-            codes, offsets = factorize(split.tokens, raw)
-            coded.append((t, name, split, codes, offsets))
-    raw_words = list(raw)
-    form_index: dict = {}
-    raw_to_form = np.fromiter((form_index.setdefault(original_form(w), len(form_index)) for w in raw_words),
-                              dtype=np.int64, count=len(raw_words))
-    forms = list(form_index)
+    coded, raw_to_form, forms = _factorize_suite(tasks, original_form)
     counts = np.zeros(len(forms), dtype=np.int64)
     eligible = np.zeros(len(forms), dtype=bool)
     if callable(vector_words):
@@ -416,7 +415,7 @@ def _encode_suite_original(tasks: list, vector_words) -> EncodedSuite:
     vocab.stoi = {w: i for i, w in enumerate(vocab.itos)}
     form_to_id = np.full(len(forms), ORIG_OOV_ID, dtype=np.int32)
     form_to_id[np.asarray(order, dtype=np.int64)] = np.arange(4, 4 + len(order), dtype=np.int32)
-    raw_to_id = form_to_id[raw_to_form] if len(raw_words) else np.zeros(0, dtype=np.int32)
+    raw_to_id = form_to_id[raw_to_form] if len(raw_to_form) else np.zeros(0, dtype=np.int32)
     enc_tasks: dict[str, EncodedTask] = {}
     for t in tasks:
         label_ids = {s: i for i, s in enumerate(ORIGINAL_SPECIALS)}

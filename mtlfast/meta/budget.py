@@ -1082,21 +1082,10 @@ def complete_gains(measured_rows, tasks, features=None, model_factory=None, f1=N
 
 def write_gains_with_status(rows, path, base_columns=("main", "aux", "f1_single", "f1_pair", "gain", "label")):
     """gains.csv of a budgeted sweep: the usual columns (and seed columns when present), ``status``, ``p_gain``."""
-    import csv
-    import os
-    from pathlib import Path
+    from mtlfast.meta.gains import SEED_COLUMNS, write_rows_csv
 
-    path = Path(path)
-    extra = [c for c in ("gain_sd", "n_seeds", "label_beyond_noise", "p_value") if any(c in r for r in rows)]
-    header = list(base_columns) + extra + ["status", "p_gain"]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for r in rows:
-            w.writerow(["nan" if isinstance(v, float) and math.isnan(v) else v for v in (r.get(h, "") for h in header)])
-    os.replace(tmp, path)
-    return path
+    extra = [c for c in SEED_COLUMNS if any(c in r for r in rows)]
+    return write_rows_csv(rows, path, list(base_columns) + extra + ["status", "p_gain"])
 
 
 def budget_summary(rows, seeds=1):

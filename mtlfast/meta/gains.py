@@ -31,7 +31,7 @@ import numpy as np
 from mtlfast.metrics import relative_gain
 
 __all__ = ["GAIN_COLUMNS", "SEED_COLUMNS", "NOISE_COLUMNS", "NOISE_SDS", "task_order", "welch", "beyond_noise",
-           "single_noise", "gain_row", "directed_gains", "store_gains", "write_gains_csv"]
+           "single_noise", "gain_row", "directed_gains", "store_gains", "write_gains_csv", "write_rows_csv"]
 
 #: Columns of gains.csv; SEED_COLUMNS follow them when the sweep has several seeds.
 GAIN_COLUMNS = ("main", "aux", "f1_single", "f1_pair", "gain", "label")
@@ -162,9 +162,15 @@ def store_gains(store) -> list[dict]:
 
 def write_gains_csv(rows: list[dict], path) -> Path:
     """Write gains.csv atomically; an undefined gain (single-task F1 = 0) is written as ``nan``."""
-    path = Path(path)
     header = list(GAIN_COLUMNS) + (list(SEED_COLUMNS) if rows and "gain_sd" in rows[0] else []) \
         + (list(NOISE_COLUMNS) if rows and "beyond_single_noise" in rows[0] else [])
+    return write_rows_csv(rows, path, header)
+
+
+def write_rows_csv(rows: list[dict], path, header) -> Path:
+    """Write ``rows`` (dicts) as a CSV with columns ``header`` atomically (a temporary file, then a rename);
+    a missing column is written empty, a NaN float as ``nan``."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

@@ -231,20 +231,14 @@ class GainModel(ClassifierMixin, BaseEstimator):
         n = Xs.shape[0]
         blocks = [np.ones((n, 1))]
         T = len(self.tasks_)
-        if self._use_main:
-            Om = np.zeros((n, T))
-            for i, (m, _a) in enumerate(pairs):
-                j = self._task_index.get(m)
-                if j is not None:
-                    Om[i, j] = 1.0
-            blocks.append(Om)
-        if self._use_aux:
-            Oa = np.zeros((n, T))
-            for i, (_m, a) in enumerate(pairs):
-                j = self._task_index.get(a)
-                if j is not None:
-                    Oa[i, j] = 1.0
-            blocks.append(Oa)
+        for use, side in ((self._use_main, 0), (self._use_aux, 1)):  # main-task, then auxiliary-task one-hots
+            if use:
+                O = np.zeros((n, T))
+                for i, pair in enumerate(pairs):
+                    j = self._task_index.get(pair[side])
+                    if j is not None:
+                        O[i, j] = 1.0
+                blocks.append(O)
         blocks.append(Xs)
         return np.concatenate(blocks, axis=1)
 

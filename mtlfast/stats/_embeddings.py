@@ -91,6 +91,12 @@ def assemble(ids, n_train, n_train_terms, term_buf, term_span, offsets, label_id
     has_vector = None
     if embeddings is not None:
         has_vector = embedding_table(embeddings).has_vector(term_buf, term_span[:n_train_terms])
+    return split_arrays_of(ids, n_train, n_train_terms, term_span, offsets, label_ids, n_labels, has_vector)
+
+
+def split_arrays_of(ids, n_train, n_train_terms, term_span, offsets, label_ids, n_labels, has_vector) -> SplitArrays:
+    """SplitArrays from train+test term ids (the first ``n_train`` are the training tokens), the terms' spans
+    (one per term) and the training labels, with ``has_vector`` already known (None without embeddings)."""
     return SplitArrays(
         train_terms=ids[:n_train],
         train_offsets=offsets,

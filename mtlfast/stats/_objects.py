@@ -9,7 +9,7 @@ import numpy as np
 
 from mtlfast.data import _fast  # noqa: F401 - private by design: see tests/test_layers.py ALLOWED_PRIVATE
 from mtlfast.stats import _intern as I
-from mtlfast.stats._embeddings import embedding_table
+from mtlfast.stats._embeddings import embedding_table, split_arrays_of
 from mtlfast.stats.features import SplitArrays
 
 
@@ -36,16 +36,7 @@ def object_arrays(train_tokens, train_tags, test_tokens, embeddings) -> SplitArr
     if any(I.SEP in label for label in label_index):
         raise I.newline_error(label_index)
     ids = lower_of_raw[codes] if codes.size else codes
-    return SplitArrays(
-        train_terms=ids[:n_train],
-        train_offsets=offsets,
-        train_labels=label_ids,
-        test_terms=ids[n_train:],
-        n_terms=int(term_span.shape[0]),
-        n_train_terms=n_train_terms,
-        n_labels=len(label_index),
-        has_vector=has_vector,
-    )
+    return split_arrays_of(ids, n_train, n_train_terms, term_span, offsets, label_ids, len(label_index), has_vector)
 
 
 def pooled_arrays(train, test, embeddings) -> SplitArrays | None:

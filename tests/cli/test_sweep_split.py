@@ -11,20 +11,7 @@ import pytest
 
 from mtlfast.config import ConfigError, build_config
 from mtlfast.sweep import _plan, main
-
-
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory):
-    from mtlfast.data.synthetic import generate_suite
-
-    root = tmp_path_factory.mktemp("suite")
-    generate_suite(root, seed=0)
-    return root
-
-
-def tiny_args(suite, out, *extra):
-    return ["--data", str(suite), "--tasks", "coarse", "entity", "keep", "--steps-single", "20", "--steps-pair",
-            "30", "--hidden", "8", "--batch-size", "8", "--threads", "1", "--no-progress", "--out", str(out), *extra]
+from tinysweep import suite, tiny_args  # noqa: F401 - suite: a pytest fixture
 
 
 def test_plan_puts_every_single_run_first():

@@ -8,20 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtlfast.sweep import main
-
-
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory):
-    from mtlfast.data.synthetic import generate_suite
-
-    root = tmp_path_factory.mktemp("suite")
-    generate_suite(root, seed=0)
-    return root
-
-
-def tiny_args(suite, out, *extra):
-    return ["--data", str(suite), "--tasks", "coarse", "entity", "keep", "--steps-single", "20", "--steps-pair",
-            "30", "--hidden", "8", "--batch-size", "8", "--threads", "1", "--no-progress", "--out", str(out), *extra]
+from tinysweep import suite, tiny_args  # noqa: F401 - suite: a pytest fixture
 
 
 def _rows(out):

@@ -163,6 +163,23 @@ def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
                       drop, x, ar)
 
 
+@torch.no_grad()
+def _release_and_update_heads(arr: ModelArray, dense: list[torch.Tensor], head_grads, kw: dict) -> None:
+    """After the dense layers' update: drop their gradients and autograd flag, then move each run's drawn head.
+
+    Heads: only the drawn slot of each run moves, and only its task's n label rows (padding rows beyond n never
+    enter a logit, so they need no update); the blocks are contiguous views, updated in place. ``head_grads``
+    as :func:`_heads_loss_and_grads` returns them; ``kw`` the Adadelta settings."""
+    for p in dense:
+        p.grad = None
+        p.requires_grad_(False)
+    hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
+                                                      "head_w.ad", "head_b.ad"))
+    for k, s, n, g_w, g_b in head_grads:
+        ops.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
+                      [hwa[k, s, :n], hba[k, s, :n]], **kw)
+
+
 def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings) -> tuple[list[float], list[int]]:
     """Advance every run of the array by one step; return each run's batch loss and drawn task slot."""
     K = arr.K
@@ -188,16 +205,7 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     with torch.no_grad():
         ops.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
                       [arr.t[n + ".ad"] for n in DENSE], **kw)
-        for p in dense:
-            p.grad = None
-            p.requires_grad_(False)
-        # Heads: only the drawn slot of each run moves, and only its task's n label rows (padding rows beyond n
-        # never enter a logit, so they need no update); the blocks are contiguous views, updated in place.
-        hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
-                                                          "head_w.ad", "head_b.ad"))
-        for k, s, n, g_w, g_b in head_grads:
-            ops.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
-                          [hwa[k, s, :n], hba[k, s, :n]], **kw)
+        _release_and_update_heads(arr, dense, head_grads, kw)
         # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
         ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
         arr.local_step += 1
@@ -286,14 +294,7 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
         for n, (a, b) in zip(DENSE, sel):
             arr.t[n + ".sq"][ar, slots_t] = a
             arr.t[n + ".ad"][ar, slots_t] = b
-        for p in dense:
-            p.grad = None
-            p.requires_grad_(False)
-        hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
-                                                          "head_w.ad", "head_b.ad"))
-        for k, s, n, g_w, g_b in head_grads:
-            ops.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
-                          [hwa[k, s, :n], hba[k, s, :n]], **kw)
+        _release_and_update_heads(arr, dense, head_grads, kw)
         # Embedding: TensorFlow's sparse Adadelta, one update per occurrence in time-major order (the original
         # feeds [timesteps, batch] ids); padding positions carry a zero gradient and a row (PAD) that never
         # reaches an output, so they are left out.

@@ -389,17 +389,23 @@ def evaluate(params: dict, tasks, inputs, settings: TrainSettings) -> list[tuple
     if settings.protocol == "original":
         return evaluate_original(params, tasks, inputs, settings)
     rows = []
+    for slot, name, task, split_name, split in _eval_splits(tasks, inputs, settings):
+        pred = predict(params, split, slot, len(task.labels), settings)
+        scores = score_sequences(np.asarray(split.tags), pred, np.asarray(split.offsets), task.labels,
+                                 task.outside_id)
+        rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
+    return rows
+
+
+def _eval_splits(tasks, inputs, settings: TrainSettings):
+    """``(slot, task name, encoded task, split name, split)`` for each of a run's tasks and each of
+    ``settings.eval_splits`` that the task has, in that order."""
     for slot, name in enumerate(tasks):
         task = inputs.suite.tasks[name]
         for split_name in settings.eval_splits:
             split = task.splits.get(split_name)
-            if split is None:
-                continue
-            pred = predict(params, split, slot, len(task.labels), settings)
-            scores = score_sequences(np.asarray(split.tags), pred, np.asarray(split.offsets), task.labels,
-                                     task.outside_id)
-            rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
-    return rows
+            if split is not None:
+                yield slot, name, task, split_name, split
 
 
 @torch.no_grad()
@@ -455,15 +461,10 @@ def original_scores(gold: np.ndarray, pred: np.ndarray, outside_id: int) -> dict
 def evaluate_original(params: dict, tasks, inputs, settings: TrainSettings) -> list[tuple[str, str, str, float]]:
     """Scores of one run under the original protocol (:func:`predict_original`, :func:`original_scores`)."""
     rows = []
-    for slot, name in enumerate(tasks):
-        task = inputs.suite.tasks[name]
-        for split_name in settings.eval_splits:
-            split = task.splits.get(split_name)
-            if split is None:
-                continue
-            gold, pred = predict_original(params, split, slot, len(task.labels), settings)
-            scores = original_scores(gold, pred, task.outside_id)
-            rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
+    for slot, name, task, split_name, split in _eval_splits(tasks, inputs, settings):
+        gold, pred = predict_original(params, split, slot, len(task.labels), settings)
+        scores = original_scores(gold, pred, task.outside_id)
+        rows += [(name, split_name, metric, float(v)) for metric, v in scores.items()]
     return rows
 
 

@@ -38,14 +38,6 @@ STEPS = 5
 LR, RHO, EPS = 1.0, 0.9, 1e-6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def suite_dir(tmp_path_factory):
     from mtlfast.data.synthetic import generate_suite

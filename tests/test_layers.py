@@ -24,7 +24,7 @@ LAYERS = [
     ("stats", ["mtlfast.stats"]),
     ("ops/nn", ["mtlfast.ops", "mtlfast.nn", "mtlfast._C"]),
     ("metrics", ["mtlfast.metrics"]),
-    ("train", ["mtlfast.train"]),
+    ("train", ["mtlfast.train", "mtlfast.train.memory"]),  # train.memory: bytes per run, the default array size
     ("store", ["mtlfast.store"]),  # mtlfast.store (records, checkpoints), mtlfast.store.transfer (export/import)
     ("meta", ["mtlfast.meta"]),
     ("report", ["mtlfast.report"]),
@@ -45,10 +45,6 @@ ALLOWED_PRIVATE = {
         "the data layer's compiled parser helpers (factorize by object identity, the parser's string pools and "
         "their identity check): the statistics read the pools the parser left on loaded splits; the names are "
         "private because they are an implementation detail of these two layers, not a user API",
-    ("mtlfast.train.engine", "mtlfast.data.encode._fast"):
-        "the original protocol's sparse Adadelta loop (TensorFlow's SparseApplyAdadelta, one occurrence after "
-        "the other) is compiled in the data layer's Cython module, the only Cython build; it belongs in ops "
-        "(mtlfast._C) and should move there",
     ("mtlfast.budget", "mtlfast.report.figures._plt"):
         "the report's one matplotlib set-up (Agg backend, imported on first use) reused by the budget figure; "
         "report.figures should make it public",

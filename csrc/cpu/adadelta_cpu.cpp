@@ -27,6 +27,12 @@
 //       the sparse embedding backward: sums grad_out rows of equal token id. ids int64 [K, N] (or [N]),
 //       grad_out [K, N, E] (or [N, E]). Rows in order of first appearance, padded with -1 / zeros to U = the
 //       largest number of distinct ids over k. Tokens equal to ignore_id are skipped (-1: none).
+//   sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr, rho, eps)
+//       TensorFlow's SparseApplyAdadelta for every run of a model array (the original protocol's embedding
+//       update): table [K, V, E]; sq, acc [K, S, V, E] (one state per task slot; run k uses slots[k]);
+//       rows int64 [K, N] (-1 skipped); grads [K, N, E]. Entry i of run k updates row rows[k, i] with
+//       grads[k, i], one entry after the other (a row that occurs twice is updated twice, the second time from
+//       the state the first left). Float32 only; parallel over runs.
 //
 // The float32 element kernel has three builds (AVX-512F, AVX2, portable), chosen by the kernel build shared
 // with the bi-LSTM (isa.h: avx512 and avx512_bf16 run the AVX-512 one), read once per call.
@@ -40,106 +46,16 @@
 #include <sstream>
 #include <vector>
 
+#include "cpu/adadelta_span.h"
 #include "cpu/isa.h"
 #include "mtlfast.h"
-
-#if MTLFAST_X86
-#include <immintrin.h>
-#endif
 
 namespace mtlfast {
 namespace {
 
 using cpu::Path;
-
-// ---------------------------------------------------------------------------------------------------------
-// Element kernels. Three float32 builds (AVX-512F, AVX2, portable); multiplications and additions are kept
-// separate (no FMA) to follow torch.optim.Adadelta's rounding as closely as possible.
-
-struct Hyper {
-  double lr, rho, eps;
-};
-
-template <typename T>
-inline void adadelta_span_portable(T* __restrict p, const T* __restrict g, T* __restrict sq, T* __restrict acc,
-                                   int64_t n, const Hyper& h) {
-  const T lr = static_cast<T>(h.lr), rho = static_cast<T>(h.rho), eps = static_cast<T>(h.eps);
-  const T omr = static_cast<T>(1.0 - h.rho);
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T s = sq[i] * rho + omr * gi * gi;
-    sq[i] = s;
-    const T upd = std::sqrt(acc[i] + eps) / std::sqrt(s + eps) * gi;
-    acc[i] = acc[i] * rho + omr * upd * upd;
-    p[i] = p[i] - lr * upd;
-  }
-}
-
-#if MTLFAST_X86
-// GCC 12 warns (falsely) that the masked loads read an uninitialised register.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-__attribute__((target("avx512f"))) void adadelta_span_avx512(float* p, const float* g, float* sq, float* acc,
-                                                             int64_t n, const Hyper& h) {
-  const __m512 lr = _mm512_set1_ps(static_cast<float>(h.lr));
-  const __m512 rho = _mm512_set1_ps(static_cast<float>(h.rho));
-  const __m512 eps = _mm512_set1_ps(static_cast<float>(h.eps));
-  const __m512 omr = _mm512_set1_ps(static_cast<float>(1.0 - h.rho));
-  int64_t i = 0;
-  for (; i < n; i += 16) {
-    const int64_t left = n - i;
-    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
-    const __m512 gi = _mm512_maskz_loadu_ps(m, g + i);
-    const __m512 s = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, sq + i), rho),
-                                   _mm512_mul_ps(_mm512_mul_ps(omr, gi), gi));
-    _mm512_mask_storeu_ps(sq + i, m, s);
-    const __m512 a = _mm512_maskz_loadu_ps(m, acc + i);
-    const __m512 upd = _mm512_mul_ps(
-        _mm512_div_ps(_mm512_sqrt_ps(_mm512_add_ps(a, eps)), _mm512_sqrt_ps(_mm512_add_ps(s, eps))), gi);
-    _mm512_mask_storeu_ps(acc + i, m,
-                          _mm512_add_ps(_mm512_mul_ps(a, rho), _mm512_mul_ps(_mm512_mul_ps(omr, upd), upd)));
-    _mm512_mask_storeu_ps(p + i, m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p + i), _mm512_mul_ps(lr, upd)));
-  }
-}
-#pragma GCC diagnostic pop
-
-__attribute__((target("avx2"))) void adadelta_span_avx2(float* p, const float* g, float* sq, float* acc, int64_t n,
-                                                        const Hyper& h) {
-  const __m256 lr = _mm256_set1_ps(static_cast<float>(h.lr));
-  const __m256 rho = _mm256_set1_ps(static_cast<float>(h.rho));
-  const __m256 eps = _mm256_set1_ps(static_cast<float>(h.eps));
-  const __m256 omr = _mm256_set1_ps(static_cast<float>(1.0 - h.rho));
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gi = _mm256_loadu_ps(g + i);
-    const __m256 s =
-        _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(sq + i), rho), _mm256_mul_ps(_mm256_mul_ps(omr, gi), gi));
-    _mm256_storeu_ps(sq + i, s);
-    const __m256 a = _mm256_loadu_ps(acc + i);
-    const __m256 upd = _mm256_mul_ps(
-        _mm256_div_ps(_mm256_sqrt_ps(_mm256_add_ps(a, eps)), _mm256_sqrt_ps(_mm256_add_ps(s, eps))), gi);
-    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_mul_ps(a, rho), _mm256_mul_ps(_mm256_mul_ps(omr, upd), upd)));
-    _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), _mm256_mul_ps(lr, upd)));
-  }
-  adadelta_span_portable<float>(p + i, g + i, sq + i, acc + i, n - i, h);
-}
-
-#endif  // MTLFAST_X86
-
-// One stretch of float32 elements in kernel build `path`.
-inline void adadelta_span(float* p, const float* g, float* sq, float* acc, int64_t n, const Hyper& h, Path path) {
-  switch (path) {
-#if MTLFAST_X86
-    case Path::kAvx512Bf16:
-    case Path::kAvx512: adadelta_span_avx512(p, g, sq, acc, n, h); break;
-    case Path::kAvx2: adadelta_span_avx2(p, g, sq, acc, n, h); break;
-#endif
-    default: adadelta_span_portable<float>(p, g, sq, acc, n, h);
-  }
-}
-inline void adadelta_span(double* p, const double* g, double* sq, double* acc, int64_t n, const Hyper& h, Path) {
-  adadelta_span_portable<double>(p, g, sq, acc, n, h);
-}
+using adadelta_detail::adadelta_span;
+using adadelta_detail::Hyper;
 
 template <typename T>
 inline void scale_span(T* __restrict x, T* __restrict y, int64_t n, T f) {
@@ -451,6 +367,79 @@ std::tuple<at::Tensor, at::Tensor> embedding_grad_rows(at::Tensor ids, at::Tenso
   return {row_ids, grad_rows};
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// TensorFlow's sparse Adadelta, one occurrence after the other.
+
+// One row, TensorFlow's SparseApplyAdadelta arithmetic and operation order (without errno-setting sqrt, so
+// that the loop over the row vectorises).
+__attribute__((optimize("no-math-errno"))) void tf_adadelta_row(float* __restrict v, float* __restrict a,
+                                                                float* __restrict u, const float* __restrict g,
+                                                                int64_t E, float lr, float rho, float eps) {
+  const float om = 1.0f - rho;
+  for (int64_t e = 0; e < E; ++e) {
+    const float gg = g[e];
+    const float aa = a[e] * rho + gg * gg * om;
+    a[e] = aa;
+    const float up = std::sqrt(u[e] + eps) / std::sqrt(aa + eps) * gg;
+    u[e] = u[e] * rho + up * up * om;
+    v[e] -= up * lr;
+  }
+}
+
+void sparse_adadelta_occurrences_(at::Tensor table, at::Tensor sq, at::Tensor acc, at::Tensor slots,
+                                  at::Tensor rows, at::Tensor grads, double lr, double rho, double eps) {
+  const char* op = "sparse_adadelta_occurrences_";
+  TORCH_CHECK(table.dim() == 3 && table.scalar_type() == at::kFloat && table.device().is_cpu() &&
+                  table.is_contiguous(),
+              op, ": table must be a contiguous CPU float32 tensor of shape [K, V, E]; got ", table.scalar_type(),
+              " ", shape_str(table));
+  const int64_t K = table.size(0), V = table.size(1), E = table.size(2);
+  TORCH_CHECK(sq.dim() == 4 && sq.size(0) == K && sq.size(2) == V && sq.size(3) == E, op,
+              ": sq must have shape [K, S, V, E] with [K, V, E] = ", shape_str(table), "; got ", shape_str(sq));
+  const int64_t S = sq.size(1);
+  for (const auto* t : {&sq, &acc})
+    TORCH_CHECK(t->sizes() == sq.sizes() && t->scalar_type() == at::kFloat && t->device().is_cpu() &&
+                    t->is_contiguous(),
+                op, ": sq and acc must be contiguous CPU float32 tensors of shape ", shape_str(sq), "; got ",
+                t->scalar_type(), " ", shape_str(*t));
+  TORCH_CHECK(slots.dim() == 1 && slots.size(0) == K && slots.scalar_type() == at::kLong && slots.device().is_cpu(),
+              op, ": slots must be a CPU int64 tensor of shape [K] = [", K, "]; got ", slots.scalar_type(), " ",
+              shape_str(slots));
+  TORCH_CHECK(rows.dim() == 2 && rows.size(0) == K && rows.scalar_type() == at::kLong && rows.device().is_cpu(),
+              op, ": rows must be a CPU int64 tensor of shape [K, N] with K = ", K, "; got ", rows.scalar_type(),
+              " ", shape_str(rows));
+  const int64_t N = rows.size(1);
+  TORCH_CHECK(grads.dim() == 3 && grads.size(0) == K && grads.size(1) == N && grads.size(2) == E &&
+                  grads.scalar_type() == at::kFloat && grads.device().is_cpu(),
+              op, ": grads must be a CPU float32 tensor of shape [K, N, E] = [", K, ", ", N, ", ", E, "]; got ",
+              grads.scalar_type(), " ", shape_str(grads));
+  const at::Tensor sl = slots.contiguous(), r2 = rows.contiguous(), g3 = grads.contiguous();
+  const int64_t* sp = sl.data_ptr<int64_t>();
+  const int64_t* rp = r2.data_ptr<int64_t>();
+  for (int64_t k = 0; k < K; ++k)
+    TORCH_CHECK(sp[k] >= 0 && sp[k] < S, op, ": slots must lie in [0, ", S, "); run ", k, " has ", sp[k]);
+  for (int64_t j = 0; j < K * N; ++j)
+    TORCH_CHECK(rp[j] >= -1 && rp[j] < V, op, ": rows must lie in [0, ", V, ") or be -1 (skip); found ", rp[j],
+                " at flat position ", j);
+  float* tp = table.data_ptr<float>();
+  float* qp = sq.data_ptr<float>();
+  float* ap = acc.data_ptr<float>();
+  const float* gp = g3.data_ptr<float>();
+  const float flr = static_cast<float>(lr), frho = static_cast<float>(rho), feps = static_cast<float>(eps);
+  pybind11::gil_scoped_release nogil;
+  at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t state = (k * S + sp[k]) * V * E;
+      for (int64_t i = 0; i < N; ++i) {
+        const int64_t r = rp[k * N + i];
+        if (r < 0) continue;
+        tf_adadelta_row(tp + (k * V + r) * E, qp + state + r * E, ap + state + r * E, gp + (k * N + i) * E, E,
+                        flr, frho, feps);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void register_adadelta_cpu(pybind11::module_& m) {
@@ -465,6 +454,9 @@ void register_adadelta_cpu(pybind11::module_& m) {
         py::arg("step"), py::arg("rho"), "Bring every row's Adadelta state to `step` completed steps.");
   m.def("embedding_grad_rows", &embedding_grad_rows, py::arg("ids"), py::arg("grad_out"), py::arg("num_rows"),
         py::arg("ignore_id") = -1, "Sum embedding output gradients into distinct rows (sparse embedding backward).");
+  m.def("sparse_adadelta_occurrences_", &sparse_adadelta_occurrences_, py::arg("table"), py::arg("sq"),
+        py::arg("acc"), py::arg("slots"), py::arg("rows"), py::arg("grads"), py::arg("lr"), py::arg("rho"),
+        py::arg("eps"), "TensorFlow's SparseApplyAdadelta per run of a model array, one occurrence after the other.");
 }
 
 }  // namespace mtlfast

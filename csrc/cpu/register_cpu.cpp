@@ -6,5 +6,6 @@ void register_cpu_ops(pybind11::module_& m) {
   register_isa_cpu(m);
   register_bilstm_cpu(m);
   register_adadelta_cpu(m);
+  register_heads_cpu(m);
 }
 }  // namespace mtlfast

@@ -50,6 +50,8 @@ __all__ = [
     "reference_embedding_rows_update_",
     "LazyEmbeddingAdadelta",
     "FusedAdadelta",
+    "sparse_adadelta_occurrences_",
+    "reference_sparse_adadelta_occurrences_",
     "has_fused_adadelta",
 ]
 
@@ -454,6 +456,69 @@ def embedding_rows_update_(
     elsewhere; ``backend="reference"`` forces the references."""
     row_ids, grad_rows = embedding_grad_rows(ids, grad_out, table.shape[-2], ignore_id=ignore_id, backend=backend)
     adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, step, lr=lr, rho=rho, eps=eps, backend=backend)
+
+
+@torch.no_grad()
+def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
+                                           rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS) -> None:
+    """Device-generic :func:`sparse_adadelta_occurrences_` (same arguments): per run, the same arithmetic in
+    rounds, the j-th occurrences of all rows at once."""
+    K = table.shape[0]
+    slot_list = slots.tolist() if isinstance(slots, torch.Tensor) else [int(s) for s in slots]
+    for k in range(K):
+        s = int(slot_list[k])
+        t, a2, u2 = table[k], sq[k, s], acc[k, s]
+        r = rows[k]
+        keep = r >= 0
+        r, g = r[keep], grads[k][keep]
+        if r.numel() == 0:
+            continue
+        # occurrence rank of each entry within its row, in entry order
+        order = torch.argsort(r, stable=True)
+        rs = r[order]
+        start = torch.ones_like(rs, dtype=torch.bool)
+        start[1:] = rs[1:] != rs[:-1]
+        idx = torch.arange(rs.numel(), device=rs.device)
+        first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
+        rank = torch.empty_like(idx)
+        rank[order] = idx - first
+        for j in range(int(rank.max()) + 1):
+            m = rank == j
+            rr, gg = r[m], g[m]
+            a = a2[rr] * rho + gg * gg * (1 - rho)
+            u = (u2[rr] + eps).sqrt() / (a + eps).sqrt() * gg
+            a2[rr] = a
+            u2[rr] = u2[rr] * rho + u * u * (1 - rho)
+            t[rr] = t[rr] - lr * u
+
+
+def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
+                                 rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS, backend: str = "auto") -> None:
+    """TensorFlow's ``SparseApplyAdadelta`` for each run of a model array, in place (the original protocol's
+    embedding update).
+
+    table [K, V, E]; sq, acc [K, S, V, E] (per-task state; run k uses slot ``slots[k]``); slots int [K]; rows
+    int64 [K, N] (-1: skip); grads [K, N, E]. Entry i of run k updates row ``rows[k, i]`` with ``grads[k, i]``,
+    one entry after the other (a row that occurs twice is updated twice, each time from the state the previous
+    entry left). The compiled op runs all K runs in one call (contiguous CPU float32 tensors); elsewhere
+    :func:`reference_sparse_adadelta_occurrences_`.
+    """
+    if backend not in ("auto", "c", "reference"):
+        raise ValueError(f"sparse_adadelta_occurrences_: backend must be 'auto', 'c' or 'reference'; got {backend!r}")
+    slots_t = torch.as_tensor(slots.cpu() if isinstance(slots, torch.Tensor) else slots, dtype=torch.int64)
+    have = _C is not None and hasattr(_C, "sparse_adadelta_occurrences_")
+    ok = (have and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (table, sq, acc, grads))
+          and table.is_contiguous() and sq.is_contiguous() and acc.is_contiguous() and rows.device.type == "cpu")
+    if backend == "c" and not ok:
+        if not have:
+            dispatch.require_c()
+            raise RuntimeError("sparse_adadelta_occurrences_: mtlfast._C lacks this op; rebuild it")
+        raise ValueError("sparse_adadelta_occurrences_: backend='c' needs contiguous CPU float32 tensors")
+    if backend == "reference" or not ok:
+        reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr=lr, rho=rho, eps=eps)
+        return
+    _C.sparse_adadelta_occurrences_(table, sq, acc, slots_t, rows.to(torch.int64), grads, float(lr), float(rho),
+                                    float(eps))
 
 
 class LazyEmbeddingAdadelta:

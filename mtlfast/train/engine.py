@@ -5,14 +5,17 @@ from), trains them in lockstep, and reports loss points, scores, checkpoints and
 callback. It never touches the store or the file system, so any executor (in-process, Ray) can run it and
 ship the events to the driver.
 
-One step of the array, for every active run k (each with its own numpy Generator and torch Generator):
-draw one of the run's tasks uniformly; sample ``batch_size`` sentences of that task's train split (without
-replacement, with replacement only when the split is smaller than a batch), cut to ``max_len`` tokens; draw
-the dropout mask of the run's own batch shape. The batches are padded to a common length (exact: the bi-LSTM
-masks padding) and a single ``bilstm`` call runs all K runs. Loss = masked mean cross-entropy per run; their
-sum is back-propagated (runs are independent, so each run's gradient is its own). Adadelta (torch.optim
-semantics) updates the shared bi-LSTM densely, the embedding rows lazily (exact rho^k decay of untouched
-rows) and only the drawn task's head.
+One step of the array, for every active run k (each with its own numpy Generator): draw one of the run's
+tasks uniformly; sample ``batch_size`` sentences of that task's train split (without replacement, with
+replacement only when the split is smaller than a batch), cut to ``max_len`` tokens. The rest is one call
+over all K runs each (:mod:`mtlfast.ops.heads`, no torch op per run): the batches, padded to a common length
+(exact: the bi-LSTM masks padding); the dropout masks, a counter-based hash of (run seed, run step,
+position), so a run's mask is the same alone, in any array and after a resume; a single ``bilstm`` call;
+the heads, ragged by label count, with the masked mean cross-entropy per run, its gradient and the drawn
+heads' update. Runs are independent, so each run's gradient is its own. Adadelta (torch.optim semantics)
+updates the shared bi-LSTM densely, the embedding rows lazily (exact rho^k decay of untouched rows) and only
+the drawn task's head. The step returns the K losses as a tensor; :func:`train_group` reads them once per
+``log_every`` steps (and before a checkpoint or a run's end), not every step.
 
 Loss points: every ``log_every`` steps of a run, for each of its tasks drawn since the previous point, the
 mean of that task's batch losses over those steps (the original also logs the mean of the batch losses of
@@ -24,7 +27,12 @@ what the heads see; one Adadelta per task (a pair run keeps per-task accumulator
 bi-LSTM too); loss = mean over all ``batch_size x max_len`` positions, padding included with target PAD
 (at padding the bi-LSTM output is 0, so those positions only give the head bias a closed-form gradient: no
 bi-LSTM work is done for them); TensorFlow's sparse Adadelta on the embedding (one update per occurrence of
-a row, in the original's time-major order; absent rows untouched). Its evaluation is :func:`evaluate_original`.
+a row, in the original's time-major order; absent rows untouched; :func:`mtlfast.ops.sparse_adadelta_occurrences_`).
+Its evaluation is :func:`evaluate_original`.
+
+Checkpoints: format 2 (the counter-based dropout). A format-1 checkpoint (dropout drawn from the run's torch
+Generator) is refused where it would change the numbers (the clean protocol with dropout) and accepted where
+dropout never reaches the loss (the original protocol, or dropout 0).
 """
 
 from __future__ import annotations
@@ -53,7 +61,9 @@ from mtlfast.train.spec import (
 )
 
 PAD_TAG = -100
-CHECKPOINT_FORMAT = 1
+#: 2: clean-protocol dropout from a counter-based hash of (seed, step, position) instead of the run's torch
+#: Generator (format 1).
+CHECKPOINT_FORMAT = 2
 
 
 class StepProfile:
@@ -97,6 +107,10 @@ class _Run:
     step: int = 0
     seconds: float = 0.0
     loss_acc: dict = field(default_factory=dict)  # task -> [sum, count] since the last loss point
+    drop_seed: int = 0  # key of the run's dropout masks (with its step)
+    data: list = field(default_factory=list)  # per task slot: (tokens, tags, offsets) CPU tensors of its train split
+    n_sent: list = field(default_factory=list)  # per task slot: sentences in its train split
+    n_labels: list = field(default_factory=list)  # per task slot: the task's label count
 
     def state(self, model: dict) -> dict:
         return {
@@ -113,38 +127,53 @@ class _Run:
         }
 
 
+def _train_data(run: _Run, inputs) -> None:
+    """Each task slot's train split as CPU tensors (views of the encoded arrays), its size and label count."""
+    for name in run.spec.tasks:
+        split = inputs.suite.tasks[name].splits["train"]
+        arrays = (np.ascontiguousarray(split.tokens, dtype=np.int32), np.ascontiguousarray(split.tags, dtype=np.int32),
+                  np.ascontiguousarray(split.offsets, dtype=np.int64))
+        run.data.append(tuple(torch.from_numpy(a) for a in arrays))
+        run.n_sent.append(len(arrays[2]) - 1)
+        run.n_labels.append(inputs.n_labels(name))
+
+
 def _start_run(spec: RunSpec, inputs, settings: TrainSettings) -> tuple[_Run, dict]:
     rng, torch_seed = spec.rng_streams()
     gen = torch.Generator()
     gen.manual_seed(torch_seed)
     if spec.resume is None:
         model = init_run_state(spec.tasks, inputs, settings.hidden, gen, settings.slots, settings.protocol)
-        return _Run(spec, rng, gen), model
+        run = _Run(spec, rng, gen, drop_seed=torch_seed)
+        _train_data(run, inputs)
+        return run, model
     st = spec.resume
-    if st.get("format") != CHECKPOINT_FORMAT or st.get("run_id") != spec.run_id:
-        raise ValueError(f"checkpoint of {st.get('run_id')!r} (format {st.get('format')}) cannot resume {spec.run_id!r}")
+    if st.get("run_id") != spec.run_id:
+        raise ValueError(f"checkpoint of {st.get('run_id')!r} cannot resume {spec.run_id!r}")
+    fmt = st.get("format")
+    dropout_used = settings.protocol == "clean" and settings.dropout > 0
+    if fmt != CHECKPOINT_FORMAT and not (fmt == 1 and not dropout_used):
+        raise ValueError(
+            f"checkpoint of {spec.run_id!r} has format {fmt}; this mtlfast reads format {CHECKPOINT_FORMAT}"
+            + (" (and format 1 only where dropout never reaches the loss)" if fmt == 1 else "")
+            + ". Format 1 drew the clean protocol's dropout masks from the run's torch Generator; format 2 draws "
+            "them from a counter keyed by (seed, step, position), so the run cannot continue with the same "
+            "numbers. Retrain the run from step 0 (a sweep in a new --out folder, or remove the run's "
+            "checkpoint), or finish it with the mtlfast version that wrote the checkpoint.")
     rng.bit_generator.state = json.loads(st["np_rng"])
     gen.set_state(st["torch_rng"])
-    run = _Run(spec, rng, gen, step=int(st["step"]), seconds=float(st["seconds"]), loss_acc=json.loads(st["loss_acc"]))
+    run = _Run(spec, rng, gen, step=int(st["step"]), seconds=float(st["seconds"]), loss_acc=json.loads(st["loss_acc"]),
+               drop_seed=torch_seed)
+    _train_data(run, inputs)
     return run, st["model"]
 
 
-def _sample(run: _Run, inputs, settings: TrainSettings):
-    """The run's task slot and batch for its next step (advances only the run's own generators)."""
-    from mtlfast.data import make_batch
-
+def _draw(run: _Run, settings: TrainSettings) -> tuple[int, np.ndarray]:
+    """The run's task slot and sentence indices for its next step (advances only the run's own generator)."""
     slot = int(run.rng.integers(len(run.spec.tasks)))
-    split = inputs.suite.tasks[run.spec.tasks[slot]].splits["train"]
-    n = split.n_sentences if hasattr(split, "n_sentences") else len(split.offsets) - 1
+    n = run.n_sent[slot]
     B = settings.batch_size
-    idx = run.rng.choice(n, size=B, replace=n < B)
-    tokens, tags, lengths = make_batch(split, idx, settings.max_len)
-    mask = None
-    if settings.dropout > 0 and settings.protocol == "clean":
-        T = tokens.shape[1]
-        keep = torch.rand(B, T, 2 * settings.hidden, generator=run.gen) >= settings.dropout
-        mask = keep.to(torch.float32) / (1.0 - settings.dropout)
-    return slot, np.asarray(tokens), np.asarray(tags), np.asarray(lengths), mask
+    return slot, run.rng.choice(n, size=B, replace=n < B)
 
 
 @dataclass
@@ -156,40 +185,33 @@ class _StepBatch:
     lengths: torch.Tensor  # int64 [K, B]
     slots: np.ndarray  # int64 [K]: each run's drawn task slot
     n_lab: np.ndarray  # int64 [K]: the drawn task's label count
-    drop: torch.Tensor | None  # float32 [K, B, T, 2H] dropout scale (CPU), or None without dropout
+    drop: torch.Tensor | None  # float32 [K, B, T, 2H] dropout scale (on the device), or None without dropout
     x: torch.Tensor  # [K, B, T, E] embedding rows, a leaf that requires grad
     ar: torch.Tensor  # arange(K) on the device
 
 
 def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, dropout: bool,
                 lap=_no_lap) -> _StepBatch:
-    """Draw each run's next batch (:func:`_sample`), pad the K of them into [K, B, T] arrays, move them to the
-    array's device and look the tokens up in each run's own embedding table (flat ids k * V + token).
-    ``dropout``: also stack the samples' dropout masks (each sample must then carry one)."""
+    """Draw each run's next batch (:func:`_draw`), assemble the K of them as [K, B, T] tensors in one call
+    (:func:`mtlfast.ops.make_batches`), move them to the array's device and look the tokens up in each run's
+    own embedding table (flat ids k * V + token). ``dropout``: also make the K runs' dropout masks
+    (:func:`mtlfast.ops.dropout_masks`, keyed by each run's seed and current step) on the device."""
     K = arr.K
     dev = arr.device
     V = arr.t["emb"].shape[1]
     E = arr.t["emb"].shape[2]
-    samples = [_sample(r, inputs, settings) for r in runs]
-    T = max(s[1].shape[1] for s in samples)
     B = settings.batch_size
-    tokens = np.zeros((K, B, T), dtype=np.int64)
-    tags = np.full((K, B, T), PAD_TAG, dtype=np.int64)
-    lengths = np.zeros((K, B), dtype=np.int64)
-    drop = torch.zeros(K, B, T, 2 * settings.hidden) if dropout else None
-    slots = np.zeros(K, dtype=np.int64)
-    n_lab = np.zeros(K, dtype=np.int64)
-    for k, (slot, tok, tag, ln, mask) in enumerate(samples):
-        t = tok.shape[1]
-        tokens[k, :, :t] = tok
-        tags[k, :, :t] = tag
-        lengths[k] = ln
-        slots[k] = slot
-        n_lab[k] = inputs.n_labels(runs[k].spec.tasks[slot])
-        if drop is not None:
-            drop[k, :, :t] = mask
-    tokens_t = torch.from_numpy(tokens).to(dev)
-    tags_t, lengths_t = torch.from_numpy(tags).to(dev), torch.from_numpy(lengths).to(dev)
+    draws = [_draw(r, settings) for r in runs]
+    slots = np.fromiter((s for s, _ in draws), dtype=np.int64, count=K)
+    data = [r.data[s] for r, (s, _) in zip(runs, draws)]
+    tokens, tags, lengths = ops.make_batches([d[0] for d in data], [d[1] for d in data], [d[2] for d in data],
+                                             np.stack([i for _, i in draws]), settings.max_len, PAD_TAG)
+    n_lab = np.fromiter((r.n_labels[s] for r, (s, _) in zip(runs, draws)), dtype=np.int64, count=K)
+    drop = None
+    if dropout:
+        drop = ops.dropout_masks([r.drop_seed for r in runs], [r.step for r in runs], B, tokens.shape[2],
+                                 2 * settings.hidden, settings.max_len, settings.dropout, device=dev)
+    tokens_t, tags_t, lengths_t = tokens.to(dev), tags.to(dev), lengths.to(dev)
     ar = torch.arange(K, device=dev)
     lap("batch")
     # Embedding lookup as a leaf, so its gradient is per position (the table's rows are updated lazily).
@@ -199,27 +221,27 @@ def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     return _StepBatch(tokens_t, tags_t, lengths_t, slots, n_lab, drop, x, ar)
 
 
-@torch.no_grad()
-def _release_and_update_heads(arr: ModelArray, dense: list[torch.Tensor], head_grads, kw: dict) -> None:
-    """After the dense layers' update: drop their gradients and autograd flag, then move each run's drawn head.
+def _heads(arr: ModelArray, y: torch.Tensor, sb: _StepBatch, settings: TrainSettings, positions: int = 0):
+    """Heads, cross-entropy and the drawn heads' Adadelta update of the K runs (:func:`mtlfast.ops.heads_step_`,
+    one call): returns (losses [K] tensor, dy). Only the drawn slot of each run moves, and only its task's n
+    label rows (padding rows beyond n never enter a logit)."""
+    t = arr.t
+    return ops.heads_step_(y.detach(), t["head_w"], t["head_b"], t["head_w.sq"], t["head_b.sq"], t["head_w.ad"],
+                           t["head_b.ad"], sb.slots, sb.n_lab, sb.tags, positions=positions, ignore_tag=PAD_TAG,
+                           lr=settings.lr, rho=settings.rho, eps=settings.eps)
 
-    Heads: only the drawn slot of each run moves, and only its task's n label rows (padding rows beyond n never
-    enter a logit, so they need no update); the blocks are contiguous views, updated in place. ``head_grads``
-    as :func:`_heads_loss_and_grads` returns them; ``kw`` the Adadelta settings."""
+
+def _release(dense: list[torch.Tensor]) -> None:
+    """After the dense layers' update: drop their gradients and autograd flag."""
     for p in dense:
         p.grad = None
         p.requires_grad_(False)
-    hw, hb, hws, hbs, hwa, hba = (arr.t[n] for n in ("head_w", "head_b", "head_w.sq", "head_b.sq",
-                                                      "head_w.ad", "head_b.ad"))
-    for k, s, n, g_w, g_b in head_grads:
-        ops.adadelta_([hw[k, s, :n], hb[k, s, :n]], [g_w, g_b], [hws[k, s, :n], hbs[k, s, :n]],
-                      [hwa[k, s, :n], hba[k, s, :n]], **kw)
 
 
 def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings, prof: StepProfile | None = None
-                ) -> tuple[list[float], list[int]]:
-    """Advance every run of the array by one step; return each run's batch loss and drawn task slot.
-    ``prof``: add the step's time per part to it."""
+                ) -> tuple[torch.Tensor, list[int]]:
+    """Advance every run of the array by one step; return the runs' batch losses (a [K] tensor on the array's
+    device, not read back) and drawn task slots. ``prof``: add the step's time per part to it."""
     K = arr.K
     dev = arr.device
     E = arr.t["emb"].shape[2]
@@ -236,13 +258,12 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     lap("other")
     y = ops.bilstm(x, lengths_t, *dense, precision=settings.precision, backend=settings.backend)
     if drop is not None:
-        y = y * drop.to(dev)
+        y = y * drop
     lap("bilstm")
     valid = tags_t != PAD_TAG
     # Heads + cross-entropy per run over its own labels and real tokens only: padding every run's logits to
     # the largest label set of the suite (776 for FrameNet) made the heads cost more than the bi-LSTM.
-    per_run, dy, head_grads = _heads_loss_and_grads(y.detach(), arr.t["head_w"], arr.t["head_b"], slots, n_lab,
-                                                    tags_t, valid)
+    per_run, dy = _heads(arr, y, sb, settings)
     lap("heads")
     y.backward(dy)
     lap("bilstm")
@@ -251,9 +272,8 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     with torch.no_grad():
         ops.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
                       [arr.t[n + ".ad"] for n in DENSE], **kw)
+        _release(dense)
         lap("optimiser")
-        _release_and_update_heads(arr, dense, head_grads, kw)
-        lap("heads")
         # Embedding rows: summed gradient per distinct token of each run, lazy exact update.
         ids = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).reshape(K, B * T)
         arr.local_step += 1
@@ -265,60 +285,8 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     return per_run, slots.tolist()
 
 
-@torch.no_grad()
-def _heads_loss_and_grads(y, head_w, head_b, slots, n_lab, tags, valid, positions: int = 0):
-    """Mean token cross-entropy of each run's drawn head, and its gradients, without autograd.
-
-    y [K, B, T, 2H] (after dropout); head_w [K, S, L, 2H]; head_b [K, S, L]; slots, n_lab int [K];
-    tags [K, B, T]; valid bool [K, B, T]. For run k with task slot s and n labels, on its N real tokens:
-    p = softmax(y W[:n]^T + b[:n]); loss = mean(-log p[tag]); dlogits = (p - onehot(tag)) / N, which gives
-    dW = dlogits^T y, db = sum dlogits, dy = dlogits W. Returns (losses list[float], dy like y,
-    [(k, s, n, grad W[k, s, :n] [n, 2H], grad b[k, s, :n] [n])] for the runs with at least one real token).
-
-    ``positions > 0`` (the original protocol): the loss is the mean over ``positions`` (= batch x max_len)
-    positions, of which the P = positions - N beyond the real tokens have y = 0 (logits = b) and target
-    class 0 (PAD): loss = (sum of the N real tokens' losses - P log softmax(b)[0]) / positions, and those
-    positions add P (softmax(b) - onehot(0)) / positions to grad b, nothing else.
-    """
-    K = y.shape[0]
-    dy = torch.zeros_like(y)
-    grads = []
-    losses = []
-    for k in range(K):
-        s, n = int(slots[k]), int(n_lab[k])
-        mask = valid[k]
-        yk = y[k][mask]  # [N, 2H]
-        N = yk.shape[0]
-        if N == 0 and positions == 0:
-            losses.append(0.0)
-            continue
-        w, b = head_w[k, s, :n], head_b[k, s, :n]
-        logp = torch.log_softmax(torch.addmm(b, yk, w.t()), dim=1)
-        tk = tags[k][mask]
-        rows = torch.arange(N, device=y.device)
-        denom = positions if positions else N
-        loss = -logp[rows, tk].sum()
-        d = logp.exp_()
-        d[rows, tk] -= 1.0
-        d.mul_(1.0 / denom)
-        db = d.sum(dim=0)
-        if positions:
-            P = positions - N
-            if P < 0:
-                raise ValueError(f"original loss over {positions} positions, but the batch holds {N} real tokens")
-            lb = torch.log_softmax(b, dim=0)
-            loss = loss - P * lb[0]
-            pb = lb.exp()
-            pb[0] -= 1.0
-            db += pb * (P / denom)
-        losses.append(float(loss / denom))
-        grads.append((k, s, n, d.t() @ yk, db))
-        dy[k][mask] = d @ w
-    return losses, dy, grads
-
-
 def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettings,
-                         prof: StepProfile | None = None) -> tuple[list[float], list[int]]:
+                         prof: StepProfile | None = None) -> tuple[torch.Tensor, list[int]]:
     """One step of every run under the original protocol (module docstring); returns losses and task slots."""
     K = arr.K
     dev = arr.device
@@ -338,8 +306,7 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
     lap("bilstm")
     valid = tags_t != PAD_TAG
     # The loss is a mean over all batch_size x max_len positions of the original's fixed-size batch.
-    per_run, dy, head_grads = _heads_loss_and_grads(y.detach(), arr.t["head_w"], arr.t["head_b"], slots, n_lab,
-                                                    tags_t, valid, positions=B * settings.max_len)
+    per_run, dy = _heads(arr, y, sb, settings, positions=B * settings.max_len)
     lap("heads")
     y.backward(dy)
     lap("bilstm")
@@ -353,67 +320,19 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
         for n, (a, b) in zip(DENSE, sel):
             arr.t[n + ".sq"][ar, slots_t] = a
             arr.t[n + ".ad"][ar, slots_t] = b
+        _release(dense)
         lap("optimiser")
-        _release_and_update_heads(arr, dense, head_grads, kw)
-        lap("heads")
         # Embedding: TensorFlow's sparse Adadelta, one update per occurrence in time-major order (the original
         # feeds [timesteps, batch] ids); padding positions carry a zero gradient and a row (PAD) that never
         # reaches an output, so they are left out.
         rows = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).transpose(1, 2).reshape(K, T * B)
         grads = x.grad.transpose(1, 2).reshape(K, T * B, E)
         arr.local_step += 1
-        sparse_adadelta_occurrences_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], slots_t, rows, grads, **kw)
+        ops.sparse_adadelta_occurrences_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], slots_t, rows, grads, **kw)
     lap("embedding")
     if prof is not None:
         prof.steps += 1
     return per_run, slots.tolist()
-
-
-def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr, rho, eps, force_generic=False):
-    """TensorFlow's ``SparseApplyAdadelta`` for each run of a model array, in place.
-
-    table [K, V, E]; sq, acc [K, S, V, E] (per-task state; run k uses slot ``slots[k]``); rows int64 [K, N]
-    (-1: skip); grads [K, N, E]. Entry i of run k updates row ``rows[k, i]`` with ``grads[k, i]``, one entry
-    after the other (a row that occurs twice is updated twice, each time from the state the previous entry
-    left). CPU: the compiled loop of :mod:`mtlfast.data._fast`; elsewhere (or ``force_generic``) the same
-    arithmetic in rounds (the j-th occurrences of all rows at once).
-    """
-    from mtlfast.data.encode import _fast
-
-    K = table.shape[0]
-    if table.device.type == "cpu" and _fast is not None and not force_generic and table.dtype == torch.float32:
-        rows_np = rows.contiguous().numpy()
-        grads_np = grads.contiguous().numpy()
-        for k in range(K):
-            s = int(slots[k])
-            _fast.sparse_adadelta_occurrences(table[k].numpy(), sq[k, s].numpy(), acc[k, s].numpy(), rows_np[k],
-                                              grads_np[k], float(lr), float(rho), float(eps))
-        return
-    for k in range(K):
-        s = int(slots[k])
-        t, a2, u2 = table[k], sq[k, s], acc[k, s]
-        r = rows[k]
-        keep = r >= 0
-        r, g = r[keep], grads[k][keep]
-        if r.numel() == 0:
-            continue
-        # occurrence rank of each entry within its row, in entry order
-        order = torch.argsort(r, stable=True)
-        rs = r[order]
-        start = torch.ones_like(rs, dtype=torch.bool)
-        start[1:] = rs[1:] != rs[:-1]
-        idx = torch.arange(rs.numel(), device=rs.device)
-        first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
-        rank = torch.empty_like(idx)
-        rank[order] = idx - first
-        for j in range(int(rank.max()) + 1):
-            m = rank == j
-            rr, gg = r[m], g[m]
-            a = a2[rr] * rho + gg * gg * (1 - rho)
-            u = (u2[rr] + eps).sqrt() / (a + eps).sqrt() * gg
-            a2[rr] = a
-            u2[rr] = u2[rr] * rho + u * u * (1 - rho)
-            t[rr] = t[rr] - lr * u
 
 
 @torch.no_grad()
@@ -552,22 +471,40 @@ def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event:
     arr = ModelArray(states, [r.step for r in runs], settings.device)
     del states
     _finish(arr, runs, inputs, settings, on_event)  # runs resumed at their final step (none normally)
+    # The steps' loss tensors and task slots since the last read, for the runs now in the array: read (one
+    # device-to-host copy) only when some run needs its losses (a loss point, a checkpoint, its end).
+    pending: list[tuple[torch.Tensor, list[int]]] = []
+
+    def read_losses() -> None:
+        if not pending:
+            return
+        values = torch.stack([l for l, _ in pending]).tolist()
+        for row, (_, slots) in zip(values, pending):
+            for run, loss, slot in zip(runs, row, slots):
+                acc = run.loss_acc.setdefault(run.spec.tasks[slot], [0.0, 0])
+                acc[0] += loss
+                acc[1] += 1
+        pending.clear()
+
+    ck = settings.checkpoint_every
     while runs:
         if should_stop():
+            read_losses()
             for k, run in enumerate(runs):
                 on_event(Checkpoint(run.spec.run_id, run.step, run.state(arr.run_state(k, run.step))))
             raise TrainingInterrupted(f"stopped with {len(runs)} run(s) active; all checkpointed")
         t0 = time.perf_counter()
         step_fn = _array_step_original if settings.protocol == "original" else _array_step
         losses, slots = step_fn(arr, runs, inputs, settings)
+        pending.append((losses, slots))
         dt = time.perf_counter() - t0
         on_event(Progress(len(runs)))
-        for run, loss, slot in zip(runs, losses, slots):
+        for run in runs:
             run.step += 1
             run.seconds += dt
-            acc = run.loss_acc.setdefault(run.spec.tasks[slot], [0.0, 0])
-            acc[0] += loss
-            acc[1] += 1
+        if any(run.step % settings.log_every == 0 or run.step >= run.spec.steps or (ck and run.step % ck == 0)
+               for run in runs):
+            read_losses()
         for k, run in enumerate(runs):
             step = run.step
             if step % settings.log_every == 0:

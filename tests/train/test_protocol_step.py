@@ -14,7 +14,9 @@ The reference is written from the protocol's semantics (README "Original vs clea
   table as a dense parameter (untouched rows decay).
 
 Dropout: the clean test uses dropout 0.3 and applies, in the reference, the very mask the engine drew (the
-engine's batch sampler is wrapped to record what it returned); the original protocol draws no mask.
+engine's step batch is wrapped to record it); the original protocol draws no mask. Batches: the engine's draw
+(task slot, sentence indices) is recorded and the reference builds its batch from it with the data layer's
+``make_batch``, independently of the engine's one-call assembly of the K batches.
 
 Each test trains an array of four runs (two single, two pair) for several steps through the engine's own
 step function and the reference one run at a time on the same batches, then compares every parameter and
@@ -29,6 +31,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mtlfast import ops
 from mtlfast.train import RunSpec, TrainSettings, prepare_inputs, run_id_for
 from mtlfast.train import engine
 from mtlfast.train.model import ModelArray
@@ -60,23 +63,39 @@ def _engine_run(inputs, settings, runs=RUNS, steps=STEPS):
     init = [{k: v.clone() for k, v in st.items()} for _, st in started]
     arr = ModelArray([st for _, st in started], [0] * len(specs), "cpu")
     drawn = {s.run_id: [] for s in specs}
-    original_sample = engine._sample
+    draws, masks = [], []
+    original_draw, original_step_batch = engine._draw, engine._step_batch
 
-    def recording(run, inp, st):
-        out = original_sample(run, inp, st)
-        drawn[run.spec.run_id].append(out)
+    def recording_draw(run, st):
+        out = original_draw(run, st)
+        draws.append((run.spec.run_id, out))
         return out
+
+    def recording_step_batch(arr_, runs_, inp, st, dropout, lap=engine._no_lap):
+        sb = original_step_batch(arr_, runs_, inp, st, dropout, lap)
+        for k, r in enumerate(runs_):
+            t = int(sb.lengths[k].max())
+            masks.append((r.spec.run_id, None if sb.drop is None else sb.drop[k, :, :t].clone()))
+        return sb
 
     step = engine._array_step_original if settings.protocol == "original" else engine._array_step
     losses = {s.run_id: [] for s in specs}
-    engine._sample = recording
+    engine._draw, engine._step_batch = recording_draw, recording_step_batch
     try:
         for _ in range(steps):
             ls, _slots = step(arr, objs, inputs, settings)
-            for s, l in zip(specs, ls):
+            assert isinstance(ls, torch.Tensor) and ls.shape == (len(specs),)
+            for s, l in zip(specs, ls.tolist()):
                 losses[s.run_id].append(l)
     finally:
-        engine._sample = original_sample
+        engine._draw, engine._step_batch = original_draw, original_step_batch
+    from mtlfast.data import make_batch
+
+    for (rid, (slot, idx)), (rid2, mask) in zip(draws, masks):
+        assert rid == rid2
+        task = next(s.tasks for s in specs if s.run_id == rid)[slot]
+        tok, tag, ln = make_batch(inputs.suite.tasks[task].splits["train"], idx, settings.max_len)
+        drawn[rid].append((slot, np.asarray(tok), np.asarray(tag), np.asarray(ln), mask))
     final = [arr.run_state(k, steps) for k in range(len(specs))]
     if settings.protocol == "clean":  # bring the lazily decayed embedding rows to the current step
         for st in final:
@@ -341,8 +360,8 @@ def test_clean_step_equals_reference_in_mixed_array(suite_dir):
 
 
 def test_sparse_adadelta_occurrences_compiled_equals_generic():
-    """The compiled per-occurrence loop and the device-generic rounds give the same numbers (duplicates
-    included), and both equal the plain loop of the reference above."""
+    """The compiled per-occurrence op (all K runs in one call) and the device-generic rounds give the same
+    numbers (duplicates included), and both equal the plain loop of the reference above."""
     g = torch.Generator().manual_seed(1)
     K, S, V, E, N = 2, 2, 9, 3, 20
     table = torch.randn(K, V, E, generator=g)
@@ -356,8 +375,8 @@ def test_sparse_adadelta_occurrences_compiled_equals_generic():
     out = []
     for generic in (False, True):
         t, s, a = table.clone(), sq.clone(), ad.clone()
-        engine.sparse_adadelta_occurrences_(t, s, a, slots, rows, grads, lr=0.5, rho=0.9, eps=1e-6,
-                                            force_generic=generic)
+        ops.sparse_adadelta_occurrences_(t, s, a, slots, rows, grads, lr=0.5, rho=0.9, eps=1e-6,
+                                         backend="reference" if generic else "c")
         out.append((t, s, a))
     ref_t, ref_s, ref_a = table.double().clone(), sq.double().clone(), ad.double().clone()
     for k in range(K):

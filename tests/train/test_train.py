@@ -143,3 +143,62 @@ def test_generic_embedding_rows_path_equals_fused():
                                    backend="reference" if generic else "auto")
     for a, b in zip(*states):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _record_masks(run_steps, settings, inputs, resume=None):
+    """Train ``run_steps`` [(tasks, steps)] with ``train_group`` and return every dropout mask the engine drew,
+    by (run id, run step): the run's own [B, T_run, 2H] slice of the array's mask."""
+    masks = {}
+    original = engine._step_batch
+
+    def recording(arr, runs, inp, st, dropout, lap=engine._no_lap):
+        sb = original(arr, runs, inp, st, dropout, lap)
+        for k, r in enumerate(runs):
+            t = int(sb.lengths[k].max())
+            masks[(r.spec.run_id, r.step)] = sb.drop[k, :, :t].clone()
+        return sb
+
+    specs = [spec(t, n) for t, n in run_steps]
+    if resume is not None:
+        specs[0].resume = resume
+    events = []
+    engine._step_batch = recording
+    try:
+        train_group(specs, inputs, settings, events.append)
+    finally:
+        engine._step_batch = original
+    return masks, events
+
+
+def test_dropout_mask_same_alone_in_array_and_after_resume(inputs):
+    settings = TrainSettings(hidden=8, batch_size=4, dropout=0.3, checkpoint_every=3, eval_splits=("test",))
+    eid = run_id_for(("entity",), 0)
+    alone, events = _record_masks([(["entity"], 6)], settings, inputs)
+    in_array, _ = _record_masks([(["coarse", "keep"], 7), (["entity"], 6), (["coarse"], 5)], settings, inputs)
+    ckpt = next(e.state for e in events if isinstance(e, Checkpoint) and e.step == 3)
+    resumed, _ = _record_masks([(["entity"], 6), (["keep"], 4)], settings, inputs, resume=ckpt)
+    for step in range(6):
+        a = alone[(eid, step)]
+        assert (a == 0).any() and (a > 0).any()
+        assert torch.equal(in_array[(eid, step)], a)
+        if step >= 3:
+            assert torch.equal(resumed[(eid, step)], a)
+    assert not torch.equal(alone[(eid, 0)][:, :1], alone[(eid, 1)][:, :1])  # a new mask every step
+
+
+def test_old_checkpoint_refused_where_dropout_changes_numbers(inputs):
+    import dataclasses
+
+    full = collect([spec(["entity"], 20)], inputs)
+    eid = run_id_for(("entity",), 0)
+    old = dict(full[eid]["ckpt"][10], format=1)
+    s = spec(["entity"], 20)
+    s.resume = old
+    with pytest.raises(ValueError, match="has format 1") as err:
+        engine._start_run(s, inputs, SETTINGS)  # clean protocol, dropout 0.1
+    assert "Retrain the run from step 0" in str(err.value)
+    run, _ = engine._start_run(s, inputs, dataclasses.replace(SETTINGS, dropout=0.0))  # no dropout: same numbers
+    assert run.step == 10
+    s.resume = dict(full[eid]["ckpt"][10], format=99)
+    with pytest.raises(ValueError, match="has format 99"):
+        engine._start_run(s, inputs, dataclasses.replace(SETTINGS, dropout=0.0))

@@ -64,8 +64,193 @@ def _gains_from_scores(path):
     return [{**g, "label_source": "gain > 0"} for g in directed_gains(single, pair, order)]
 
 
+RECORDS = "records.jsonl.gz"
+PAPER_GAINS = "paper_gains.csv"
+TABLE3 = "table3.csv"
+
+
+def _resolved_steps(config):
+    """The steps a sweep ran: ``--paper`` / ``--paper-logs`` override the stored ``steps_single`` / ``steps_pair``
+    (config.json keeps the flags as given)."""
+    from mtlfast.config import PAPER_LOG_STEPS, PAPER_STEPS
+
+    if config.get("paper"):
+        return PAPER_STEPS
+    if config.get("paper_logs"):
+        return PAPER_LOG_STEPS
+    return config.get("steps_single"), config.get("steps_pair")
+
+
+def _from_records(out, tmp):
+    """A result folder without a store: import its store export (``records.jsonl.gz``, ``python -m mtlfast.store
+    export``) into ``tmp`` and write the sweep's own files there (gains.csv through the sweep's gain code, runs,
+    scores, curves and features through ``Store.export``). Returns the stored config (dict) or {}."""
+    from mtlfast.meta.gains import store_gains, write_gains_csv
+    from mtlfast.store import Store
+    from mtlfast.store.transfer import ExportError, import_store
+
+    try:
+        import_store(out / RECORDS, tmp)
+    except (ExportError, OSError, ValueError) as exc:
+        raise AnalyzeError(f"{out / RECORDS}: cannot be read as a store export ({exc})") from None
+    store = Store(tmp)
+    try:
+        write_gains_csv(store_gains(store), tmp / "gains.csv")
+        store.export(tmp)
+        cfg = store.meta("config")
+    finally:
+        store.close()
+    return json.loads(cfg) if cfg else {}
+
+
+def _other_data_features(protocol, config, tasks, say, notes):
+    """The data features by the definition the sweep did not use, computed from the sweep's data when it is at the
+    stored paths (``config.json``: ``data``, ``embeddings``); None when it is not. Clean: ``mtlfast.stats``
+    (``folder_features``, as ``python -m mtlfast.stats``); original: ``mtlfast.stats.original_suite_features``."""
+    from mtlfast.data import find_task_dirs, load_task
+
+    data, emb = config.get("data") or [], config.get("embeddings")
+    if not data or not all(Path(p).is_dir() for p in data) or not tasks:
+        return None
+    dirs = {d.name: d for p in data for d in find_task_dirs(Path(p))}
+    if not set(tasks) <= set(dirs):
+        notes.append(f"data at {data} lacks task(s) {sorted(set(tasks) - set(dirs))}: the other definition of the "
+                     "data features is not computed")
+        return None
+    words = None
+    if emb and Path(emb).is_file():
+        with open(emb, encoding="utf-8") as fh:
+            words = {line.split(" ", 1)[0] for line in fh if line.strip()}
+    say(f"data features by the {'clean' if protocol == 'original' else 'original'} definition from {data}")
+    if protocol == "original":
+        from mtlfast.stats import folder_features
+
+        return {t: {k: float(v) for k, v in folder_features(dirs[t], words).items()} for t in tasks}
+    from mtlfast.stats import original_suite_features
+
+    feats = original_suite_features([load_task(dirs[t]) for t in tasks], words)
+    return {t: {k: float(v) for k, v in feats[t].items()} for t in tasks}
+
+
+def _write_features(out, src_features, protocol, other, previous):
+    """features.csv: ``task`` + the seven data features of the sweep (its protocol's definition, as the store holds
+    them) + ``<other definition>_<feature>`` columns (computed now, else kept from the folder's previous
+    features.csv)."""
+    from mtlfast.meta.table import DATA_FEATURES
+
+    other_name = "clean" if protocol == "original" else "original"
+    other = other if other is not None else previous.get(other_name)
+    rows = []
+    for t, d in src_features.items():
+        r = {"task": t, **d}
+        if other and t in other:
+            r.update({f"{other_name}_{f}": float(other[t][f]) for f in DATA_FEATURES if f in other[t]})
+        rows.append(r)
+    cols = ["task", *DATA_FEATURES] + ([f"{other_name}_{f}" for f in DATA_FEATURES] if other else [])
+    write_csv(out / "features.csv", rows, cols)
+
+
+def _paper_gains(out, tasks, notes, say):
+    """The paper's directed gains in the public tasks' names: from the released logs when they are at
+    ``$MTLFAST_DATA/eacl2017/logs`` (default ``../shared/data``; written to paper_gains.csv), else from the
+    folder's paper_gains.csv; None when the sweep's tasks are not the paper's ten stand-ins."""
+    import os
+
+    from mtlfast.meta.analysis import PAPER_TASK_NAMES
+    from mtlfast.meta.table import read_csv
+
+    if not tasks or not set(tasks) <= set(PAPER_TASK_NAMES.values()):
+        return None
+    root = Path(os.environ.get("MTLFAST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    logs = root / "eacl2017" / "logs"
+    if logs.is_dir():
+        from mtlfast.reproduce import LogError, compute_gains, read_logs
+
+        try:
+            rows, lnotes = compute_gains(read_logs(logs), first=True)
+        except (LogError, OSError) as exc:
+            notes.append(f"released logs at {logs} unreadable ({exc}); no comparison with the paper's gains")
+            return None
+        notes.extend(lnotes)
+        say(f"the paper's gains from {logs}")
+        out_rows = [{"main": PAPER_TASK_NAMES[r["main"]], "aux": PAPER_TASK_NAMES[r["aux"]], "paper_main": r["main"],
+                     "paper_aux": r["aux"], "f1_single": r["f1_single"], "f1_pair": r["f1_pair"], "gain": r["gain"]}
+                    for r in rows if r["main"] in PAPER_TASK_NAMES and r["aux"] in PAPER_TASK_NAMES]
+        write_csv(out / PAPER_GAINS, out_rows, ["main", "aux", "paper_main", "paper_aux", "f1_single", "f1_pair",
+                                                "gain"])
+        return out_rows
+    if (out / PAPER_GAINS).exists():
+        rows, _ = read_csv(out / PAPER_GAINS)
+        return [{"main": r["main"], "aux": r["aux"], "gain": float(r["gain"])} for r in rows]
+    return None
+
+
+def _definition_features(by_def, want, notes):
+    """The task features of definition ``want`` (data + curve), each kind falling back to the other definition
+    (with a note) where the folder lacks it."""
+    from mtlfast.meta.table import CURVE_FEATURES, DATA_FEATURES
+
+    other = "clean" if want == "original" else "original"
+    tasks = sorted(set(by_def[want]) | set(by_def[other]))
+    out = {t: {} for t in tasks}
+    for kind, names in (("data", DATA_FEATURES), ("curve", CURVE_FEATURES)):
+        have = lambda d: tasks and all(any(f in by_def[d].get(t, {}) for f in names) for t in tasks)  # noqa: E731
+        src = want if have(want) else other if have(other) else None
+        if src is None:
+            continue
+        if src != want:
+            notes.append(f"{want} CV: no {kind} features by the {want} definition in this folder, the {other} "
+                         "definition used")
+        for t in tasks:
+            out[t].update({f: v for f, v in by_def[src].get(t, {}).items() if f in names})
+    return {t: d for t, d in out.items() if d}
+
+
+def compute_table3(folder, protocol, settings=None, search=True, gains=None):
+    """Table 3 under both CV protocols from a result folder's CSV files alone (``gains.csv``, ``features.csv``,
+    ``curve_features.csv``): what ``analyze`` writes to ``table3.csv`` and the report, and what a test recomputes.
+
+    Returns ``{"rows": mtlfast.report.results.table3_rows(...), "original": original_meta(...), "clean":
+    meta_analysis(...), "notes": [...], "features": {definition: task features}}``. ``search=False`` skips the
+    best-combination searches (the other rows are the same: same folds)."""
+    from mtlfast.meta.analysis import MetaSettings, meta_analysis
+    from mtlfast.meta.original import original_meta
+    from mtlfast.meta.table import pair_table, read_feature_definitions, read_gains
+    from mtlfast.report.results import table3_rows
+
+    folder = Path(folder)
+    st = MetaSettings(**(settings or {}))
+    if not search:
+        st.update(search="none", rfe=False)
+    gains = read_gains(folder / "gains.csv") if gains is None else gains
+    by_def = read_feature_definitions(folder, protocol)
+    notes = []
+    feats = {d: _definition_features(by_def, d, notes) for d in ("original", "clean")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        clean = meta_analysis(pair_table(gains, feats["clean"]), st)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        orig = original_meta(gains, feats["original"], st["n_repeats"], st["n_splits"], st["random_state"],
+                             search=st["search"] != "none", search_repeats=st["optimistic_repeats"] or st["n_repeats"],
+                             outer_repeats=st["outer_repeats"]) if gains and feats["original"] else {"rows": [],
+                                                                                                     "notes": []}
+    return {"rows": table3_rows(orig.get("table3"), clean.get("table3")), "original": orig, "clean": clean,
+            "notes": notes, "features": feats}
+
+
 def analyze(out_dir, quiet=False, settings=None, protocol=None):
     """Analyse a sweep folder and write ``heatmap.png``, ``report.md`` and ``report.html`` into it.
+
+    The folder is either a sweep's output folder (``gains.csv``, ``curves.csv``, ... as the sweep exports them) or
+    a **result folder** without a store: ``records.jsonl.gz`` (``python -m mtlfast.store export``) and no
+    ``curves.csv``; the records are imported into a temporary store and ``gains.csv`` is recomputed from them
+    with the sweep's own code, so the folder needs no training and no ``mtlfast.db``. Either way it writes
+    ``gains.csv`` (result folder), ``features.csv`` with both definitions of the data features where it can
+    (the sweep's, and the other one computed from the data at the stored paths, else kept from the folder's
+    previous features.csv), ``curve_features.csv`` (both definitions), ``table3.csv`` (full precision),
+    ``paper_gains.csv`` (when the released logs are at ``$MTLFAST_DATA/eacl2017/logs``), ``pair_table.csv``,
+    ``meta.json``, ``original_cv.json``, ``heatmap.png``, ``curves.png``, ``report.md`` and ``report.html``.
 
     Parameters
     ----------
@@ -76,19 +261,23 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
     settings : dict, optional
         Meta-analysis settings (:class:`mtlfast.meta.analysis.MetaSettings`), e.g. ``{"n_repeats": 100}``.
     protocol : {"original", "clean"}, optional
-        Default: the sweep's (``config.json``), else clean. ``original`` adds the notebook's curve features
-        (:func:`mtlfast.meta.curves.curve_features_original`) and its meta-classifier CV
-        (:func:`mtlfast.meta.original.original_meta`, ``original_cv.json``); README, "Original vs clean".
+        The definition of the sweep's own features (default: the sweep's protocol from ``config.json``, else
+        clean). Table 3 is computed under both CV protocols either way.
 
     Returns
     -------
     Path of ``report.md``.
     """
-    from mtlfast.meta.analysis import meta_analysis
+    import tempfile
+
+    from mtlfast.meta.analysis import SAME_CORPORA, compare_gains, reading_check
     from mtlfast.meta.curves import CURVE_FEATURES
-    from mtlfast.meta.table import (DATA_FEATURES, curve_feature_table, pair_table, read_csv,
-                                    read_data_features, read_gains, read_single_curves)
+    from mtlfast.meta.original import original_curve_feature_table
+    from mtlfast.meta.table import (DATA_FEATURES, curve_feature_table, pair_table, read_csv, read_data_features,
+                                    read_gains, read_single_curves)
     from mtlfast.report import Report, heatmap, plot_curves
+    from mtlfast.report.results import (TABLE3_COLUMNS, add_gain_matrix, add_noise_section, add_paper_comparison,
+                                        add_reading, add_table3)
     from mtlfast.report.sections import add_gain_summary, add_meta_sections
 
     say = (lambda *a: None) if quiet else (lambda *a: print("analyze:", *a, file=sys.stderr))
@@ -98,62 +287,95 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
     t0 = time.perf_counter()
     notes = []
     budget, predicted = None, {}
-    if (out / "gains.csv").exists():
-        gains = read_gains(out / "gains.csv")  # measured rows only
-        from mtlfast.meta.budget import budget_summary
-        from mtlfast.meta.table import read_csv
-        from mtlfast.report.figures import predicted_cells
+    tmpdir = None
+    src = out
+    stored_config = {}
+    if not (out / "mtlfast.db").exists() and (out / RECORDS).exists() and not (out / "curves.csv").exists():
+        tmpdir = tempfile.TemporaryDirectory(prefix="mtlfast-analyze-")
+        src = Path(tmpdir.name)
+        say(f"result folder: records from {out / RECORDS}")
+        stored_config = _from_records(out, src)
+        (out / "gains.csv").write_bytes((src / "gains.csv").read_bytes())
+        if not (out / "runs.csv").exists():
+            (out / "runs.csv").write_bytes((src / "runs.csv").read_bytes())
+    try:
+        if (src / "gains.csv").exists():
+            gains = read_gains(src / "gains.csv")  # measured rows only
+            from mtlfast.meta.budget import budget_summary
+            from mtlfast.report.figures import predicted_cells
 
-        all_rows = read_csv(out / "gains.csv")[0]  # a budgeted sweep's predicted rows too
-        budget, predicted = budget_summary(all_rows), predicted_cells(all_rows)
-    elif (out / "scores.csv").exists():
-        gains = _gains_from_scores(out / "scores.csv")
-        notes.append("gains.csv missing: gains recomputed from scores.csv (final-step test F1, mean over seeds)")
-    else:
-        raise AnalyzeError(f"{out}: neither gains.csv nor scores.csv found (run `python -m mtlfast.sweep` first)")
-    config = {}
-    if (out / "config.json").exists():
-        try:
-            config = json.loads((out / "config.json").read_text())
-        except json.JSONDecodeError as exc:
-            notes.append(f"config.json unreadable ({exc})")
-    protocol = protocol or config.get("protocol") or "clean"
-    if protocol not in ("original", "clean"):
-        raise AnalyzeError(f"protocol: expected 'original' or 'clean', got {protocol!r}")
+            all_rows = read_csv(src / "gains.csv")[0]  # a budgeted sweep's predicted rows too
+            budget, predicted = budget_summary(all_rows), predicted_cells(all_rows)
+            for g, r in zip(gains, [r for r in all_rows if (r.get("status") or "").strip().lower() != "predicted"]):
+                for c in ("f1_single_all", "f1_single_sd", "n_single_seeds", "beyond_single_noise"):
+                    if r.get(c) not in (None, "", "nan"):
+                        g[c] = float(r[c])
+        elif (src / "scores.csv").exists():
+            gains = _gains_from_scores(src / "scores.csv")
+            notes.append("gains.csv missing: gains recomputed from scores.csv (final-step test F1, mean over seeds)")
+        else:
+            raise AnalyzeError(f"{out}: neither gains.csv nor scores.csv found (run `python -m mtlfast.sweep` first)")
+        config = stored_config
+        if (out / "config.json").exists():
+            try:
+                config = json.loads((out / "config.json").read_text())
+            except json.JSONDecodeError as exc:
+                notes.append(f"config.json unreadable ({exc})")
+        elif stored_config:
+            (out / "config.json").write_text(json.dumps(stored_config, indent=2, sort_keys=True) + "\n")
+        protocol = protocol or config.get("protocol") or "clean"
+        if protocol not in ("original", "clean"):
+            raise AnalyzeError(f"protocol: expected 'original' or 'clean', got {protocol!r}")
+        other_name = "clean" if protocol == "original" else "original"
 
-    # --- task features ---------------------------------------------------------------------------------
-    task_feats = {}
-    data_present = (out / "features.csv").exists()
-    if data_present:
-        for t, d in read_data_features(out / "features.csv").items():
-            task_feats.setdefault(t, {}).update(d)
-    else:
-        notes.append("features.csv missing: the meta-classifier uses the learning-curve features only")
-    curves = {}
-    if (out / "curves.csv").exists():
-        curves = read_single_curves(out / "curves.csv")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if protocol == "original":
-                from mtlfast.meta.original import original_curve_feature_table
+        # --- task features, both definitions, written as the folder's CSVs and read back from them -----------
+        data_present = (src / "features.csv").exists()
+        if data_present:
+            from mtlfast.meta.table import read_prefixed_columns
 
-                cf = original_curve_feature_table(curves)
-            else:
-                cf = curve_feature_table(curves)
-        notes += [str(w.message) for w in caught]
-        for t, d in cf.items():
-            task_feats.setdefault(t, {}).update(d)
-        write_csv(out / "curve_features.csv", [{"task": t, **cf[t]} for t in sorted(cf)], ["task", *CURVE_FEATURES])
-    else:
-        cf = {}
-        notes.append("curves.csv missing: no learning-curve features")
+            previous = read_prefixed_columns(out / "features.csv", DATA_FEATURES) if (out / "features.csv").exists() else {}
+            src_feats = read_data_features(src / "features.csv")
+            other = _other_data_features(protocol, config, list(src_feats), say, notes)
+            _write_features(out, src_feats, protocol, other, previous)
+        else:
+            notes.append("features.csv missing: the meta-classifier uses the learning-curve features only")
+        curves = {}
+        if (src / "curves.csv").exists():
+            curves = read_single_curves(src / "curves.csv")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cf = {"original": original_curve_feature_table(curves), "clean": curve_feature_table(curves)}
+            notes += sorted({str(w.message) for w in caught})
+            rows = [{"task": t, **cf[protocol][t], **{f"{other_name}_{f}": cf[other_name][t][f] for f in CURVE_FEATURES}}
+                    for t in sorted(cf[protocol])]
+            write_csv(out / "curve_features.csv", rows,
+                      ["task", *CURVE_FEATURES, *[f"{other_name}_{f}" for f in CURVE_FEATURES]])
+        elif (out / "curve_features.csv").exists() and tmpdir is None:
+            notes.append("curves.csv missing: curve features read from curve_features.csv")
+        else:
+            notes.append("curves.csv missing: no learning-curve features")
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+    from mtlfast.meta.table import read_feature_definitions
+
+    by_def = read_feature_definitions(out, protocol)
+    task_feats = {t: d for t, d in by_def[protocol].items() if d}
+    cf = {t: {f: d[f] for f in CURVE_FEATURES if f in d} for t, d in task_feats.items()}
+    cf = {t: d for t, d in cf.items() if d}
     table = pair_table(gains, task_feats)
     write_csv(out / "pair_table.csv", table.to_rows(), ["main", "aux", "gain", "label", *table.columns])
     say(f"{len(gains)} gains, {len(task_feats)} tasks with features, {len(table.columns)} columns")
     t1 = time.perf_counter()
-    meta = meta_analysis(table, settings, progress=say)
+    t3 = compute_table3(out, protocol, settings, gains=gains)
+    meta, orig = t3["clean"], t3["original"]
     meta_s = time.perf_counter() - t1
     say(f"meta-analysis in {meta_s:.1f} s")
+    write_csv(out / TABLE3, t3["rows"], list(TABLE3_COLUMNS))
+    (out / "original_cv.json").write_text(json.dumps(jsonable({"protocol": "original", **orig}), indent=1))
+    tasks = [t for t in dict.fromkeys([g["main"] for g in gains] + [g["aux"] for g in gains])]
+    paper = _paper_gains(out, tasks, notes, say)
 
     # --- figures ---------------------------------------------------------------------------------------
     if gains:
@@ -163,13 +385,16 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
 
     # --- report ----------------------------------------------------------------------------------------
     rep = Report("mtlfast sweep report")
-    rep.paragraph(f"Sweep folder `{out}`. Written by `python -m mtlfast.analyze` "
-                  f"({time.strftime('%Y-%m-%d %H:%M:%S')}).")
-    steps = (config.get("steps_single"), config.get("steps_pair"))
+    rep.paragraph(f"Sweep folder `{out.name}`. Written by `python -m mtlfast.analyze` from the folder's files "
+                  f"({time.strftime('%Y-%m-%d %H:%M:%S')}); protocol of the sweep: **{protocol}**.")
+    steps = _resolved_steps(config)
     if steps[0] and steps[0] < 25_000:
         rep.paragraph(f"**Short runs**: {steps[0]:,} single-task / {steps[1]:,} pair steps (the paper: 25,000 / "
                       "50,000). Gains after few steps also reflect how fast a pair learns, not only what a "
                       "converged model gains; check the single-task F1 below before reading them.")
+    elif steps[0]:
+        rep.paragraph(f"Steps: {steps[0]:,} single-task / {steps[1]:,} pair"
+                      + (" (the paper's)." if tuple(steps) == (25_000, 50_000) else "."))
     opt = (config.get("lr"), config.get("rho"), config.get("eps"))
     if all(v is not None for v in opt):
         note = ("PyTorch's defaults, used by the no-argument demo so that few steps train the taggers"
@@ -186,10 +411,11 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
         add_gain_summary(rep, gains)
         rep.image("heatmap.png", "Figure 1: relative gain (%) of the pair model over the single-task model; rows "
                                  "main task, columns auxiliary task; blue gain, red loss")
-        tasks = sorted({g["main"] for g in gains})
+        add_gain_matrix(rep, gains, tasks)
         f1s = {g["main"]: g.get("f1_single") for g in gains}
         if any(v is not None for v in f1s.values()):
             rep.table(["task", "single-task F1"], [[t, f1s.get(t)] for t in tasks])
+        add_noise_section(rep, gains)
         rows = []
         for g in sorted(gains, key=lambda g: -g["gain"] if g["gain"] == g["gain"] else math.inf)[:10]:  # NaN last
             rows.append([g["main"], g["aux"], g.get("f1_single"), g.get("f1_pair"), g["gain"],
@@ -198,28 +424,42 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
         rep.table(["main", "aux", "F1 single", "F1 pair", "gain %", "gain sd", "label"], rows)
     else:
         rep.paragraph("No gains in this sweep yet.")
+    if gains and paper:
+        add_paper_comparison(rep, compare_gains(gains, paper, SAME_CORPORA), compare_gains(gains, paper),
+                             "the authors' released logs (`python -m mtlfast.reproduce`: single-task F1 at "
+                             "50,000 iterations, pair F1 at 100,000; 40 gains and 50 losses), kept in "
+                             f"`{PAPER_GAINS}`")
+    have = lambda d, names: any(f in v for v in t3["features"][d].values() for f in names)  # noqa: E731
+    add_table3(rep, t3["rows"],
+               "Original definitions here: " + ("data " if have("original", DATA_FEATURES) else "")
+               + ("and curve " if have("original", CURVE_FEATURES) else "") + "features.",
+               "Clean definitions: " + ("data " if have("clean", DATA_FEATURES) else "")
+               + ("and curve " if have("clean", CURVE_FEATURES) else "") + "features."
+               + (" " + "; ".join(t3["notes"]) + "." if t3["notes"] else ""))
+    if meta.get("coefficients"):
+        add_reading(rep, reading_check(meta["coefficients"]), meta["coefficients"][:10], "clean CV, all features")
+    if orig.get("coefficients"):
+        add_reading(rep, reading_check(orig["coefficients"]), orig["coefficients"][:10],
+                    "the notebook's classifier fitted on all pairs, all features", explain=not meta.get("coefficients"))
     rep.heading("Single-task learning curves")
     if curves:
         rep.image("curves.png", "Single-task training-loss curves (moving average)")
-        rep.table(["task", *CURVE_FEATURES], [[t, *[cf[t][f] for f in CURVE_FEATURES]] for t in sorted(cf)],
-                  digits=4)
+    if cf:
+        rep.table(["task", *CURVE_FEATURES], [[t, *[cf[t].get(f, float("nan")) for f in CURVE_FEATURES]]
+                                              for t in sorted(cf)], digits=4)
     else:
         rep.paragraph("No curves (curves.csv missing).")
-    if data_present:
-        present = [f for f in DATA_FEATURES if any(f in task_feats[t] for t in task_feats)]
-        rep.heading("Data features", 3)
-        rep.table(["task", *present], [[t, *[task_feats[t].get(f, float("nan")) for f in present]]
-                                       for t in sorted(task_feats)], digits=4)
+    for d in (protocol, other_name):
+        present = [f for f in DATA_FEATURES if any(f in by_def[d].get(t, {}) for t in by_def[d])]
+        if present:
+            rep.heading(f"Data features, {d} definition" + (" (the sweep's)" if d == protocol else ""), 3)
+            rep.table(["task", *present], [[t, *[by_def[d][t].get(f, float("nan")) for f in present]]
+                                           for t in sorted(by_def[d]) if by_def[d][t]], digits=4)
     meta["notes"] = notes + meta.get("notes", [])
-    if protocol == "original":
-        from mtlfast.meta.original import original_meta
-        from mtlfast.report.original import add_original_cv_section
+    from mtlfast.report.original import add_original_cv_section
 
-        s = settings or {}
-        orig = original_meta(gains, task_feats, s.get("n_repeats", 100), s.get("n_splits", 5), s.get("random_state", 0))
-        (out / "original_cv.json").write_text(json.dumps(jsonable({"protocol": "original", **orig}), indent=1))
-        add_original_cv_section(rep, orig["rows"], "Notes: " + "; ".join(orig["notes"]) if orig["notes"] else None)
-        rep.paragraph("Below: mtlfast's own meta-analysis (the clean protocol's CV) of the same features.")
+    add_original_cv_section(rep, orig["rows"], "Notes: " + "; ".join(orig["notes"]) if orig["notes"] else None)
+    rep.paragraph("Below: mtlfast's own meta-analysis (the clean protocol's CV) in detail.")
     add_meta_sections(rep, meta)
     rep.heading("Run settings")
     if (out / "runs.csv").exists():

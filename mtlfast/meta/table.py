@@ -43,7 +43,13 @@ __all__ = [
     "curve_feature_table",
     "pair_table",
     "safe_ratio",
+    "DEFINITIONS",
+    "read_feature_definitions",
+    "read_prefixed_columns",
 ]
+
+#: the two definitions of the task features (README, "Original vs clean"): the notebook's and mtlfast's
+DEFINITIONS = ("original", "clean")
 
 
 class TableError(ValueError):
@@ -266,3 +272,51 @@ def pair_table(gains, task_features, features=None):
     src = rows[0].get("label_source", "gain > 0") if rows else "gain > 0"
     return PairTable(X, y, cols, [(g["main"], g["aux"]) for g in rows],
                      np.array([g["gain"] for g in rows], dtype=float), features, src, notes)
+
+
+def read_prefixed_columns(path, names):
+    """``{definition: {task: {feature: float}}}`` of the ``<definition>_<feature>`` columns of a CSV (only
+    definitions with every feature column present)."""
+    rows, cols = read_csv(path)
+    if "task" not in cols:
+        raise TableError(f"{path}: expected a 'task' column, got {cols}")
+    out = {}
+    for d in DEFINITIONS:
+        if not all(f"{d}_{f}" in cols for f in names):
+            continue
+        out[d] = {r["task"]: {f: (_float(r[f"{d}_{f}"], path, i, f"{d}_{f}") if r[f"{d}_{f}"] not in (None, "")
+                                  else math.nan) for f in names} for i, r in enumerate(rows, start=2)}
+    return out
+
+
+def read_feature_definitions(folder, protocol):
+    """The task features of a result folder by definition: ``{"original": {task: {feature: value}}, "clean":
+    ...}``, each holding the data features (``features.csv``) and the curve features (``curve_features.csv``)
+    of that definition where the folder has them.
+
+    The unprefixed columns of both files hold the sweep's own definition (``protocol``); columns
+    ``<definition>_<feature>`` (``clean_size``, ``original_grad_10``, ...) hold the other one. A definition
+    without data or curve features is returned with what it has (possibly an empty dict per task)."""
+    folder = Path(folder)
+    if protocol not in DEFINITIONS:
+        raise TableError(f"protocol: expected one of {DEFINITIONS}, got {protocol!r}")
+    out = {d: {} for d in DEFINITIONS}
+    for name, names, plain in (("features.csv", DATA_FEATURES, read_data_features),
+                               ("curve_features.csv", CURVE_FEATURES, None)):
+        path = folder / name
+        if not path.exists():
+            continue
+        if plain is not None:
+            own = plain(path)
+        else:
+            rows, cols = read_csv(path)
+            own = {r["task"]: {f: _float(r[f], path, i, f) if r[f] not in (None, "") else math.nan
+                               for f in names if f in cols} for i, r in enumerate(rows, start=2)}
+        for t, d in own.items():
+            out[protocol].setdefault(t, {}).update(d)
+        for d, by_task in read_prefixed_columns(path, names).items():
+            if d == protocol:
+                continue
+            for t, v in by_task.items():
+                out[d].setdefault(t, {}).update(v)
+    return out

@@ -131,5 +131,18 @@ def add_meta_sections(rep, meta, data_features_note=None):
                       f"(majority baseline accuracy {p['majority_accuracy']:.3f}, always-gain F1 "
                       f"{p['always_gain_f1']:.3f}); pooled over all held-out predictions: accuracy "
                       f"{p['accuracy']:.3f}, F1 {p['f1']:.3f}.")
+        fo = lo.get("feature_only")
+        if fo and "accuracy" in fo:
+            better = fo["accuracy"] > p["accuracy"]
+            rep.paragraph(
+                "Beside it, the feature-only model of the budget module (`mtlfast.meta.budget.nested_loto`: per "
+                "held-out task, at most three feature groups and the prior sd chosen by an inner leave-one-task-out "
+                "on the other pairs; what `python -m mtlfast.predict` uses for new tasks), pooled the same way: "
+                f"accuracy {fo['accuracy']:.3f}, F1 {fo['f1']:.3f} (majority {fo['majority_accuracy']:.3f}, "
+                f"always-gain F1 {fo['always_gain_f1']:.3f}). On this sweep it is "
+                + ("**more accurate** than the all-features regression above." if better else
+                   "**not more accurate** than the all-features regression above."))
+        elif fo and fo.get("note"):
+            rep.paragraph(f"Feature-only model (budget module): not run ({fo['note']}).")
     elif lo and lo.get("note"):
         rep.paragraph(f"Leave one task out: {lo['note']}.")

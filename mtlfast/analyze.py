@@ -8,6 +8,14 @@ Reads the sweep output folder (docs/ARCHITECTURE.md: ``gains.csv``, ``curves.csv
 - ``report.md`` and a self-contained ``report.html`` (images embedded), with the Table 3 equivalent next to
   the paper's numbers, the coefficient table, the ablation, leave-one-task-out results and the run settings.
 
+A **result folder** (issue 18, ``results/eacl2017-public``) holds no store and no ``curves.csv`` but the sweep's
+store export ``records.jsonl.gz`` (``python -m mtlfast.store export``): the analysis then imports it into a
+temporary store, recomputes ``gains.csv`` with the sweep's code and writes ``runs.csv`` and ``scores.csv`` from
+it, so the committed small files regenerate the report with no training and no ``mtlfast.db``. Every folder also
+gets ``table3.csv`` (Table 3 under the notebook's and mtlfast's CV, full precision), ``features.csv`` and
+``curve_features.csv`` by both definitions, and, for the ten public stand-ins of the paper's tasks, the
+comparison with the paper's gains (``paper_gains.csv``, from the released logs when they are at hand).
+
 Degrades instead of failing: without ``features.csv`` the meta-classifier uses the curve features only,
 without ``curves.csv`` the data features only; with a single label class, too few pairs or no features it
 says so in the report. ``gains.csv`` is required (or ``scores.csv``, from which the gains are recomputed).
@@ -101,6 +109,29 @@ def _from_records(out, tmp):
     finally:
         store.close()
     return json.loads(cfg) if cfg else {}
+
+
+def _write_runs(out, src, machine=None):
+    """runs.csv of a result folder: every run of the store export with its status, steps reached and the wall time
+    of its model array, and the machine it ran on: kept from the folder's previous runs.csv by run id, else
+    ``machine`` (``--machine``), else empty."""
+    from mtlfast.meta.table import read_csv
+    from mtlfast.store import Store
+
+    before = {}
+    if (out / "runs.csv").exists():
+        rows, cols = read_csv(out / "runs.csv")
+        if "run_id" in cols and "machine" in cols:
+            before = {r["run_id"]: r["machine"] for r in rows if r.get("machine")}
+    store = Store(src)
+    try:
+        runs = store.runs()
+    finally:
+        store.close()
+    rows = [{**{k: r[k] for k in ("run_id", "kind", "tasks", "seed", "steps", "status", "step", "seconds")},
+             "machine": before.get(r["run_id"]) or (machine or "")} for r in runs]
+    write_csv(out / "runs.csv", rows, ["run_id", "kind", "tasks", "seed", "steps", "status", "step", "seconds",
+                                       "machine"])
 
 
 def _other_data_features(protocol, config, tasks, say, notes):
@@ -239,7 +270,7 @@ def compute_table3(folder, protocol, settings=None, search=True, gains=None):
             "notes": notes, "features": feats}
 
 
-def analyze(out_dir, quiet=False, settings=None, protocol=None):
+def analyze(out_dir, quiet=False, settings=None, protocol=None, machine=None):
     """Analyse a sweep folder and write ``heatmap.png``, ``report.md`` and ``report.html`` into it.
 
     The folder is either a sweep's output folder (``gains.csv``, ``curves.csv``, ... as the sweep exports them) or
@@ -263,6 +294,8 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
     protocol : {"original", "clean"}, optional
         The definition of the sweep's own features (default: the sweep's protocol from ``config.json``, else
         clean). Table 3 is computed under both CV protocols either way.
+    machine : str, optional
+        Result folders: the machine of runs.csv rows that have none yet (the others keep theirs).
 
     Returns
     -------
@@ -296,8 +329,8 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None):
         say(f"result folder: records from {out / RECORDS}")
         stored_config = _from_records(out, src)
         (out / "gains.csv").write_bytes((src / "gains.csv").read_bytes())
-        if not (out / "runs.csv").exists():
-            (out / "runs.csv").write_bytes((src / "runs.csv").read_bytes())
+        _write_runs(out, src, machine)
+        (out / "scores.csv").write_bytes((src / "scores.csv").read_bytes())
     try:
         if (src / "gains.csv").exists():
             gains = read_gains(src / "gains.csv")  # measured rows only
@@ -493,6 +526,9 @@ def build_parser():
     p.add_argument("--protocol", choices=("original", "clean"),
                    help="original: also the notebook's curve features and meta-classifier CV (original_cv.json); "
                         "default: the sweep's protocol from config.json, else clean")
+    p.add_argument("--machine", metavar="TEXT",
+                   help="result folders (records.jsonl.gz, no store): the machine written into runs.csv for runs "
+                        "that have none yet, e.g. 'AMD EPYC (Zen 4) 2 cores, fp32'")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     return p
 
@@ -503,7 +539,7 @@ def main(argv=None):
     def body():
         args = build_parser().parse_args(argv)
         out = resolve_out(args)
-        print(analyze(out, quiet=args.quiet, settings=cv_settings(args), protocol=args.protocol))
+        print(analyze(out, quiet=args.quiet, settings=cv_settings(args), protocol=args.protocol, machine=args.machine))
         return EXIT_OK
 
     return run_main(PROG, body, (AnalyzeError, TableError, OSError))

@@ -147,6 +147,14 @@ def check_result_folder(folder):
     for g in gains:
         assert matrix[(g["main"], g["aux"])] == f"{_num(g['gain']):.2f}", (g["main"], g["aux"])
 
+    # --- runs.csv: every run of the export, with its wall time and machine --------------------------------------
+    rcsv = {r["run_id"]: r for r in _csv(folder / "runs.csv")}
+    assert list(rcsv) == [r["run_id"] for r in runs]
+    for r in runs:
+        assert rcsv[r["run_id"]]["status"] == r["status"] and _close(_num(rcsv[r["run_id"]]["seconds"]), r["seconds"])
+        if r["status"] == "done":
+            assert rcsv[r["run_id"]]["machine"], f"runs.csv: no machine for {r['run_id']}"
+
     # --- features.csv: the sweep's own definition is the export's; the other one is there too -------------------
     fcsv = {r["task"]: r for r in _csv(folder / "features.csv")}
     exported = {}
@@ -254,7 +262,7 @@ def write_synthetic_result(tmp_path):
         for t, d in truth["features"].items():
             fh.write(",".join([t, *[repr(d[f]) for f in DATA_FEATURES],
                                *[repr(d[f] * 1.1 + 0.01) for f in DATA_FEATURES]]) + "\n")
-    args = [str(res), "--quiet", "--repeats", "4", "--outer-repeats", "1", "--inner-repeats", "1",
+    args = [str(res), "--quiet", "--machine", "fake machine", "--repeats", "4", "--outer-repeats", "1", "--inner-repeats", "1",
             "--optimistic-repeats", "2", "--search", "greedy"]
     assert main(args) == 0
     return res, truth, args

@@ -205,10 +205,10 @@ def _paper_gains(out, tasks, notes, say):
         notes.extend(lnotes)
         say(f"the paper's gains from {logs}")
         out_rows = [{"main": PAPER_TASK_NAMES[r["main"]], "aux": PAPER_TASK_NAMES[r["aux"]], "paper_main": r["main"],
-                     "paper_aux": r["aux"], "f1_single": r["f1_single"], "f1_pair": r["f1_pair"], "gain": r["gain"]}
+                     "paper_aux": r["aux"], "gain": r["gain"]}
                     for r in rows if r["main"] in PAPER_TASK_NAMES and r["aux"] in PAPER_TASK_NAMES]
-        write_csv(out / PAPER_GAINS, out_rows, ["main", "aux", "paper_main", "paper_aux", "f1_single", "f1_pair",
-                                                "gain"])
+        # the derived gains only: the logs' own numbers (F1 values) stay in ../shared/data
+        write_csv(out / PAPER_GAINS, out_rows, ["main", "aux", "paper_main", "paper_aux", "gain"])
         return out_rows
     if (out / PAPER_GAINS).exists():
         rows, _ = read_csv(out / PAPER_GAINS)
@@ -407,8 +407,8 @@ def analyze(out_dir, quiet=False, settings=None, protocol=None, machine=None):
     say(f"meta-analysis in {meta_s:.1f} s")
     write_csv(out / TABLE3, t3["rows"], list(TABLE3_COLUMNS))
     (out / "original_cv.json").write_text(json.dumps(jsonable({"protocol": "original", **orig}), indent=1))
-    tasks = [t for t in dict.fromkeys([g["main"] for g in gains] + [g["aux"] for g in gains])]
-    paper = _paper_gains(out, tasks, notes, say)
+    tasks = list(dict.fromkeys([g["main"] for g in gains] + [g["aux"] for g in gains]))
+    paper = _paper_gains(out, tasks or sorted(by_def[protocol]), notes, say)
 
     # --- figures ---------------------------------------------------------------------------------------
     if gains:

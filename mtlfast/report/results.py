@@ -67,6 +67,9 @@ def _pm(v, sd):
 def add_table3(rep, rows, original_note, clean_note):
     """Table 3 beside the paper's: one line per row of :func:`table3_rows`."""
     rep.heading("Table 3: the meta-classifier beside the paper's")
+    if not rows:
+        rep.paragraph("Not computed: no gains, or a single label class, or no features (see the notes below).")
+        return
     rep.paragraph(
         "Accuracy and F1 of the gain class of a logistic regression predicting whether a directed pair gains, "
         "under two CV protocols: **original**, the notebook's (`experiments.ipynb`: MinMaxScaler on all rows, "

@@ -32,6 +32,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <sstream>
 #include <vector>
@@ -115,10 +116,20 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
   float* bac = b_acc.data_ptr<float>();
   const adadelta_detail::Hyper h{lr, rho, eps};
   const cpu::Path path = cpu::active_path();
+  // Runs costliest first (real tokens x labels), handed out one at a time: runs with large label sets
+  // (FrameNet's 716) would otherwise pile up on one thread.
+  std::vector<int64_t> order(K);
+  for (int64_t k = 0; k < K; ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return static_cast<int64_t>(real[a].size() + 1) * np_[a] > static_cast<int64_t>(real[b].size() + 1) * np_[b];
+  });
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(K, at::get_num_threads());
   pybind11::gil_scoped_release nogil;
-  at::parallel_for(0, K, 1, [&](int64_t kb, int64_t ke) {
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     at::NoGradGuard no_grad;
-    for (int64_t k = kb; k < ke; ++k) {
+    for (int64_t i = next++; i < K; i = next++) {
+      const int64_t k = order[i];
       const auto& r = real[k];
       const int64_t N = static_cast<int64_t>(r.size());
       if (N == 0 && positions == 0) continue;
@@ -245,6 +256,43 @@ inline void dropout_key(uint64_t seed, uint64_t step, uint32_t& k1, uint32_t& k2
 
 inline uint32_t dropout_bits(uint32_t pos, uint32_t k1, uint32_t k2) { return mix32(mix32(pos + k1) ^ k2); }
 
+// One row of D mask values; inlined into one function per kernel build so that the compiler vectorises the
+// hash with that build's 32-bit multiplies (the baseline x86-64 build has none).
+MTLFAST_AI void mask_row(float* __restrict dst, uint32_t base, int64_t D, uint32_t k1, uint32_t k2, uint32_t thr,
+                         float scale) {
+  for (int64_t j = 0; j < D; ++j)
+    dst[j] = (dropout_bits(base + static_cast<uint32_t>(j), k1, k2) >> 8) >= thr ? scale : 0.0f;
+}
+
+void mask_row_portable(float* dst, uint32_t base, int64_t D, uint32_t k1, uint32_t k2, uint32_t thr, float scale) {
+  mask_row(dst, base, D, k1, k2, thr, scale);
+}
+#if MTLFAST_X86
+__attribute__((target("avx2"))) void mask_row_avx2(float* dst, uint32_t base, int64_t D, uint32_t k1, uint32_t k2,
+                                                   uint32_t thr, float scale) {
+  mask_row(dst, base, D, k1, k2, thr, scale);
+}
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))) void mask_row_avx512(float* dst, uint32_t base,
+                                                                                  int64_t D, uint32_t k1,
+                                                                                  uint32_t k2, uint32_t thr,
+                                                                                  float scale) {
+  mask_row(dst, base, D, k1, k2, thr, scale);
+}
+#endif
+
+using MaskRowFn = void (*)(float*, uint32_t, int64_t, uint32_t, uint32_t, uint32_t, float);
+
+MaskRowFn mask_row_for(cpu::Path path) {
+  switch (path) {
+#if MTLFAST_X86
+    case cpu::Path::kAvx512Bf16:
+    case cpu::Path::kAvx512: return mask_row_avx512;
+    case cpu::Path::kAvx2: return mask_row_avx2;
+#endif
+    default: return mask_row_portable;
+  }
+}
+
 at::Tensor dropout_masks(at::Tensor seeds, at::Tensor steps, int64_t B, int64_t T, int64_t D, int64_t max_len,
                          int64_t threshold, double scale) {
   const char* op = "dropout_masks";
@@ -266,18 +314,15 @@ at::Tensor dropout_masks(at::Tensor seeds, at::Tensor steps, int64_t B, int64_t 
   float* op_ = out.data_ptr<float>();
   const float fs = static_cast<float>(scale);
   const uint32_t thr = static_cast<uint32_t>(threshold);
+  const MaskRowFn row_fn = mask_row_for(cpu::active_path());
   pybind11::gil_scoped_release nogil;
   at::parallel_for(0, K * B, std::max<int64_t>(1, 16384 / std::max<int64_t>(T * D, 1)), [&](int64_t rb, int64_t re) {
     for (int64_t row = rb; row < re; ++row) {
       const int64_t k = row / B, b = row % B;
       uint32_t k1, k2;
       dropout_key(static_cast<uint64_t>(sp[k]), static_cast<uint64_t>(tp[k]), k1, k2);
-      for (int64_t t = 0; t < T; ++t) {
-        float* dst = op_ + (row * T + t) * D;
-        const uint32_t base = static_cast<uint32_t>((b * max_len + t) * D);
-        for (int64_t j = 0; j < D; ++j)
-          dst[j] = (dropout_bits(base + static_cast<uint32_t>(j), k1, k2) >> 8) >= thr ? fs : 0.0f;
-      }
+      for (int64_t t = 0; t < T; ++t)
+        row_fn(op_ + (row * T + t) * D, static_cast<uint32_t>((b * max_len + t) * D), D, k1, k2, thr, fs);
     }
   });
   return out;

@@ -159,6 +159,79 @@ def test_hyperparameters_are_chosen_from_measured_pairs_only():
     assert m2.params_["soft"] is False
 
 
+def _is_simple(params):
+    return params["tau_aux"] == 0 and params["tau_feat"] == 0 and not params["soft"]
+
+
+def test_ties_go_to_the_main_effect_model():
+    """simple_rule='ties': a setting with auxiliary effects, features or soft labels is kept only when its held-out
+    error on the measured pairs is below the best main-effect setting's (cv_scores_ holds every setting's)."""
+    overridden = 0
+    for seed in range(6):
+        gm, pairs, y, g, _ = _pairs_data(seed, n_tasks=7)
+        keep = np.random.default_rng(seed).uniform(size=len(pairs)) < 0.5  # a budget: half the directed pairs
+        sub = [p for p, k in zip(pairs, keep) if k]
+        X = gm.X(sub)
+        m = B.GainModel().fit(X, y[keep], pairs=sub, gain=g[keep])
+        free = B.GainModel(simple_rule="none").fit(X, y[keep], pairs=sub, gain=g[keep])
+        assert m.cv_scores_ == free.cv_scores_  # the same cross-validation, only the choice differs
+        simple_err = min(v["error"] for k, v in m.cv_scores_.items() if k[1] == 0 and k[2] == 0 and not k[3])
+        chosen = m.cv_scores_[tuple(m.params_.values())]["error"]
+        assert _is_simple(m.params_) or chosen < simple_err - 1e-12, (seed, m.params_)
+        overridden += int(_is_simple(m.params_) and not _is_simple(free.params_))
+    assert overridden >= 1  # the rule does something on these matrices
+    with pytest.raises(ValueError, match="simple_rule"):
+        B.GainModel(simple_rule="maybe").fit(np.zeros((4, 0)), np.array([0, 1, 0, 1]))
+
+
+def test_aux_and_feature_terms_give_way_to_a_well_measured_main_task():
+    """row_shrink=kappa: logit = b + u_m + kappa / (kappa + n_m) * (v_a + w.x), n_m the main task's measured pairs;
+    a main task never measured keeps the auxiliary term whole."""
+    rng = np.random.default_rng(5)
+    tasks = ["a", "b", "c", "d", "e"]
+    # main task a: 4 measured pairs, b: 2, c: 1, d and e: none as main tasks
+    pairs = [("a", "b"), ("a", "c"), ("a", "d"), ("a", "e"), ("b", "c"), ("b", "d"), ("c", "e"), ("d", "c")]
+    counts = {"a": 4, "b": 2, "c": 1, "d": 1}
+    y = np.array([1, 1, 0, 1, 0, 1, 0, 0])
+    X = rng.normal(size=(len(pairs), 1))
+    m = B.GainModel(tau_main=3.0, tau_aux=0.5, tau_feat=1.0, soft=False, simple_rule="none", row_shrink=2.0)
+    m.fit(X, y, pairs=pairs)
+    q = [("a", "e"), ("b", "e"), ("c", "a"), ("e", "a"), ("a", "new")]
+    Xq = np.clip((X[:5] - m.feature_min_) / m.feature_range_, 0, 1)
+    mu, _sd = m.predict_logit(X[:5], pairs=q)
+    for (mt, at), x, got in zip(q, Xq, mu):
+        lam = 2.0 / (2.0 + counts.get(mt, 0))
+        want = m.intercept_ + m.main_effect_.get(mt, 0.0) + lam * (m.aux_effect_.get(at, 0.0) + x @ m.coef_)
+        assert got == pytest.approx(want, abs=1e-10), (mt, at)
+    # without the weighting the same fit is the plain additive model
+    m0 = clone(m).set_params(row_shrink=None).fit(X, y, pairs=pairs)
+    mu0, _ = m0.predict_logit(X[:5], pairs=q)
+    want0 = [m0.intercept_ + m0.main_effect_.get(mt, 0) + m0.aux_effect_.get(at, 0) + x @ m0.coef_
+             for (mt, at), x in zip(q, np.clip((X[:5] - m0.feature_min_) / m0.feature_range_, 0, 1))]
+    np.testing.assert_allclose(mu0, want0, atol=1e-10)
+    with pytest.raises(ValueError, match="row_shrink"):
+        B.GainModel(row_shrink=0.0).fit(X, y, pairs=pairs)
+
+
+def test_never_worse_than_the_main_task_majority_on_pure_main_task_effects():
+    """Gains from main-task effects + noise only (no auxiliary effect; the task features carry the main effect or
+    nothing): the main-task majority is the right rule once a few pairs per task are measured, and the model
+    must reduce to it: over budgets from a third to nearly all of the pairs, its accuracy on the untrained pairs
+    is never below the majority's by more than two standard errors of the paired difference."""
+    diffs = {}
+    for seed in range(3):
+        rows, feats, _ = B.synthetic_gains(8, seed, aux_sd=0.0)
+        gm = B.GainMatrix(rows, feats)
+        for N in (10, 16, 22):
+            for r in range(4):
+                res = B.replay(gm, N, "active", rng=np.random.default_rng([seed, N, r]))
+                diffs.setdefault(N, []).append(res["model"][0] - res["main_majority"][0])
+    for N, d in diffs.items():
+        d = np.array(d)
+        se = d.std(ddof=1) / np.sqrt(len(d))
+        assert d.mean() >= -2 * se - 1e-9, (N, d.mean(), se)
+
+
 # --------------------------------------------------------------------------------------------------------
 # selection and baselines
 # --------------------------------------------------------------------------------------------------------
@@ -187,6 +260,27 @@ def test_round_sizes_and_choose_pairs_modes():
         B.choose_pairs(gm.tasks, 3, "best")
     with pytest.raises(ValueError, match="n_pairs"):
         B.choose_pairs(gm.tasks, 46, "design")
+
+
+def test_active_rounds_are_chosen_by_the_query_model():
+    """The pairs to train are those the richest model (query_model: no fallback to the main effect, full-weight
+    auxiliary and feature terms) is least sure of; the labels come from the default GainModel."""
+    q = B.query_model()
+    assert q.get_params()["simple_rule"] == "none" and q.get_params()["row_shrink"] is None
+    assert B.GainModel().get_params()["simple_rule"] == "ties" and B.GainModel().get_params()["row_shrink"] == 2.0
+    rows, feats, _ = B.synthetic_gains(8, 4)
+    gm = B.GainMatrix(rows, feats)
+    default = B.choose_pairs(gm.tasks, 9, "active", gm.measure, None, gm.X, rng=np.random.default_rng(2))
+    explicit = B.choose_pairs(gm.tasks, 9, "active", gm.measure, B.query_model, gm.X, rng=np.random.default_rng(2))
+    assert default == explicit
+    trained = []
+    got = B.run_rounds(gm.tasks, 9, "active", trained.extend,
+                       lambda: {d: v for p in trained for d, v in gm.measure(p).items()}, gm.X, seed=1)
+    ref_trained = []
+    ref = B.run_rounds(gm.tasks, 9, "active", ref_trained.extend,
+                       lambda: {d: v for p in ref_trained for d, v in gm.measure(p).items()}, gm.X, seed=1,
+                       model_factory=B.query_model)
+    assert got == ref and len({p for r in got for p in r}) == 9
 
 
 def test_main_majority_baseline():

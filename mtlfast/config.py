@@ -81,9 +81,9 @@ class SweepConfig:
     # --- how and where it runs (may change when resuming) ----------------------------------------------
     out: str = "mtlfast-out"
     device: str = "cpu"  # cpu | cuda | cuda:N
-    threads: int = 0  # 0: torch's default (all available cores); 1 is faster when other jobs share the CPU
+    threads: int = 0  # 0: 1 when the machine is busy, else all available cores (mtlfast.sweep.auto_threads)
     checkpoint_every: int = 200
-    array_size: int = 0  # runs per model array; 0: all runs in one array
+    array_size: int = 0  # runs per model array; 0: as many as fit in the memory (mtlfast.train.memory)
     executor: str = "inprocess"
     backend: str = "auto"  # kernel backend handed to mtlfast.ops.bilstm
     progress: bool = True

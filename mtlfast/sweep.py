@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -99,10 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", metavar="DIR", help=f"the sweep folder, written and resumed (default ./{d.out})")
     g.add_argument("--config", metavar="FILE", help="TOML file of options (keys = option names)")
     g.add_argument("--device", metavar="DEV", help="cpu (default), cuda or cuda:N")
-    g.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default 0: torch's choice, all available cores; 1 is faster when other"
-                   " jobs load the CPU)")
-    g.add_argument("--array-size", type=int, metavar="K", help="runs trained together as one model array"
-                   " (default 0: all)")
+    g.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default 0: 1 when the machine"
+                   " is busy, i.e. its 1-minute load average is at least half the available cores, else all available"
+                   " cores; 1 is faster when other jobs load the CPU)")
+    g.add_argument("--array-size", type=int, metavar="K", help="runs trained together as one model array (default 0:"
+                   " as many as fit in 70%% of the available memory, by the estimate of mtlfast.train.memory; the"
+                   " header says how many and why)")
     g.add_argument("--executor", choices=("inprocess", "ray"), help="where run groups are trained: inprocess"
                    " (default) or ray (one Ray task per model array over a Ray cluster; pip install 'mtlfast[ray]')")
     g.add_argument("--address", metavar="ADDR", help="with --executor ray: the Ray cluster to use (HEAD:6379, or"
@@ -163,6 +166,73 @@ def _groups(specs: list, array_size: int) -> list[list]:
     return [specs[i : i + array_size] for i in range(0, len(specs), array_size)]
 
 
+def _with_checkpoints(groups: list[list], store):
+    """The groups one at a time, each run's checkpoint loaded (:meth:`Store.resume_state`) only when its group
+    is taken: the in-process executor trains one group after the other, so one array's checkpoints are in
+    memory at a time."""
+    for group in groups:
+        for s in group:
+            if s.resume is None:
+                s.resume = store.resume_state(s.run_id)
+        yield group
+
+
+class _MemoryPlan:
+    """The array size of a sweep: ``--array-size`` or what the memory fits (:mod:`mtlfast.train.memory`)."""
+
+    def __init__(self, cfg: SweepConfig, per_run, overhead: int, available: int | None, source: str):
+        self.cfg, self.per_run, self.overhead, self.available, self.source = cfg, per_run, overhead, available, source
+        self._said = False
+
+    def array_size(self, n_runs: int, say=None) -> int:
+        """Runs per model array for ``n_runs`` runs; ``say``: print the choice and why (once)."""
+        from mtlfast.train.memory import SAFE_FRACTION, fit_array, fmt_bytes
+
+        n_runs = max(int(n_runs), 1)
+        if self.cfg.array_size:
+            k = min(self.cfg.array_size, n_runs)
+            why = f"--array-size {self.cfg.array_size}"
+            if self.available is not None:
+                need = self.overhead + k * self.per_run.peak
+                usable = int(self.available * SAFE_FRACTION)
+                why += (f"; estimated {fmt_bytes(need)} per array, {fmt_bytes(usable)} usable"
+                        + (" (WARNING: more than is usable; the sweep may run out of memory)" if need > usable
+                           else ""))
+        elif self.available is None:  # the memory of Ray's GPU workers is not known here
+            k, why = n_runs, f"all runs ({self.source}; --array-size K sets it)"
+        else:
+            fit = fit_array(n_runs, self.per_run, self.overhead, self.available, self.source)
+            k, why = fit.size, fit.reason
+        if say is not None and not self._said:
+            say(f"  array size {k}: {why}")
+            self._said = True
+        return k
+
+
+def _memory_plan(cfg: SweepConfig, inputs, settings) -> _MemoryPlan:
+    """The per-run and per-array memory estimate and the memory available; ConfigError (exit 2) when the array
+    size is the default and not even one run fits."""
+    from mtlfast.train.memory import ArrayMemoryError, array_overhead, available_memory, fit_array, run_bytes_for
+
+    per_run = run_bytes_for(inputs, settings)
+    overhead = array_overhead(inputs, settings)
+    if cfg.executor == "ray" and cfg.device.startswith("cuda"):
+        return _MemoryPlan(cfg, per_run, overhead, None, "the Ray workers' GPU memory is not known here")
+    try:
+        available, source = available_memory(cfg.device)
+    except ArrayMemoryError as exc:
+        if cfg.array_size:
+            return _MemoryPlan(cfg, per_run, overhead, None, "the available memory is unknown")
+        raise ConfigError(str(exc)) from None
+    plan = _MemoryPlan(cfg, per_run, overhead, available, source)
+    if not cfg.array_size:
+        try:
+            fit_array(1, per_run, overhead, available, source)
+        except ArrayMemoryError as exc:
+            raise ConfigError(f"not enough memory for one run: {exc}") from None
+    return plan
+
+
 def _say(msg: str = "") -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -182,15 +252,40 @@ def run(cfg: SweepConfig, argv_for_resume: list[str] | None = None, executor_opt
     if cfg.device.startswith("cuda") and cfg.executor != "ray" and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: torch sees no CUDA device here (torch {torch.__version__})")
     threads_before = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads, why = (cfg.threads, "set by --threads") if cfg.threads else auto_threads()
+    torch.set_num_threads(threads)
     try:
-        return _run(cfg, out, argv_for_resume, executor_options or {})
+        return _run(cfg, out, argv_for_resume, executor_options or {}, threads_why=why)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -> int:
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_threads(load: float | None = None, cores: int | None = None) -> tuple[int, str]:
+    """The default torch thread count (``--threads 0``) and why: 1 when the machine is busy, else every core
+    this process may use. Busy: the 1-minute load average is at least half the available cores (at least 1).
+    Under load, torch's threads wait for each other at every small matrix product: 2 threads on 2 cores
+    shared with another job ran about 10x slower than 1 (issue 18)."""
+    cores = available_cores() if cores is None else int(cores)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average on this platform: assume idle
+            return cores, f"all {cores} available core(s); load average unknown"
+    if cores > 1 and load >= max(1.0, cores / 2):
+        return 1, (f"1 because the machine is busy (load average {load:.2f} on {cores} available cores; threads wait"
+                   " for each other under load); --threads N overrides")
+    return cores, f"all {cores} available core(s) (load average {load:.2f}); --threads N overrides"
+
+
+def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict, threads_why: str = "") -> int:
     import torch
 
     from mtlfast.data import DataError
@@ -229,6 +324,9 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     except (DataError, ValueError, FileNotFoundError) as exc:
         raise ConfigError(str(exc)) from None
     check_task_names([t.name for t in inputs.tasks])
+    settings = TrainSettings.from_config(cfg)
+    # Before the store exists: a sweep whose single run cannot fit must not lock the folder.
+    memory = _memory_plan(cfg, inputs, settings)
     # Only a config whose data loaded is stored: a typo in --tasks or --embeddings must not lock the folder.
     # A different sweep in the same folder is refused here, before any training.
     try:
@@ -270,7 +368,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
                                          else " (the original's accidents removed)") + "; README 'Original vs clean'")
     _say(f"  vocabulary {inputs.vocab_size:,} words, embeddings {inputs.emb_dim}-d"
          f" ({'GloVe: ' + str(cfg.embeddings) if cfg.embeddings else 'random init'}), device {cfg.device},"
-         f" precision {cfg.precision}, threads {torch.get_num_threads()}; {describe()}")
+         f" precision {cfg.precision}; {describe()}")
+    _say(f"  threads {torch.get_num_threads()}: {threads_why}")
     _say(f"  output: {out}  (data loaded in {time.perf_counter() - t_load:.1f} s)")
 
     # Data features (once per task). A task whose features cannot be computed (e.g. an empty training split)
@@ -289,22 +388,30 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
             except ValueError as exc:
                 _say(f"  data features of {task.name} failed: {exc}")
 
-    # What is left to do.
-    todo, done_before = [], 0
+    # What is left to do. In-process, a checkpoint is loaded only when its model array starts (an array at a
+    # time in memory); the header reads the checkpoint steps from the store. Ray ships every group at once.
+    lazy = cfg.executor == "inprocess"
+    stored_step = {r["run_id"]: int(r["step"] or 0) for r in store.runs()}
+    todo, done_before, start_step = [], 0, {}
     for s in specs:
         if store.status(s.run_id) == "done":
             done_before += 1
             continue
-        s.resume = store.resume_state(s.run_id)
+        if lazy:
+            s.resume = None
+            has = store.checkpoint_path(s.run_id).exists()
+            start_step[s.run_id] = stored_step.get(s.run_id, 0) if has else 0
+        else:
+            s.resume = store.resume_state(s.run_id)
+            start_step[s.run_id] = int(s.resume["step"]) if s.resume else 0
         todo.append(s)
-    resumed = sum(s.resume is not None for s in todo)
+    resumed = sum(start_step[s.run_id] > 0 for s in todo)
     if done_before or resumed:
         _say(f"  resuming: {done_before} run(s) already done, {resumed} continue from a checkpoint,"
              f" {len(todo) - resumed} start fresh")
-    remaining = {s.run_id: s.steps - (int(s.resume["step"]) if s.resume else 0) for s in todo}
+    remaining = {s.run_id: s.steps - start_step[s.run_id] for s in todo}
     total_steps = sum(remaining.values())
-
-    settings = TrainSettings.from_config(cfg)
+    array_size = memory.array_size(len(todo), _say)
     if cfg.executor == "ray":  # a retry continues from the checkpoint this driver stored
         executor_options = dict(executor_options, threads=cfg.threads, device=cfg.device,
                                 resume_state=store.resume_state)
@@ -325,6 +432,7 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
                    file=sys.stderr, mininterval=0.5)
         bar.set_postfix_str(f"runs {done_before}/{len(specs)} done")
     n_done = [done_before]
+    trained = {"runs": len(todo), "steps": total_steps}
     failed: list[str] = []
 
     def on_event(ev):
@@ -355,12 +463,24 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
     old_handler = signal.signal(signal.SIGINT, on_sigint)
     t0 = time.perf_counter()
     try:
-        executor.run(_groups(todo, cfg.array_size), settings, on_event, lambda: stop["requested"], on_group_error)
+        groups = _groups(todo, array_size)
+        executor.run(_with_checkpoints(groups, store) if lazy else groups, settings, on_event,
+                     lambda: stop["requested"], on_group_error)
         if n_budget is not None:  # the pair rounds: choosing them is mtlfast.budget's job
             from mtlfast.budget import train_budgeted_pairs
 
-            train_budgeted_pairs(cfg, names, store, out, n_budget, lambda group: executor.run(
-                _groups(group, cfg.array_size), settings, on_event, lambda: stop["requested"], on_group_error), _say)
+            def train_round(group):
+                # every run a round trains counts in the closing line and the progress bar
+                steps = sum(s.steps - (int(s.resume["step"]) if s.resume else 0) for s in group)
+                trained["runs"] += len(group)
+                trained["steps"] += steps
+                if bar is not None:
+                    bar.total += steps
+                    bar.refresh()
+                executor.run(_groups(group, memory.array_size(len(group))), settings, on_event,
+                             lambda: stop["requested"], on_group_error)
+
+            train_budgeted_pairs(cfg, names, store, out, n_budget, train_round, _say)
     except (TrainingInterrupted, KeyboardInterrupt):
         if bar is not None:
             bar.close()
@@ -386,7 +506,7 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict) -
         _say(f"Note: gains with main task {', '.join(undefined)} are undefined (nan): its single-task test F1 is 0"
              " (after so few steps the model predicts only O). Train longer for these.")
     store.close()
-    _say(f"Trained {len(todo)} run(s) ({total_steps:,} run-steps) in {elapsed:.1f} s; {n_gains} gains.")
+    _say(f"Trained {trained['runs']} run(s) ({trained['steps']:,} run-steps) in {elapsed:.1f} s; {n_gains} gains.")
     _say("Wrote " + ", ".join(p.name for p in written) + f" into {out}")
     try:
         from mtlfast.analyze import analyze

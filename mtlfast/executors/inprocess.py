@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 
 from mtlfast.executors.base import Executor, InputsSpec
-from mtlfast.train import TrainingInterrupted, train_group
+from mtlfast.train import RunStarted, TrainingInterrupted, train_group
 
 __all__ = ["InProcessExecutor"]
 
@@ -26,11 +26,22 @@ class InProcessExecutor(Executor):
         return self._inputs
 
     def run(self, groups, settings, on_event, should_stop, on_group_error) -> None:
+        """``groups``: any iterable of run groups (the sweep passes a generator that loads each group's
+        checkpoints only when the group is taken). A run's checkpoint state (``spec.resume``) is let go once the
+        engine has started the run from it (:class:`RunStarted`): the array holds the run's own copy, so the
+        checkpoint would otherwise stay in memory beside it until the group ends."""
         for group in groups:
             if should_stop():
                 raise TrainingInterrupted("stopped before starting a group")
+            by_id = {s.run_id: s for s in group}
+
+            def events(ev, by_id=by_id):
+                if isinstance(ev, RunStarted) and ev.run_id in by_id:
+                    by_id[ev.run_id].resume = None
+                on_event(ev)
+
             try:
-                train_group(group, self.inputs, settings, on_event, should_stop)
+                train_group(group, self.inputs, settings, events, should_stop)
             except (TrainingInterrupted, KeyboardInterrupt):
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed group must not stop the sweep

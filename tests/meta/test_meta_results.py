@@ -185,3 +185,24 @@ def test_resolved_steps_follow_the_paper_flags():
     assert _resolved_steps({"paper": True, "steps_single": 600, "steps_pair": 1200}) == (25_000, 50_000)
     assert _resolved_steps({"paper_logs": True, "steps_single": 600}) == (50_000, 100_000)
     assert _resolved_steps({"steps_single": 600, "steps_pair": 1200}) == (600, 1200)
+
+
+def test_paper_comparison_section_renders_both_comparisons():
+    from mtlfast.meta.analysis import SAME_CORPORA, compare_gains
+    from mtlfast.report import Report
+    from mtlfast.report.results import add_paper_comparison
+
+    rng = np.random.default_rng(5)
+    tasks = ["ccg", "chu", "com", "fnt", "pos", "hyp", "key", "mwe", "sem", "str"]
+    paper = [{"main": m, "aux": a, "gain": float(rng.normal())} for m in tasks for a in tasks if m != a]
+    ours = [{**r, "gain": -r["gain"] if r["main"] == "chu" else r["gain"]} for r in paper]
+    same, every = compare_gains(ours, paper, SAME_CORPORA), compare_gains(ours, paper)
+    assert same["n"] == 30 and every["n"] == 90
+    assert same["sign_agree"] == 25  # chu's five rows among the six flipped
+    rep = Report("t")
+    add_paper_comparison(rep, same, every, "test")
+    md = rep.to_markdown()
+    assert "| the six same corpora | 30 | 25 (0.83) |" in md
+    assert "| all ten tasks (four substitutes) | 90 | 81 (0.90) |" in md
+    chu = [ln for ln in md.splitlines() if ln.startswith("| chu | ")]
+    assert len(chu) == 5 and all(ln.endswith("| no |") for ln in chu) and "| mwe | str |" in md

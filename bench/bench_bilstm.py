@@ -5,7 +5,8 @@ same inputs and weights:
   ours : one ``mtlfast.ops.bilstm`` call over the whole model array [K, B, T, E];
   torch: K calls of ``torch.nn.LSTM(bidirectional=True, batch_first=True)`` on the dense padded batch (its
          fastest path; every sequence has full length T so both compute the same thing; with ``--ragged``,
-         lengths are drawn in [1, T] and torch runs packed sequences, the way it handles ragged batches exactly).
+         lengths are drawn in [1, T] and torch runs packed sequences, the way it handles ragged batches exactly;
+         with ``--tasks``, lengths follow the real tasks (see :func:`task_lengths`), torch again packed).
 Modes: forward (no autograd graph) and forward+backward (sum of outputs, gradients of input and all weights).
 The two sides alternate repetition by repetition, so load from other processes hits both alike; medians after
 warm-up, ratio = torch / ours (> 1 means mtlfast is faster).
@@ -14,6 +15,7 @@ Prints a table and writes bench/out/bench_bilstm.csv with the configuration and 
 
     python bench/bench_bilstm.py                       # the issue's grid: K 1,10; E 50,100; threads 1,2
     python bench/bench_bilstm.py --K 1 --E 50 --threads 2 --repeat 50
+    python bench/bench_bilstm.py --tasks --T 30 --K 10,55 --E 50   # ragged like the shared tasks
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# --root DIR: time the mtlfast of another checkout (e.g. a frozen copy of an older commit with its own build).
+_ROOT = next((a.split("=", 1)[1] if "=" in a else sys.argv[i + 2] for i, a in enumerate(sys.argv[1:])
+              if a.startswith("--root")), str(HERE.parent))
+sys.path.insert(0, _ROOT)
 
 from mtlfast.nn import BiLSTM  # noqa: E402
 from mtlfast.ops import bilstm, dispatch  # noqa: E402
@@ -49,28 +54,46 @@ def machine() -> str:
 
 
 def run_pair(f_ours, f_torch, repeat: int, warmup: int) -> tuple[float, float]:
+    """Median ms of each side; f_torch None: ours only (torch's time is NaN)."""
     for _ in range(warmup):
         f_ours()
-        f_torch()
+        if f_torch is not None:
+            f_torch()
     t_ours, t_torch = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
         f_ours()
         t1 = time.perf_counter()
-        f_torch()
+        if f_torch is not None:
+            f_torch()
         t2 = time.perf_counter()
         t_ours.append(t1 - t0)
         t_torch.append(t2 - t1)
-    return statistics.median(t_ours) * 1e3, statistics.median(t_torch) * 1e3
+    return statistics.median(t_ours) * 1e3, (statistics.median(t_torch) * 1e3 if f_torch else float("nan"))
 
 
-def case(K, B, T, E, H, precision, ragged, seed=0):
+def task_lengths(K, B, T, gen):
+    """Lengths [K, B] shaped like the ten shared tasks' batches, cut at T: every tenth run (k % 10 == 9) draws
+    from a short task (mean ~6 tokens, like ccg: gamma shape 4, mean 6, longest of a batch ~11), the others from
+    sentence-length tasks (gamma shape 3, mean 21 before the cut: ~19 after the cut at 30)."""
+    short = torch.tensor([k % 10 == 9 for k in range(K)]).unsqueeze(1)
+    shape = torch.where(short, 4.0, 3.0).expand(K, B)
+    mean = torch.where(short, 6.0, 21.0).expand(K, B)
+    g = torch._standard_gamma(shape.contiguous(), generator=gen) * (mean / shape)
+    return g.round().clamp(1, T).long()
+
+
+def case(K, B, T, E, H, precision, ragged, seed=0, tasks=False):
     gen = torch.Generator().manual_seed(seed)
     mod = BiLSTM(K, E, H, precision=precision, backend="cpu")
     mod.reset_parameters(generator=gen)
     lstms = [mod.to_torch(k) for k in range(K)]
     x = torch.randn(K, B, T, E, generator=gen)
-    lengths = torch.randint(1, T + 1, (K, B), generator=gen) if ragged else torch.full((K, B), T)
+    if tasks:
+        ragged = True
+        lengths = task_lengths(K, B, T, gen)
+    else:
+        lengths = torch.randint(1, T + 1, (K, B), generator=gen) if ragged else torch.full((K, B), T)
     x_ours = x.clone().requires_grad_(True)
     xs_torch = [x[k].clone().requires_grad_(True) for k in range(K)]
 
@@ -109,6 +132,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=ints, default=[1, 2], help="torch thread counts (comma list; default 1,2)")
     ap.add_argument("--precision", default="fp32", help="comma list of fp32,bf16 for our side (torch is fp32)")
     ap.add_argument("--ragged", action="store_true", help="ragged lengths; torch then runs packed sequences")
+    ap.add_argument("--tasks", action="store_true",
+                    help="ragged lengths like the real tasks (task_lengths: mean ~19 cut at T, every tenth run "
+                         "mean ~6); torch runs packed sequences")
+    ap.add_argument("--no-torch", action="store_true", help="time mtlfast only (before/after comparisons)")
+    ap.add_argument("--root", default=str(HERE.parent),
+                    help="import mtlfast from this checkout (default: this one); for timing an older build")
     ap.add_argument("--repeat", type=int, default=30, help="timed repetitions per side (default 30)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed repetitions per side (default 5)")
     ap.add_argument("--csv", default=str(HERE / "out" / "bench_bilstm.csv"), help="CSV output path")
@@ -116,6 +145,7 @@ def main(argv=None) -> int:
     dispatch.require_c()
 
     print(f"machine: {machine()}")
+    print(f"mtlfast from: {Path(sys.modules['mtlfast'].__file__).parent}")
     print(f"command: python bench/bench_bilstm.py {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip())
     header = f"{'mode':<10}{'K':>4}{'E':>5}{'thr':>4} {'prec':<5}{'mtlfast ms':>11}{'nn.LSTM ms':>11}{'ratio':>7}"
     print(header)
@@ -125,14 +155,16 @@ def main(argv=None) -> int:
         for K in args.K:
             for E in args.E:
                 for precision in args.precision.split(","):
-                    fwd, fb = case(K, args.B, args.T, E, args.H, precision, args.ragged)
+                    fwd, fb = case(K, args.B, args.T, E, args.H, precision, args.ragged, tasks=args.tasks)
                     for mode, (f_ours, f_torch) in (("fwd", fwd), ("fwd+bwd", fb)):
-                        ours_ms, torch_ms = run_pair(f_ours, f_torch, args.repeat, args.warmup)
+                        ours_ms, torch_ms = run_pair(f_ours, None if args.no_torch else f_torch, args.repeat,
+                                                     args.warmup)
                         ratio = torch_ms / ours_ms
                         print(f"{mode:<10}{K:>4}{E:>5}{threads:>4} {precision:<5}{ours_ms:>11.3f}{torch_ms:>11.3f}"
                               f"{ratio:>6.2f}x", flush=True)
                         rows.append(dict(mode=mode, K=K, B=args.B, T=args.T, E=E, H=args.H, threads=threads,
-                                         precision=precision, ragged=args.ragged, mtlfast_ms=round(ours_ms, 4),
+                                         precision=precision, ragged=args.ragged or args.tasks,
+                                         tasks=args.tasks, mtlfast_ms=round(ours_ms, 4),
                                          torch_ms=round(torch_ms, 4), ratio=round(ratio, 4), repeat=args.repeat,
                                          machine=machine()))
     out = Path(args.csv)

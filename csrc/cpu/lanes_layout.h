@@ -1,9 +1,11 @@
-// Layout helpers of the lanes path, AVX-512: lane masks, 16 x 16 register-block transposes, row sums.
-// Private to bilstm_lanes.cpp (the only file that includes it): internal linkage on purpose, so that the
+// Layout helpers of the lanes path, AVX-512: lane masks, 16 x 16 register-block transposes, row sums, the
+// ragged-run helpers (steps per run, live lane vectors). Private to bilstm_lanes.cpp and bilstm_lanes_bf16.cpp
+// (the only files that include it): internal linkage on purpose, so that the
 // compiler sees every caller, exactly as when this code and its callers shared one file.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/isa.h"
 #include "cpu/simd_math.h"
@@ -85,6 +87,41 @@ MTLFAST_AVX512_TARGET void add_inplace(float* a, const float* b, int64_t n) {
     const __mmask16 m = tail_mask(n - i);
     _mm512_mask_storeu_ps(a + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
   }
+}
+
+// Ragged runs (rows sorted longest first within each run): how many steps and which lane vectors hold live rows.
+// Number of rows (sorted longest first) still running at each t < L: active[t] = #{b : len[b] > t}.
+inline void active_counts(const int64_t* lk, int64_t B, int64_t L, int64_t* active) {
+  for (int64_t t = 0; t < L; ++t) {
+    int64_t n = 0;
+    while (n < B && lk[n] > t) ++n;
+    active[t] = n;
+  }
+}
+
+// Steps a run needs: its longest row (rows come sorted longest first).
+inline int64_t run_steps(const int64_t* lk) { return lk[0]; }
+
+// Vectors of 16 lanes of the 32-lane block at l0 that hold a live row when `active` rows (a prefix) run: 2, 1
+// (the block runs as a 16-lane tile) or 0 (nothing to compute); never more than the block has (Bp - l0 lanes).
+inline int64_t live_vectors(int64_t active, int64_t l0, int64_t Bp) {
+  const int64_t live = std::max<int64_t>(0, active - l0);
+  return std::min<int64_t>(std::min<int64_t>(2, (Bp - l0) / 16), (live + 15) / 16);
+}
+
+// x[k] [B][T][E] -> x^T [E][T Bp] for t < L, padding lanes b >= B zero.
+inline void transpose_x(const float* xk, int64_t B, int64_t T_, int64_t E, int64_t L, int64_t Bp, float* xT) {
+  const int64_t ld = T_ * Bp;
+  for (int64_t t = 0; t < L; ++t) {
+    transpose(xk + t * E, T_ * E, B, E, xT + t * Bp, ld);
+    for (int64_t e = 0; e < E && Bp > B; ++e) std::memset(xT + e * ld + t * Bp + B, 0, (Bp - B) * sizeof(float));
+  }
+}
+
+// rows x 16 lanes (row stride ld) set to zero.
+MTLFAST_AVX512_TARGET inline void zero_lanes(float* p, int64_t rows, int64_t ld) {
+  const __m512 z = _mm512_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r) _mm512_store_ps(p + r * ld, z);
 }
 
 }  // namespace

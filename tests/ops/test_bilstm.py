@@ -216,6 +216,100 @@ def test_fp32_avx512_lanes_path(K, B, T, E, H, gemm):
         assert_close_f32(a, r, f"{name} (lanes path, K={K} B={B} T={T} E={E} H={H}, gemm {gemm})")
 
 
+def ragged_lengths(case):
+    """Lengths [K, B] (T) of the ragged cases: each stresses where the lanes kernels skip steps and narrow
+    tiles. Rows come in shuffled order (the kernels sort them per run)."""
+    gen = torch.Generator().manual_seed(hash(case) % 1000)
+    if case == "runs-of-different-lengths":  # long, short and mixed runs in one array
+        T = 30
+        L = torch.stack([torch.randint(20, 31, (32,), generator=gen), torch.randint(1, 7, (32,), generator=gen),
+                         torch.randint(1, 31, (32,), generator=gen), torch.full((32,), 11)])
+    elif case == "run-all-length-1":
+        T = 9
+        L = torch.stack([torch.randint(1, 10, (20,), generator=gen), torch.ones(20, dtype=torch.long)])
+    elif case == "one-live-row":  # one long row, the rest length 1: 16-lane tiles with one live lane
+        T = 12
+        one = torch.ones(33, dtype=torch.long)
+        one[17] = 12
+        L = torch.stack([one, torch.randint(1, 13, (33,), generator=gen)])
+    elif case == "single-row-batch":
+        T = 8
+        L = torch.tensor([[5], [8], [1]])
+    elif case == "T-much-longer":  # every run ends long before T
+        T = 64
+        L = torch.randint(1, 8, (3, 24), generator=gen)
+    elif case == "tile-boundaries":  # live row counts cross 48, 33, 32, 31, 17, 16, 15, 1 as t grows
+        T = 14
+        row = torch.tensor([14] + [13] * 14 + [12] + [11] + [10] * 14 + [9] + [8] + [7] * 14 + [6])
+        assert row.numel() == 48
+        L = torch.stack([row, row.clamp(max=5), torch.full((48,), 14), torch.full((48,), 1)])
+    else:  # pragma: no cover
+        raise ValueError(case)
+    perm = torch.stack([torch.randperm(L.shape[1], generator=gen) for _ in range(L.shape[0])])
+    return torch.gather(L, 1, perm), T
+
+
+RAGGED = ["runs-of-different-lengths", "run-all-length-1", "one-live-row", "single-row-batch", "T-much-longer",
+          "tile-boundaries"]
+
+
+def ragged_problem(case, E=16, H=12, seed=41):
+    lengths, T = ragged_lengths(case)
+    K, B = lengths.shape
+    x, _, w_ih, w_hh, bias, dy = make_problem(K, B, T, E, H, seed=seed)
+    return x, lengths, w_ih, w_hh, bias, dy
+
+
+@needs_c
+@pytest.mark.parametrize("case", RAGGED)
+@pytest.mark.parametrize("path", ["avx512", "auto"])
+def test_ragged_lanes_path(case, path):
+    """Ragged arrays on the lanes path, which runs each (run, direction) only over its longest row's steps and
+    narrows 32-lane tiles to 16 lanes (or none) when few rows are live: exact against packed nn.LSTM and
+    reference_bilstm, forward and all gradients, zeros at every padded position (y and dx)."""
+    if path != "auto" and path not in cpu_kernel_paths():
+        pytest.skip("this CPU has no AVX-512")
+    prob = ragged_problem(case)
+    with forced_cpu_kernel_path(path):
+        ours = run_op(bilstm, *prob, backend="cpu")
+    torch_lstm = run_torch_lstm(*prob)
+    ref = run_op(reference_bilstm, *prob)
+    for name, a, t, r in zip(NAMES, ours, torch_lstm, ref):
+        assert_close_f32(a, t, f"{name} vs torch.nn.LSTM ({case}, {path})")
+        assert_close_f32(a, r, f"{name} vs reference_bilstm ({case}, {path})")
+    T = prob[0].shape[2]
+    pad = torch.arange(T)[None, None, :] >= prob[1][:, :, None]
+    assert torch.all(ours[0][pad] == 0) and torch.all(ours[1][pad] == 0), "padded positions must stay zero"
+
+
+@needs_c
+def test_ragged_padding_never_leaks():
+    """Garbage (huge values) in x and dy past each row's end changes nothing, and a longer padded T with the same rows gives
+    the same numbers (bit for bit): the skipped steps are truly not computed from padding."""
+    x, lengths, w_ih, w_hh, bias, dy = ragged_problem("runs-of-different-lengths")
+    K, B, T, E = x.shape
+    base = run_op(bilstm, x, lengths, w_ih, w_hh, bias, dy, backend="cpu")
+    pad = torch.arange(T)[None, None, :] >= lengths[:, :, None]
+    x2 = x.clone()
+    x2[pad] = 1e6
+    dy2 = dy.clone()
+    dy2[pad] = 1e30
+    noisy = run_op(bilstm, x2, lengths, w_ih, w_hh, bias, dy2, backend="cpu")
+    for name, a, b in zip(NAMES, noisy, base):
+        if name == "dx":
+            a, b = a[~pad], b[~pad]
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=lambda m: f"{name} with garbage padding: {m}")
+    extra = 17
+    xl = torch.cat([x, torch.randn(K, B, extra, E)], dim=2)
+    dyl = torch.cat([dy, torch.randn(K, B, extra, dy.shape[-1])], dim=2)
+    longer = run_op(bilstm, xl, lengths, w_ih, w_hh, bias, dyl, backend="cpu")
+    for name, a, b in zip(NAMES, longer, base):
+        if name in ("y", "dx"):
+            assert torch.all(a[:, :, T:] == 0), f"{name} past T must be zero"
+            a = a[:, :, :T]
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=lambda m: f"{name} with T + {extra}: {m}")
+
+
 @needs_c
 def test_backward_follows_the_saved_layout():
     """Forward on the AVX-512 lanes path, backward with another build forced (and vice versa): the backward reads

@@ -27,6 +27,10 @@
 //       the sparse embedding backward: sums grad_out rows of equal token id. ids int64 [K, N] (or [N]),
 //       grad_out [K, N, E] (or [N, E]). Rows in order of first appearance, padded with -1 / zeros to U = the
 //       largest number of distinct ids over k. Tokens equal to ignore_id are skipped (-1: none).
+//   adadelta_slots_(params, grads, sq, acc, slots, lr, rho, eps)
+//       dense Adadelta of params [K, ...] whose state has one slot per task, sq/acc [K, S, ...]: run k's
+//       block moves with state slot slots[k] in place (the original protocol's one optimiser per task),
+//       without gathering the drawn slots' state. Float32; parallel over (tensor, run) blocks.
 //   sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr, rho, eps)
 //       TensorFlow's SparseApplyAdadelta for every run of a model array (the original protocol's embedding
 //       update): table [K, V, E]; sq, acc [K, S, V, E] (one state per task slot; run k uses slots[k]);
@@ -368,6 +372,62 @@ std::tuple<at::Tensor, at::Tensor> embedding_grad_rows(at::Tensor ids, at::Tenso
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Dense Adadelta with per-slot state (the original protocol's one optimiser per task).
+
+void adadelta_slots_(std::vector<at::Tensor> params, std::vector<at::Tensor> grads, std::vector<at::Tensor> sq,
+                     std::vector<at::Tensor> acc, at::Tensor slots, double lr, double rho, double eps) {
+  const char* op = "adadelta_slots_";
+  const size_t n = params.size();
+  TORCH_CHECK(grads.size() == n && sq.size() == n && acc.size() == n, op,
+              ": params, grads, sq and acc must be lists of equal length; got ", n, ", ", grads.size(), ", ",
+              sq.size(), ", ", acc.size());
+  TORCH_CHECK(slots.dim() == 1 && slots.scalar_type() == at::kLong && slots.device().is_cpu(), op,
+              ": slots must be a CPU int64 tensor of shape [K]; got ", slots.scalar_type(), " ", shape_str(slots));
+  const int64_t K = slots.size(0);
+  const at::Tensor sl = slots.contiguous();
+  const int64_t* sp = sl.data_ptr<int64_t>();
+  struct Block {
+    float *p, *sq, *acc;
+    const float* g;
+    int64_t len;
+  };
+  std::vector<Block> blocks;
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& p = params[i];
+    TORCH_CHECK(p.scalar_type() == at::kFloat && p.device().is_cpu() && p.is_contiguous() && p.dim() >= 1 &&
+                    p.size(0) == K,
+                op, ": params[", i, "] must be a contiguous CPU float32 tensor [K, ...] with K = ", K, "; got ",
+                p.scalar_type(), " ", shape_str(p));
+    check_same(op, "grads", i, grads[i], p);
+    TORCH_CHECK(sq[i].dim() == p.dim() + 1 && sq[i].size(0) == K, op, ": sq[", i,
+                "] must have shape [K, S] + params[", i, "].shape[1:]; got ", shape_str(sq[i]));
+    const int64_t S = sq[i].size(1);
+    for (const at::Tensor* t : {&sq[i], &acc[i]})
+      TORCH_CHECK(t->scalar_type() == at::kFloat && t->device().is_cpu() && t->is_contiguous() &&
+                      t->sizes() == sq[i].sizes() && t->sizes().slice(2) == p.sizes().slice(1),
+                  op, ": sq[", i, "] and acc[", i, "] must be contiguous CPU float32 tensors of shape [K, S] + ",
+                  "params[", i, "].shape[1:]; got ", shape_str(*t));
+    const int64_t inner = K ? p.numel() / K : 0;
+    for (int64_t k = 0; k < K; ++k) {
+      TORCH_CHECK(sp[k] >= 0 && sp[k] < S, op, ": slots must lie in [0, ", S, "); run ", k, " has ", sp[k]);
+      const int64_t so = (k * S + sp[k]) * inner;
+      blocks.push_back({p.data_ptr<float>() + k * inner, sq[i].data_ptr<float>() + so, acc[i].data_ptr<float>() + so,
+                        grads[i].data_ptr<float>() + k * inner, inner});
+    }
+  }
+  const Hyper h{lr, rho, eps};
+  const Path path = cpu::active_path();
+  cpu::note_path(cpu::Op::kAdadelta, path);
+  pybind11::gil_scoped_release nogil;
+  at::parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      const Block& x = blocks[j];
+      adadelta_span(x.p, x.g, x.sq, x.acc, x.len, h, path);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // TensorFlow's sparse Adadelta, one occurrence after the other.
 
 // One row, TensorFlow's SparseApplyAdadelta arithmetic and operation order (without errno-setting sqrt, so
@@ -454,6 +514,9 @@ void register_adadelta_cpu(pybind11::module_& m) {
         py::arg("step"), py::arg("rho"), "Bring every row's Adadelta state to `step` completed steps.");
   m.def("embedding_grad_rows", &embedding_grad_rows, py::arg("ids"), py::arg("grad_out"), py::arg("num_rows"),
         py::arg("ignore_id") = -1, "Sum embedding output gradients into distinct rows (sparse embedding backward).");
+  m.def("adadelta_slots_", &adadelta_slots_, py::arg("params"), py::arg("grads"), py::arg("sq"), py::arg("acc"),
+        py::arg("slots"), py::arg("lr"), py::arg("rho"), py::arg("eps"),
+        "Adadelta on params [K, ...] with per-slot state [K, S, ...]: run k moves state slot slots[k].");
   m.def("sparse_adadelta_occurrences_", &sparse_adadelta_occurrences_, py::arg("table"), py::arg("sq"),
         py::arg("acc"), py::arg("slots"), py::arg("rows"), py::arg("grads"), py::arg("lr"), py::arg("rho"),
         py::arg("eps"), "TensorFlow's SparseApplyAdadelta per run of a model array, one occurrence after the other.");

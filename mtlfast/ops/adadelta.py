@@ -52,6 +52,8 @@ __all__ = [
     "FusedAdadelta",
     "sparse_adadelta_occurrences_",
     "reference_sparse_adadelta_occurrences_",
+    "adadelta_slots_",
+    "reference_adadelta_slots_",
     "has_fused_adadelta",
 ]
 
@@ -456,6 +458,45 @@ def embedding_rows_update_(
     elsewhere; ``backend="reference"`` forces the references."""
     row_ids, grad_rows = embedding_grad_rows(ids, grad_out, table.shape[-2], ignore_id=ignore_id, backend=backend)
     adadelta_rows_(table, grad_rows, row_ids, sq, acc, last_step, step, lr=lr, rho=rho, eps=eps, backend=backend)
+
+
+@torch.no_grad()
+def reference_adadelta_slots_(params, grads, sq, acc, slots, *, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO,
+                              eps: float = DEFAULT_EPS) -> None:
+    """Device-generic :func:`adadelta_slots_` (same arguments): gather the drawn slots' state, update, scatter."""
+    ps, gs, ss, as_ = (_as_list(x, n) for x, n in ((params, "params"), (grads, "grads"), (sq, "sq"), (acc, "acc")))
+    slots_t = torch.as_tensor(slots, dtype=torch.int64).to(ps[0].device)
+    ar = torch.arange(slots_t.numel(), device=slots_t.device)
+    sel = [(s[ar, slots_t], a[ar, slots_t]) for s, a in zip(ss, as_)]
+    reference_adadelta_(ps, gs, [a for a, _ in sel], [b for _, b in sel], lr=lr, rho=rho, eps=eps)
+    for s, a, (s_new, a_new) in zip(ss, as_, sel):
+        s[ar, slots_t] = s_new
+        a[ar, slots_t] = a_new
+
+
+def adadelta_slots_(params, grads, sq, acc, slots, *, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO,
+                    eps: float = DEFAULT_EPS, backend: str = "auto") -> None:
+    """Adadelta on model-array parameters ``params[i]`` [K, ...] whose state has one slot per task,
+    ``sq[i]``, ``acc[i]`` [K, S, ...]: run k's block moves with its state slot ``slots[k]`` (int [K]), in
+    place; the other slots are untouched (the original protocol's one optimiser per task). The compiled op
+    updates the slots where they lie (contiguous CPU float32); elsewhere :func:`reference_adadelta_slots_`."""
+    if backend not in ("auto", "c", "reference"):
+        raise ValueError(f"adadelta_slots_: backend must be 'auto', 'c' or 'reference'; got {backend!r}")
+    ps, gs, ss, as_ = (_as_list(x, n) for x, n in ((params, "params"), (grads, "grads"), (sq, "sq"), (acc, "acc")))
+    gs = [g.contiguous() for g in gs]
+    have = _C is not None and hasattr(_C, "adadelta_slots_")
+    ok = have and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+                      for t in ps + gs + ss + as_)
+    if backend == "c" and not ok:
+        if not have:
+            dispatch.require_c()
+            raise RuntimeError("adadelta_slots_: mtlfast._C lacks this op; rebuild it")
+        raise ValueError("adadelta_slots_: backend='c' needs contiguous CPU float32 tensors")
+    if backend == "reference" or not ok:
+        reference_adadelta_slots_(ps, gs, ss, as_, slots, lr=lr, rho=rho, eps=eps)
+        return
+    slots_t = torch.as_tensor(slots.cpu() if isinstance(slots, torch.Tensor) else slots, dtype=torch.int64)
+    _C.adadelta_slots_(ps, gs, ss, as_, slots_t.contiguous(), float(lr), float(rho), float(eps))
 
 
 @torch.no_grad()

@@ -251,8 +251,7 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
         prof.start()
         lap = prof.lap
     sb = _step_batch(arr, runs, inputs, settings, dropout=settings.dropout > 0, lap=lap)
-    tokens_t, tags_t, lengths_t, slots, n_lab, drop, x = (sb.tokens, sb.tags, sb.lengths, sb.slots, sb.n_lab,
-                                                          sb.drop, sb.x)
+    tokens_t, tags_t, lengths_t, slots, drop, x = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.drop, sb.x
     T = tokens_t.shape[2]
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
     lap("other")
@@ -297,7 +296,7 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
         prof.start()
         lap = prof.lap
     sb = _step_batch(arr, runs, inputs, settings, dropout=False, lap=lap)
-    tokens_t, tags_t, lengths_t, slots, n_lab, x, ar = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.n_lab, sb.x, sb.ar
+    tokens_t, tags_t, lengths_t, slots, x = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.x
     T = tokens_t.shape[2]
     slots_t = torch.from_numpy(slots).to(dev)
     dense = [arr.t[n].requires_grad_(True) for n in DENSE]
@@ -314,12 +313,8 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
     kw = dict(lr=settings.lr, rho=settings.rho, eps=settings.eps)
     with torch.no_grad():
         # One Adadelta per task: the drawn task's accumulators of the shared layers ([K, S, ...]) move.
-        sel = [(arr.t[n + ".sq"][ar, slots_t], arr.t[n + ".ad"][ar, slots_t]) for n in DENSE]
-        ops.adadelta_([arr.t[n] for n in DENSE], [p.grad for p in dense], [a for a, _ in sel], [b for _, b in sel],
-                      **kw)
-        for n, (a, b) in zip(DENSE, sel):
-            arr.t[n + ".sq"][ar, slots_t] = a
-            arr.t[n + ".ad"][ar, slots_t] = b
+        ops.adadelta_slots_([arr.t[n] for n in DENSE], [p.grad for p in dense], [arr.t[n + ".sq"] for n in DENSE],
+                            [arr.t[n + ".ad"] for n in DENSE], slots_t, **kw)
         _release(dense)
         lap("optimiser")
         # Embedding: TensorFlow's sparse Adadelta, one update per occurrence in time-major order (the original

@@ -389,3 +389,34 @@ def test_sparse_adadelta_occurrences_compiled_equals_generic():
         torch.testing.assert_close(a.double(), ref_a, rtol=1e-5, atol=1e-6)
     # the summed-gradient update (TensorFlow >= 1.0 deduplicates) would differ on the repeated row
     assert not torch.allclose(out[0][0][1, 4], table[1, 4])
+
+
+def test_adadelta_slots_equals_torch_optim_per_slot():
+    """The per-task optimiser of the shared layers (one call for K runs, state slot slots[k] updated in place)
+    equals one torch.optim.Adadelta per (run, slot); the other slots are untouched."""
+    g = torch.Generator().manual_seed(2)
+    K, S = 3, 2
+    params = [torch.randn(K, 4, 5, generator=g), torch.randn(K, 7, generator=g)]
+    grads = [torch.randn_like(p) for p in params]
+    sq = [torch.rand(K, S, *p.shape[1:], generator=g) for p in params]
+    acc = [torch.rand(K, S, *p.shape[1:], generator=g) for p in params]
+    slots = torch.tensor([1, 0, 1])
+    out = []
+    for backend in ("c", "reference"):
+        st = [[t.clone() for t in x] for x in (params, sq, acc)]
+        ops.adadelta_slots_(st[0], grads, st[1], st[2], slots, lr=0.5, rho=0.9, eps=1e-6, backend=backend)
+        out.append(st)
+    for k in range(K):
+        s = int(slots[k])
+        for i, p in enumerate(params):
+            ref = p[k].double().clone().requires_grad_(True)
+            opt = torch.optim.Adadelta([ref], lr=0.5, rho=0.9, eps=1e-6)
+            opt.state[ref] = {"step": torch.tensor(0.0), "square_avg": sq[i][k, s].double().clone(),
+                              "acc_delta": acc[i][k, s].double().clone()}
+            ref.grad = grads[i][k].double()
+            opt.step()
+            for st in out:
+                torch.testing.assert_close(st[0][i][k].double(), ref.detach(), rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(st[1][i][k, s].double(), opt.state[ref]["square_avg"], rtol=1e-5, atol=1e-7)
+                torch.testing.assert_close(st[2][i][k, s].double(), opt.state[ref]["acc_delta"], rtol=1e-5, atol=1e-7)
+                assert torch.equal(st[1][i][k, 1 - s], sq[i][k, 1 - s]) and torch.equal(st[2][i][k, 1 - s], acc[i][k, 1 - s])

@@ -10,6 +10,7 @@
 //   products.h                  the general path's products in the call's precision
 //   bilstm_generic.cpp          the general path (any dtype, precision and build)
 //   bilstm_lanes.cpp            the fp32 AVX-512 "lanes" path (+ lanes_tiles.h, lanes_layout.h, block_pool.h)
+//   bilstm_lanes_bf16.cpp       the bf16 lanes path, AVX512-BF16 (+ lanes_tiles_bf16.h)
 //   bilstm_cpu.cpp              this file
 #include "bilstm.h"
 
@@ -139,8 +140,9 @@ std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tenso
     at::Tensor y = at::empty({d.K, d.B, d.T, 2 * d.H}, opts);
     at::Tensor acts = pooled_empty({d.K, 2, 4 * d.H, ld}, opts);
     at::Tensor cells = pooled_empty({d.K, 2, 2 * d.H, ld}, opts);
-    forward_lanes(d, x.data_ptr<float>(), len.data_ptr<int64_t>(), w_ih.data_ptr<float>(), w_hh.data_ptr<float>(),
-                  bias.data_ptr<float>(), y.data_ptr<float>(), acts.data_ptr<float>(), cells.data_ptr<float>());
+    (bf16 ? forward_lanes_bf16 : forward_lanes)(d, x.data_ptr<float>(), len.data_ptr<int64_t>(),
+                                                w_ih.data_ptr<float>(), w_hh.data_ptr<float>(), bias.data_ptr<float>(),
+                                                y.data_ptr<float>(), acts.data_ptr<float>(), cells.data_ptr<float>());
     return {scatter_rows(y, order), acts, cells};
   }
 #endif
@@ -167,15 +169,17 @@ std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Ten
   check_tensor(y_, "y (saved output)", {d.K, d.B, d.T, 2 * d.H}, "[K, B, T, 2H]", dt);
   const bool bf16 = precision == "bf16";
   const Path path = active_path();  // the kernel build of this call (read once)
-  // The forward's layout is told by the saved tensors: 4-D = the fp32 AVX-512 lanes layout.
+  // The forward's layout is told by the saved tensors: 4-D = the AVX-512 lanes layout (fp32, or bf16 products on
+  // AVX512-BF16 when precision is "bf16").
   if (acts_.dim() == 4) {
 #if MTLFAST_X86
     const int64_t ld = lanes_ld(d);
     check_tensor(acts_, "acts (saved activations)", {d.K, 2, 4 * d.H, ld}, "[K, 2, 4H, T*Bp]", dt);
     check_tensor(cells_, "cells (saved cell states)", {d.K, 2, 2 * d.H, ld}, "[K, 2, 2H, T*Bp]", dt);
-    TORCH_CHECK(dt == at::kFloat && !bf16 && cpu_has(Path::kAvx512),
-                "bilstm: saved tensors in the fp32 AVX-512 layout need float32, precision 'fp32' and AVX-512");
-    note_path(Op::kBilstm, path == Path::kAvx512Bf16 ? path : Path::kAvx512);  // the lanes kernels ran
+    TORCH_CHECK(dt == at::kFloat && cpu_has(bf16 ? Path::kAvx512Bf16 : Path::kAvx512),
+                "bilstm: saved tensors in the AVX-512 lanes layout need float32 and AVX-512 (AVX512-BF16 for "
+                "precision 'bf16')");
+    note_path(Op::kBilstm, bf16 || path == Path::kAvx512Bf16 ? Path::kAvx512Bf16 : Path::kAvx512);  // lanes ran
     at::Tensor acts = acts_.contiguous(), cells = cells_.contiguous();
     at::Tensor x = x_.contiguous(), w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
     at::Tensor len = lengths.contiguous();
@@ -188,9 +192,12 @@ std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Ten
     at::Tensor dw_ih = at::empty({d.K, 2, 4 * d.H, d.E}, opts);
     at::Tensor dw_hh = at::empty({d.K, 2, 4 * d.H, d.H}, opts);
     at::Tensor dbias = at::empty({d.K, 2, 4 * d.H}, opts);
-    backward_lanes(d, dy.data_ptr<float>(), x.data_ptr<float>(), len.data_ptr<int64_t>(), w_ih.data_ptr<float>(),
-                   w_hh.data_ptr<float>(), acts.data_ptr<float>(), cells.data_ptr<float>(), dx.data_ptr<float>(),
-                   dw_ih.data_ptr<float>(), dw_hh.data_ptr<float>(), dbias.data_ptr<float>());
+    (bf16 ? backward_lanes_bf16 : backward_lanes)(d, dy.data_ptr<float>(), x.data_ptr<float>(),
+                                                  len.data_ptr<int64_t>(), w_ih.data_ptr<float>(),
+                                                  w_hh.data_ptr<float>(), acts.data_ptr<float>(),
+                                                  cells.data_ptr<float>(), dx.data_ptr<float>(),
+                                                  dw_ih.data_ptr<float>(), dw_hh.data_ptr<float>(),
+                                                  dbias.data_ptr<float>());
     return {scatter_rows(dx, order), dw_ih, dw_hh, dbias};
 #else
     TORCH_CHECK(false, "bilstm: saved tensors in the AVX-512 layout on a non-x86 build");
@@ -249,6 +256,13 @@ void register_bilstm_cpu(pybind11::module_& m) {
       "set_gemm_packing",
       [](bool on) { g_no_pack.store(!on); },
       py::arg("on"), "Use MKL's packed recurrent weights when available (default on; off is for testing).");
+  m.def(
+      "set_lanes",
+      [](bool on) { cpu::g_no_lanes.store(!on); },
+      py::arg("on"),
+      "Use the AVX-512 lanes kernels where they apply (default on; off runs the general path everywhere, for tests "
+      "and benchmarks).");
+  m.def("lanes_enabled", []() { return !cpu::g_no_lanes.load(); }, "Whether the lanes kernels may run.");
   m.def(
       "set_gemm_backend",
       [](const std::string& name) {

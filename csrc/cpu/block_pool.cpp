@@ -14,7 +14,8 @@ float* scratch(int slot, int64_t n) {
     int64_t n = 0;
     ~Buf() { std::free(p); }
   };
-  thread_local Buf bufs[6];
+  thread_local Buf bufs[kScratchSlots];
+  TORCH_CHECK(slot >= 0 && slot < kScratchSlots, "bilstm: scratch slot ", slot, " out of range");
   Buf& b = bufs[slot];
   if (n > b.n) {
     std::free(b.p);

@@ -8,7 +8,9 @@
 namespace mtlfast {
 namespace cpu {
 
-// Grow-only 64-byte aligned scratch, one per slot (0 .. 5) and thread: no allocation (or page faults) after
+constexpr int kScratchSlots = 10;
+
+// Grow-only 64-byte aligned scratch, one per slot (0 .. kScratchSlots - 1) and thread: no allocation (or page faults) after
 // warm-up. The pointer stays valid until the same thread asks the same slot for more.
 float* scratch(int slot, int64_t n);
 

@@ -9,8 +9,10 @@ One place for the facts the ops decide on (shown by ``python -m mtlfast.info`` a
 - **CPU features** found at run time (``/proc/cpuinfo`` and torch's own dispatcher): :func:`cpu_features`.
 - **CPU kernel build.** The compiled bi-LSTM and Adadelta kernels share one run-time ISA probe and one
   choice of build: ``portable``, ``avx2``, ``avx512`` (AVX-512 F+VL+BW+DQ) or ``avx512_bf16`` (``avx512``
-  plus native bf16 dot products for ``precision="bf16"``; every other build computes bf16 products by
-  rounding the operands to bf16 and multiplying in fp32: the same numbers, no speed-up). They pick the best
+  plus native bf16 dot products for ``precision="bf16"``: the bi-LSTM's bf16 lanes kernels, ``vdpbf16ps``; every
+  other build computes bf16 products by rounding the operands to bf16 and multiplying in fp32: the same numbers,
+  no speed-up). ``_C.set_lanes(False)`` turns the AVX-512 lanes kernels off (the general path then runs every
+  call; for tests and benchmarks). They pick the best
   build this CPU supports; :func:`set_cpu_kernel_path` forces another (tests, benchmarks), and the environment
   variable ``MTLFAST_CPU_PATH`` (``auto`` or a build name) does the same when this module is imported.
 """

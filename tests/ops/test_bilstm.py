@@ -381,6 +381,77 @@ def test_bf16_each_cpu_kernel_path(path):
         assert err_ours <= 2 * err_torch + 1e-6 * scale, f"{name} ({path}): {err_ours:.3g} vs PyTorch bf16 {err_torch:.3g}"
 
 
+BF16_LANES_CASES = [("shape", (2, 32, 30, 50, 100)), ("shape", (1, 40, 6, 5, 13)), ("shape", (2, 17, 9, 7, 3))] + [
+    ("ragged", c) for c in RAGGED]
+
+
+@needs_c
+@pytest.mark.parametrize("kind,case", BF16_LANES_CASES, ids=[f"{k}-{c}" for k, c in BF16_LANES_CASES])
+def test_bf16_lanes_path(kind, case):
+    """bf16 lanes kernels (vdpbf16ps, AVX512-BF16): they run for precision="bf16" on the avx512_bf16 build (saved
+    tensors in the 4-D lanes layout), and round what the general bf16 path rounds. Checked forward and all
+    gradients, on full and ragged arrays, odd E and H and B > 32:
+    * against the float64 answer, at the bf16 tolerance (at most twice PyTorch's own bf16 error plus a floor);
+    * against the general bf16 path (the lanes kernels turned off): within half of PyTorch's bf16 error (measured:
+      7-37 %, the order of fp32 accumulation; a different rounding of an operand moves the result by about the
+      whole error);
+    * against fp32 (the same tolerance as against float64);
+    * zeros at padded positions."""
+    if "avx512_bf16" not in cpu_kernel_paths():
+        pytest.skip("this CPU has no AVX512-BF16")
+    C = dispatch._C
+    prob = make_problem(*case, seed=43) if kind == "shape" else ragged_problem(case, E=50, H=100)
+    with forced_cpu_kernel_path("avx512_bf16"):
+        _, acts, _ = C.bilstm_forward(*prob[:5], "bf16")
+        assert acts.dim() == 4, "the bf16 lanes layout is not in use"
+        ours = run_op(bilstm, *prob, precision="bf16", backend="cpu")
+        assert C.last_cpu_kernel_paths()["bilstm"] == "avx512_bf16"
+        C.set_lanes(False)
+        try:
+            _, acts_g, _ = C.bilstm_forward(*prob[:5], "bf16")
+            assert acts_g.dim() == 5, "set_lanes(False) must run the general path"
+            general = run_op(bilstm, *prob, precision="bf16", backend="cpu")
+        finally:
+            C.set_lanes(True)
+    fp32 = run_op(bilstm, *prob, backend="cpu")
+    exact = run_op(reference_bilstm, *[p.double() for p in prob[:1]], prob[1], *[p.double() for p in prob[2:]])
+    torch_bf16 = run_op(reference_bilstm, *prob, precision="bf16")
+    for name, o, g, f, e, t in zip(NAMES, ours, general, fp32, exact, torch_bf16):
+        err_torch = (t.double() - e).abs().max().item()
+        floor = 1e-6 * e.abs().max().item()
+        err = (o.double() - e).abs().max().item()
+        assert err <= 2 * err_torch + floor, f"{name} ({case}): bf16 lanes error {err:.3g} vs PyTorch bf16 {err_torch:.3g}"
+        to_fp32 = (o - f).abs().max().item()
+        assert to_fp32 <= 2 * err_torch + floor, f"{name} ({case}): bf16 lanes vs fp32 {to_fp32:.3g}"
+        to_general = (o - g).abs().max().item()
+        assert to_general <= 0.5 * err_torch + floor, (
+            f"{name} ({case}): bf16 lanes vs general bf16 path {to_general:.3g} (PyTorch bf16 error {err_torch:.3g})")
+    T = prob[0].shape[2]
+    pad = torch.arange(T)[None, None, :] >= prob[1][:, :, None]
+    assert torch.all(ours[0][pad] == 0) and torch.all(ours[1][pad] == 0), "padded positions must stay zero"
+
+
+@needs_c
+def test_set_lanes_off_runs_the_general_fp32_path():
+    """With the lanes kernels off, the fp32 call runs the general path (5-D saved tensors) and agrees."""
+    if not any(p in cpu_kernel_paths() for p in ("avx512", "avx512_bf16")):
+        pytest.skip("this CPU has no AVX-512")
+    C = dispatch._C
+    prob = ragged_problem("runs-of-different-lengths")
+    lanes = run_op(bilstm, *prob, backend="cpu")
+    C.set_lanes(False)
+    try:
+        assert not C.lanes_enabled()
+        _, acts, _ = C.bilstm_forward(*prob[:5], "fp32")
+        assert acts.dim() == 5
+        general = run_op(bilstm, *prob, backend="cpu")
+    finally:
+        C.set_lanes(True)
+    assert C.lanes_enabled()
+    for name, a, g in zip(NAMES, lanes, general):
+        assert_close_f32(a, g, f"{name}: lanes vs general path")
+
+
 def test_module_conversion_round_trip():
     gen = torch.Generator().manual_seed(23)
     lstms = [torch.nn.LSTM(6, 5, bidirectional=True, batch_first=True) for _ in range(3)]

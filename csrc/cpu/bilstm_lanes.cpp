@@ -84,9 +84,7 @@ void forward_lanes(const Dims& d, const float* x, const int64_t* len, const floa
       }
       // y[k, b, t, dir H + j] = h[j][t Bp + b] (zero past each sequence's end).
       float* yk = y + k * B * T_ * 2 * H + dir * H;
-      for (int64_t t = 0; t < L; ++t) transpose(Hs + t * Bp, ld, H, B, yk + t * 2 * H, T_ * 2 * H);
-      for (int64_t b = 0; b < B && L < T_; ++b)
-        for (int64_t t = L; t < T_; ++t) std::memset(yk + (b * T_ + t) * 2 * H, 0, H * sizeof(float));
+      write_y(Hs, ld, B, T_, H, L, Bp, yk);
     }
   });
 }
@@ -113,8 +111,7 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
       float* dc = scratch(2, H * Bp);
       // dy of this direction, transposed to [H][T Bp] (padding lanes zero; masked anyway).
       const float* dyk = dy + k * B * T_ * 2 * H + dir * H;
-      for (int64_t t = 0; t < L; ++t) transpose(dyk + t * 2 * H, T_ * 2 * H, B, H, dyT + t * Bp, ld);
-      // (padding lanes b >= B of dyT stay unset: the step epilogue masks them out)
+      transpose_dy(dyk, B, T_, H, L, Bp, ld, dyT);
       std::memset(dc, 0, H * Bp * sizeof(float));
       float* dxk = dxd + kd * E * ld;
       for (int64_t s = L - 1; s >= 0; --s) {
@@ -166,16 +163,7 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
     }
   });
   // dx[k, b, t] = sum over both directions, back to batch-major rows (zero for t >= the run's longest row).
-  at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t L = run_steps(len + k * B);
-      float* d0 = dxd + 2 * k * E * ld;
-      for (int64_t e = 0; e < E; ++e) add_inplace(d0 + e * ld, d0 + (E + e) * ld, L * Bp);
-      for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + (k * B * T_ + t) * E, T_ * E);
-      for (int64_t b = 0; b < B && L < T_; ++b)
-        std::memset(dx + ((k * B + b) * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
-    }
-  });
+  gather_dx(dxd, len, K, B, T_, E, Bp, dx);
 }
 
 }  // namespace cpu

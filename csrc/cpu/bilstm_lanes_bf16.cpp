@@ -78,9 +78,7 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
         }
       }
       float* yk = y + k * B * T_ * 2 * H + dir * H;
-      for (int64_t t = 0; t < L; ++t) transpose(Hs + t * Bp, ld, H, B, yk + t * 2 * H, T_ * 2 * H);
-      for (int64_t b = 0; b < B && L < T_; ++b)
-        for (int64_t t = L; t < T_; ++t) std::memset(yk + (b * T_ + t) * 2 * H, 0, H * sizeof(float));
+      write_y(Hs, ld, B, T_, H, L, Bp, yk);
     }
   });
 }
@@ -109,7 +107,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       uint32_t* wihT = scratch_u32(8, P * E);
       pack_gate_row_pairs(w_ih + kd * G4 * E, H, E, wihT);
       const float* dyk = dy + k * B * T_ * 2 * H + dir * H;
-      for (int64_t t = 0; t < L; ++t) transpose(dyk + t * 2 * H, T_ * 2 * H, B, H, dyT + t * Bp, ld);
+      transpose_dy(dyk, B, T_, H, L, Bp, ld, dyT);
       std::memset(dc, 0, H * Bp * sizeof(float));
       float* dxk = dxd + kd * E * ld;
       for (int64_t s = L - 1; s >= 0; --s) {
@@ -152,16 +150,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       }
     }
   });
-  at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t L = run_steps(len + k * B);
-      float* d0 = dxd + 2 * k * E * ld;
-      for (int64_t e = 0; e < E; ++e) add_inplace(d0 + e * ld, d0 + (E + e) * ld, L * Bp);
-      for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + (k * B * T_ + t) * E, T_ * E);
-      for (int64_t b = 0; b < B && L < T_; ++b)
-        std::memset(dx + ((k * B + b) * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
-    }
-  });
+  gather_dx(dxd, len, K, B, T_, E, Bp, dx);
 }
 
 }  // namespace cpu

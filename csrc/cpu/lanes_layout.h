@@ -1,5 +1,5 @@
 // Layout helpers of the lanes path, AVX-512: lane masks, 16 x 16 register-block transposes, row sums, the
-// ragged-run helpers (steps per run, live lane vectors). Private to bilstm_lanes.cpp and bilstm_lanes_bf16.cpp
+// ragged-run helpers (steps per run, live lane vectors), and the y / dy / dx layout passes both lanes drivers share. Private to bilstm_lanes.cpp and bilstm_lanes_bf16.cpp
 // (the only files that include it): internal linkage on purpose, so that the
 // compiler sees every caller, exactly as when this code and its callers shared one file.
 #pragma once
@@ -11,6 +11,8 @@
 #include "cpu/simd_math.h"
 
 #if MTLFAST_X86
+#include <ATen/Parallel.h>
+
 namespace mtlfast {
 namespace cpu {
 namespace {
@@ -122,6 +124,38 @@ inline void transpose_x(const float* xk, int64_t B, int64_t T_, int64_t E, int64
 MTLFAST_AVX512_TARGET inline void zero_lanes(float* p, int64_t rows, int64_t ld) {
   const __m512 z = _mm512_setzero_ps();
   for (int64_t r = 0; r < rows; ++r) _mm512_store_ps(p + r * ld, z);
+}
+
+// y[k] of one direction: y[b, t, j] (row stride 2H per t, base yk = y + k B T 2H + dir H) = h[j][t Bp + b] for
+// t < L, zero for t >= L (the run's padding steps).
+inline void write_y(const float* Hs, int64_t ld, int64_t B, int64_t T_, int64_t H, int64_t L, int64_t Bp, float* yk) {
+  for (int64_t t = 0; t < L; ++t) transpose(Hs + t * Bp, ld, H, B, yk + t * 2 * H, T_ * 2 * H);
+  for (int64_t b = 0; b < B && L < T_; ++b)
+    for (int64_t t = L; t < T_; ++t) std::memset(yk + (b * T_ + t) * 2 * H, 0, H * sizeof(float));
+}
+
+// dy of one direction (base dyk = dy + k B T 2H + dir H) transposed to dyT [H][T Bp] for t < L (padding lanes
+// b >= B stay unset: the step epilogues mask them out).
+inline void transpose_dy(const float* dyk, int64_t B, int64_t T_, int64_t H, int64_t L, int64_t Bp, int64_t ld,
+                         float* dyT) {
+  for (int64_t t = 0; t < L; ++t) transpose(dyk + t * 2 * H, T_ * 2 * H, B, H, dyT + t * Bp, ld);
+}
+
+// dx[k, b, t] = sum over both directions of dxd (per (model, direction) dx^T [E][T Bp]), back to batch-major rows
+// (zero for t >= the run's longest row).
+inline void gather_dx(float* dxd, const int64_t* len, int64_t K, int64_t B, int64_t T_, int64_t E, int64_t Bp,
+                      float* dx) {
+  const int64_t ld = T_ * Bp;
+  at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t L = run_steps(len + k * B);
+      float* d0 = dxd + 2 * k * E * ld;
+      for (int64_t e = 0; e < E; ++e) add_inplace(d0 + e * ld, d0 + (E + e) * ld, L * Bp);
+      for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + (k * B * T_ + t) * E, T_ * E);
+      for (int64_t b = 0; b < B && L < T_; ++b)
+        std::memset(dx + ((k * B + b) * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
+    }
+  });
 }
 
 }  // namespace

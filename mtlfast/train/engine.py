@@ -99,6 +99,14 @@ def _no_lap(part: str) -> None:
     return None
 
 
+def _laps(prof: "StepProfile | None"):
+    """The step's ``lap(part)``: ``prof``'s clock, started now, or a no-op without a profile."""
+    if prof is None:
+        return _no_lap
+    prof.start()
+    return prof.lap
+
+
 @dataclass
 class _Run:
     spec: RunSpec
@@ -243,13 +251,9 @@ def _array_step(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
     """Advance every run of the array by one step; return the runs' batch losses (a [K] tensor on the array's
     device, not read back) and drawn task slots. ``prof``: add the step's time per part to it."""
     K = arr.K
-    dev = arr.device
     E = arr.t["emb"].shape[2]
     B = settings.batch_size
-    lap = _no_lap
-    if prof is not None:
-        prof.start()
-        lap = prof.lap
+    lap = _laps(prof)
     sb = _step_batch(arr, runs, inputs, settings, dropout=settings.dropout > 0, lap=lap)
     tokens_t, tags_t, lengths_t, slots, drop, x = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.drop, sb.x
     T = tokens_t.shape[2]
@@ -291,10 +295,7 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
     dev = arr.device
     E = arr.t["emb"].shape[2]
     B = settings.batch_size
-    lap = _no_lap
-    if prof is not None:
-        prof.start()
-        lap = prof.lap
+    lap = _laps(prof)
     sb = _step_batch(arr, runs, inputs, settings, dropout=False, lap=lap)
     tokens_t, tags_t, lengths_t, slots, x = sb.tokens, sb.tags, sb.lengths, sb.slots, sb.x
     T = tokens_t.shape[2]

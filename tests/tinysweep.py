@@ -1,6 +1,7 @@
-"""The tiny sweep on the synthetic suite shared by tests/cli/test_sweep_split.py and
-tests/store/test_store_transfer.py: the ``suite`` fixture (one synthetic suite per test module) and
-:func:`tiny_args`, the sweep command line (3 tasks, 20 single / 30 pair steps, hidden 8, batch 8, 1 thread).
+"""The tiny sweep on the synthetic suite shared by tests/cli/test_sweep_split.py, test_sweep_memory.py,
+tests/executors/test_ray.py and tests/store/test_store_transfer.py: the ``suite`` fixture (one synthetic suite
+per test module) and :func:`tiny_args`, the sweep command line (3 tasks, 20 single / 30 pair steps, hidden 8,
+batch 8, 1 thread).
 
 A test module imports both (``from tinysweep import suite, tiny_args``); pytest registers an imported fixture
 as the module's own."""

@@ -27,6 +27,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra: p
 
 from mtlfast.executors.ray import init_local_ray  # noqa: E402
 from mtlfast.sweep import main  # noqa: E402
+from tinysweep import suite  # noqa: E402,F401 - a pytest fixture (one synthetic suite per module)
 
 pytestmark = pytest.mark.ray
 RTOL, ATOL = 1e-5, 1e-6
@@ -41,15 +42,6 @@ def local_ray():
     init_local_ray(num_cpus=2)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory):
-    from mtlfast.data.synthetic import generate_suite
-
-    root = tmp_path_factory.mktemp("suite")
-    generate_suite(root, seed=0)
-    return root
 
 
 def tiny_args(suite, out, *extra):

@@ -1,7 +1,7 @@
 // The per-run parts of a model array's training step, each as one call over all K runs (CPU).
 //
 //   heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags, positions, ignore_tag,
-//               lr, rho, eps) -> (losses float32 [K], dy [K, B, T, D])
+//               lr, rho, eps, precision) -> (losses float32 [K], dy [K, B, T, D])
 //       Heads, mean token cross-entropy and the drawn head's Adadelta update, ragged by label count.
 //         y [K, B, T, D] float32 (the bi-LSTM's output after dropout); head_w, w_sq, w_acc [K, S, L, D];
 //         head_b, b_sq, b_acc [K, S, L] (float32, contiguous; updated in place); slots, n_lab int64 [K]: run
@@ -13,7 +13,10 @@
 //       P = positions - N beyond the real tokens have y = 0 and target 0: loss = (sum of the N losses -
 //       P log softmax(b)[0]) / positions, and those positions add P (softmax(b) - onehot(0)) / positions to db.
 //       A run with no real token and positions = 0 has loss 0 and its head does not move. Parallel over runs;
-//       the products are ATen matmuls (BLAS) on each run's own [N, D] x [D, n].
+//       the products are ATen matmuls (BLAS) on each run's own [N, D] x [D, n]. precision "bf16" on a CPU with
+//       AVX512-BF16 (and the avx512_bf16 build active): the three products (logits, dW, dy) take bf16 operands
+//       (y, W and dlogits rounded to nearest even) with fp32 accumulation; softmax, loss, bias gradient and
+//       Adadelta stay fp32 on fp32 master weights. Elsewhere "bf16" runs the fp32 products.
 //
 //   gather_batches(tokens, tags, offsets, idx, max_len, pad_tag) -> (tokens int64 [K, B, T], tags int64
 //       [K, B, T], lengths int64 [K, B])
@@ -35,9 +38,11 @@
 #include <atomic>
 #include <cstdint>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "cpu/adadelta_span.h"
+#include "cpu/bf16_gemm.h"
 #include "cpu/isa.h"
 #include "mtlfast.h"
 
@@ -53,12 +58,65 @@ std::string shape_of(const at::Tensor& t) {
 // ---------------------------------------------------------------------------------------------------------
 // Heads.
 
+// The heads' three products in bf16 (precision="bf16" on AVX512-BF16 CPUs): operands rounded to bfloat16 (round
+// to nearest even) as they are packed, products accumulated in fp32 (vdpbf16ps, bf16_gemm.h). All [rows, cols]
+// float32 contiguous tensors; the results are float32.
+struct Bf16Scratch {
+#if MTLFAST_X86
+  std::vector<uint32_t> a;
+  cpu::PackedB16 b;
+#endif
+};
+
+#if MTLFAST_X86
+// C[M, N] = op(A) @ op(B) (+ C if accumulate): op(A) [M, Kd] of A (ta: A stored [Kd, M]), op(B) [Kd, N] of B (tb:
+// B stored [N, Kd]).
+MTLFAST_BF16_TARGET void prod_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A, const float* B,
+                                   bool accumulate, float* C, Bf16Scratch& s) {
+  if (M == 0 || N == 0) return;
+  cpu::pack_a16(ta, M, Kd, A, ta ? M : Kd, s.a);
+  cpu::pack_b16(tb, Kd, N, B, tb ? Kd : N, s.b);
+  cpu::bf16_gemm_packed(M, s.a.data(), s.b, accumulate ? 1.0f : 0.0f, C, N);
+}
+
+// logits [N, n] = b + yk [N, D] @ w [n, D]^T
+at::Tensor logits_bf16(const at::Tensor& yk, const at::Tensor& w, const at::Tensor& b, Bf16Scratch& s) {
+  const int64_t N = yk.size(0), n = w.size(0), D = w.size(1);
+  at::Tensor out = b.unsqueeze(0).expand({N, n}).contiguous();
+  prod_bf16(false, true, N, n, D, yk.data_ptr<float>(), w.data_ptr<float>(), true, out.data_ptr<float>(), s);
+  return out;
+}
+
+// dW [n, D] = d [N, n]^T @ yk [N, D]
+at::Tensor dw_bf16(const at::Tensor& d, const at::Tensor& yk, Bf16Scratch& s) {
+  const int64_t N = d.size(0), n = d.size(1), D = yk.size(1);
+  at::Tensor out = at::zeros({n, D}, d.options());
+  if (N) prod_bf16(true, false, n, D, N, d.data_ptr<float>(), yk.data_ptr<float>(), false, out.data_ptr<float>(), s);
+  return out;
+}
+
+// dy rows [N, D] = d [N, n] @ w [n, D]
+at::Tensor dy_bf16(const at::Tensor& d, const at::Tensor& w, Bf16Scratch& s) {
+  const int64_t N = d.size(0), n = d.size(1), D = w.size(1);
+  at::Tensor out = at::empty({N, D}, d.options());
+  prod_bf16(false, false, N, D, n, d.data_ptr<float>(), w.data_ptr<float>(), false, out.data_ptr<float>(), s);
+  return out;
+}
+#else
+// Never called (native_bf16 is false without x86 code).
+at::Tensor logits_bf16(const at::Tensor&, const at::Tensor&, const at::Tensor&, Bf16Scratch&) { return {}; }
+at::Tensor dw_bf16(const at::Tensor&, const at::Tensor&, Bf16Scratch&) { return {}; }
+at::Tensor dy_bf16(const at::Tensor&, const at::Tensor&, Bf16Scratch&) { return {}; }
+#endif
+
 std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, at::Tensor head_b, at::Tensor w_sq,
                                                at::Tensor b_sq, at::Tensor w_acc, at::Tensor b_acc,
                                                at::Tensor slots, at::Tensor n_lab, at::Tensor tags,
                                                int64_t positions, int64_t ignore_tag, double lr, double rho,
-                                               double eps) {
+                                               double eps, const std::string& precision) {
   const char* op = "heads_step_";
+  TORCH_CHECK(precision == "fp32" || precision == "bf16", op, ": precision must be 'fp32' or 'bf16'; got '",
+              precision, "'");
   TORCH_CHECK(y.dim() == 4 && y.scalar_type() == at::kFloat && y.device().is_cpu(), op,
               ": y must be a CPU float32 tensor of shape [K, B, T, D]; got ", y.scalar_type(), " ", shape_of(y));
   const int64_t K = y.size(0), B = y.size(1), T = y.size(2), D = y.size(3);
@@ -116,6 +174,8 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
   float* bac = b_acc.data_ptr<float>();
   const adadelta_detail::Hyper h{lr, rho, eps};
   const cpu::Path path = cpu::active_path();
+  // bf16 products only where the CPU has native bf16 dot products; elsewhere the fp32 products.
+  const bool native_bf16 = MTLFAST_X86 && precision == "bf16" && path == cpu::Path::kAvx512Bf16;
   // Runs costliest first (real tokens x labels), handed out one at a time: runs with large label sets
   // (FrameNet's 716) would otherwise pile up on one thread.
   std::vector<int64_t> order(K);
@@ -128,6 +188,7 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
   pybind11::gil_scoped_release nogil;
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     at::NoGradGuard no_grad;
+    Bf16Scratch scratch;  // this worker's packed bf16 operands, reused across its runs
     for (int64_t i = next++; i < K; i = next++) {
       const int64_t k = order[i];
       const auto& r = real[k];
@@ -140,7 +201,8 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
       const at::Tensor idx =
           N ? at::from_blob(const_cast<int64_t*>(r.data()), {N}, at::kLong).clone() : at::empty({0}, at::kLong);
       const at::Tensor yk = yc[k].view({B * T, D}).index_select(0, idx);  // [N, D]
-      at::Tensor d = at::log_softmax(at::addmm(b, yk, w.t()), 1);          // log p, then dlogits
+      at::Tensor d = at::log_softmax(native_bf16 ? logits_bf16(yk, w, b, scratch) : at::addmm(b, yk, w.t()),
+                                     1);  // log p, then dlogits
       float* dp = d.data_ptr<float>();
       const int64_t* tk = tp + k * B * T;
       double loss = 0.0;
@@ -159,8 +221,8 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
         db.add_(pb.mul_(static_cast<float>(static_cast<double>(P) / denom)));
       }
       lp[k] = static_cast<float>(loss / denom);
-      const at::Tensor gw = d.t().mm(yk).contiguous();  // [n, D]
-      dy[k].view({B * T, D}).index_copy_(0, idx, d.mm(w));
+      const at::Tensor gw = native_bf16 ? dw_bf16(d, yk, scratch) : d.t().mm(yk).contiguous();  // [n, D]
+      dy[k].view({B * T, D}).index_copy_(0, idx, native_bf16 ? dy_bf16(d, w, scratch) : d.mm(w));
       adadelta_detail::adadelta_span(hw + wo, gw.data_ptr<float>(), wsq + wo, wac + wo, n * D, h, path);
       const at::Tensor dbc = db.contiguous();
       adadelta_detail::adadelta_span(hb + bo, dbc.data_ptr<float>(), bsq + bo, bac + bo, n, h, path);
@@ -335,6 +397,7 @@ void register_heads_cpu(pybind11::module_& m) {
   m.def("heads_step_", &heads_step_, py::arg("y"), py::arg("head_w"), py::arg("head_b"), py::arg("w_sq"),
         py::arg("b_sq"), py::arg("w_acc"), py::arg("b_acc"), py::arg("slots"), py::arg("n_lab"), py::arg("tags"),
         py::arg("positions"), py::arg("ignore_tag"), py::arg("lr"), py::arg("rho"), py::arg("eps"),
+        py::arg("precision") = "fp32",
         "Heads + cross-entropy + the drawn heads' Adadelta update of K runs (ragged label counts); "
         "returns (losses [K], dy).");
   m.def("gather_batches", &gather_batches, py::arg("tokens"), py::arg("tags"), py::arg("offsets"), py::arg("idx"),

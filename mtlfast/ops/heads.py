@@ -63,11 +63,28 @@ def _int64_cpu(x) -> torch.Tensor:
 # Heads
 
 
+HEAD_PRECISIONS = ("fp32", "bf16")
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in HEAD_PRECISIONS:
+        raise ValueError(f"heads_step_: precision must be one of {HEAD_PRECISIONS}; got {precision!r}")
+
+
+def _round_bf16(t: torch.Tensor) -> torch.Tensor:
+    """``t`` rounded to bfloat16 (nearest even), held in its own dtype."""
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
 @torch.no_grad()
 def reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags, *, positions: int = 0,
                           ignore_tag: int = PAD_TAG, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO,
-                          eps: float = DEFAULT_EPS):
-    """Pure-PyTorch :func:`heads_step_` (same arguments and result): one run after the other, on any device."""
+                          eps: float = DEFAULT_EPS, precision: str = "fp32"):
+    """Pure-PyTorch :func:`heads_step_` (same arguments and result): one run after the other, on any device.
+    ``precision="bf16"`` rounds the three products' operands (y, W, dlogits) to bfloat16 and multiplies them in
+    float32 (products of bf16 values are exact in float32: a bf16 product with float32 accumulation)."""
+    _check_precision(precision)
+    rnd = _round_bf16 if precision == "bf16" else (lambda t: t)
     K = y.shape[0]
     dy = torch.zeros_like(y)
     losses = torch.zeros(K, dtype=y.dtype, device=y.device)
@@ -79,7 +96,8 @@ def reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_
         if N == 0 and positions == 0:
             continue
         w, b = head_w[k, s, :n], head_b[k, s, :n]
-        logp = torch.log_softmax(torch.addmm(b, yk, w.t()), dim=1)
+        yr, wr = rnd(yk), rnd(w)
+        logp = torch.log_softmax(torch.addmm(b, yr, wr.t()), dim=1)
         tk = tags[k][mask]
         rows = torch.arange(N, device=y.device)
         denom = positions if positions else N
@@ -99,8 +117,9 @@ def reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_
             pb[0] -= 1.0
             db += pb * (P / denom)
         losses[k] = loss / denom
-        g_w = d.t() @ yk
-        dy[k][mask] = d @ w
+        dr = rnd(d)
+        g_w = dr.t() @ yr
+        dy[k][mask] = dr @ wr
         reference_adadelta_([w, b], [g_w, db], [w_sq[k, s, :n], b_sq[k, s, :n]], [w_acc[k, s, :n], b_acc[k, s, :n]],
                             lr=lr, rho=rho, eps=eps)
     return losses, dy
@@ -108,7 +127,7 @@ def reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_
 
 def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags, *, positions: int = 0,
                 ignore_tag: int = PAD_TAG, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO,
-                eps: float = DEFAULT_EPS, backend: str = "auto"):
+                eps: float = DEFAULT_EPS, precision: str = "fp32", backend: str = "auto"):
     """Heads, cross-entropy and the drawn heads' Adadelta update of K runs in one call (in place on the heads).
 
     Parameters
@@ -127,6 +146,12 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
         and target 0, which adds ``-(P/positions) log softmax(b)[0]`` to the loss and a closed-form term to the
         bias gradient only.
     lr, rho, eps : the Adadelta settings.
+    precision : {"fp32", "bf16"}
+        "bf16": the three products (logits, the weight gradient, dy) take bfloat16 operands (y, W and the logits'
+        gradient rounded to nearest even) with float32 accumulation; softmax, loss, bias gradient and Adadelta
+        stay float32 on the float32 weights. The compiled op runs them natively on CPUs with AVX512-BF16 (the
+        avx512_bf16 kernel build active) and in float32 elsewhere; the reference (other devices) rounds the
+        operands and multiplies in float32.
 
     Returns
     -------
@@ -135,6 +160,7 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
     dy : Tensor like y, the gradient of the mean loss of each run with respect to y (0 at padding).
     """
     _backend(backend, "heads_step_")
+    _check_precision(precision)
     tensors = [y, head_w, head_b, w_sq, b_sq, w_acc, b_acc]
     ok = (_has("heads_step_") and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
           and all(t.is_contiguous() for t in tensors[1:]) and tags.device.type == "cpu")
@@ -142,10 +168,11 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
         raise ValueError("heads_step_: backend='c' needs CPU float32 tensors (heads and state contiguous)")
     if backend == "reference" or not ok:
         return reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
-                                     positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps)
+                                     positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,
+                                     precision=precision)
     return _C.heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, _int64_cpu(slots), _int64_cpu(n_lab),
                           tags.to(torch.int64),
-                          int(positions), int(ignore_tag), float(lr), float(rho), float(eps))
+                          int(positions), int(ignore_tag), float(lr), float(rho), float(eps), precision)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -232,11 +232,12 @@ def _step_batch(arr: ModelArray, runs: list[_Run], inputs, settings: TrainSettin
 def _heads(arr: ModelArray, y: torch.Tensor, sb: _StepBatch, settings: TrainSettings, positions: int = 0):
     """Heads, cross-entropy and the drawn heads' Adadelta update of the K runs (:func:`mtlfast.ops.heads_step_`,
     one call): returns (losses [K] tensor, dy). Only the drawn slot of each run moves, and only its task's n
-    label rows (padding rows beyond n never enter a logit)."""
+    label rows (padding rows beyond n never enter a logit). ``settings.precision`` "bf16": the heads' products
+    take bf16 operands with fp32 accumulation (natively on AVX512-BF16 CPUs, fp32 products elsewhere)."""
     t = arr.t
     return ops.heads_step_(y.detach(), t["head_w"], t["head_b"], t["head_w.sq"], t["head_b.sq"], t["head_w.ad"],
                            t["head_b.ad"], sb.slots, sb.n_lab, sb.tags, positions=positions, ignore_tag=PAD_TAG,
-                           lr=settings.lr, rho=settings.rho, eps=settings.eps)
+                           lr=settings.lr, rho=settings.rho, eps=settings.eps, precision=settings.precision)
 
 
 def _release(dense: list[torch.Tensor]) -> None:

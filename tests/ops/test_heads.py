@@ -177,6 +177,102 @@ def test_heads_step_equals_autograd_and_torch_optim(backend, positions):
         torch.testing.assert_close(new["b_acc"][k, s, :n].double(), opt.state[bb]["acc_delta"], rtol=1e-4, atol=1e-7)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# bf16 products
+
+from mtlfast.ops import dispatch  # noqa: E402
+
+HAS_NATIVE_BF16 = _C is not None and "avx512_bf16" in dispatch.cpu_kernel_paths()
+
+
+def _bf16_case(seed, positions):
+    """Real-sized products: label counts like fnt's 716 and ccg's 265 and small ones, D = 200, odd sizes."""
+    y, st, slots, n_lab, tags = _case(seed, K=5, S=2, L=716, D=200, B=8, T=30)
+    n_lab = torch.tensor([716, 265, 17, 3, 101])
+    g = torch.Generator().manual_seed(seed + 100)
+    for k in range(5):
+        real = tags[k] != PAD
+        tags[k][real] = torch.randint(0, int(n_lab[k]), (int(real.sum()),), generator=g)
+    return y, st, slots, n_lab, tags, positions
+
+
+def _run_prec(backend, precision, y, st, slots, n_lab, tags, positions):
+    st = {k: v.clone() for k, v in st.items()}
+    losses, dy = ops.heads_step_(y, st["head_w"], st["head_b"], st["w_sq"], st["b_sq"], st["w_acc"], st["b_acc"],
+                                 slots, n_lab, tags, positions=positions, backend=backend, precision=precision, **KW)
+    return losses, dy, st
+
+
+def _rel(a, b):
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("positions", [0, 8 * 30])
+def test_heads_step_bf16_near_fp32(backend, positions):
+    """bf16 products stay within bf16's error of the fp32 op (2^-8 relative per operand) and differ from it
+    where bf16 actually runs (the reference always rounds; the compiled op on AVX512-BF16 CPUs)."""
+    case = _bf16_case(3, positions)
+    f_l, f_dy, f_st = _run_prec(backend, "fp32", *case)
+    b_l, b_dy, b_st = _run_prec(backend, "bf16", *case)
+    y, st, slots, n_lab = case[:4]
+    assert _rel(b_l, f_l) < 1e-2
+    assert _rel(b_dy, f_dy) < 3e-2
+    for name in ("head_w", "head_b"):
+        step_f = f_st[name] - st[name]
+        step_b = b_st[name] - st[name]
+        assert _rel(step_b, step_f) < 5e-2, name
+    if backend == "reference" or HAS_NATIVE_BF16:
+        assert not torch.equal(b_dy, f_dy)
+
+
+@needs_c
+@pytest.mark.skipif(not HAS_NATIVE_BF16, reason="CPU without AVX512-BF16 (the compiled op runs fp32 products there)")
+@pytest.mark.parametrize("positions", [0, 8 * 30])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heads_step_native_bf16_equals_rounded_reference(positions, seed):
+    """The native vdpbf16ps products against the reference's rounded operands with float32 products: the same
+    arithmetic but for the accumulation order (and, through it, an operand rounded to the neighbouring bf16
+    value now and then), so far closer than to fp32."""
+    case = _bf16_case(seed, positions)
+    c_l, c_dy, c_st = _run_prec("c", "bf16", *case)
+    r_l, r_dy, r_st = _run_prec("reference", "bf16", *case)
+    f_l, f_dy, f_st = _run_prec("reference", "fp32", *case)
+    st = case[1]
+    np.testing.assert_allclose(c_l.numpy(), r_l.numpy(), rtol=1e-5, atol=1e-6)
+    assert _rel(c_dy, r_dy) < 2e-3 and _rel(c_dy, r_dy) < _rel(f_dy, r_dy) / 5
+    for name in ("head_w", "head_b", "w_sq", "w_acc"):
+        err = _rel(c_st[name] - st[name], r_st[name] - st[name])
+        assert err < 2e-3 and err < _rel(f_st[name] - st[name], r_st[name] - st[name]) / 5, name
+    # the parts that stay fp32: state outside the drawn rows is untouched, exactly as in fp32
+    for k in range(5):
+        s, n = int(case[2][k]), int(case[3][k])
+        keep = torch.ones(st["head_w"].shape[1:3], dtype=torch.bool)
+        keep[s, :n] = False
+        for name in st:
+            assert torch.equal(c_st[name][k][keep], st[name][k][keep])
+
+
+@needs_c
+@pytest.mark.parametrize("path", [p for p in ("portable", "avx2", "avx512") if p in dispatch.cpu_kernel_paths()])
+def test_heads_step_bf16_without_native_bf16_is_fp32(path):
+    """On a kernel build without AVX512-BF16 the compiled op's bf16 runs the fp32 products, bit for bit."""
+    case = _bf16_case(4, 8 * 30)
+    with dispatch.forced_cpu_kernel_path(path):
+        f = _run_prec("c", "fp32", *case)
+        b = _run_prec("c", "bf16", *case)
+    assert torch.equal(f[0], b[0]) and torch.equal(f[1], b[1])
+    for name in f[2]:
+        assert torch.equal(f[2][name], b[2][name]), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_heads_step_refuses_unknown_precision(backend):
+    y, st, slots, n_lab, tags = _case(0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _run_prec(backend, "fp16", y, st, slots, n_lab, tags, 0)
+
+
 @needs_c
 def test_heads_step_refuses_bad_input():
     y, st, slots, n_lab, tags = _case(0)

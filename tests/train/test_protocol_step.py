@@ -420,3 +420,23 @@ def test_adadelta_slots_equals_torch_optim_per_slot():
                 torch.testing.assert_close(st[1][i][k, s].double(), opt.state[ref]["square_avg"], rtol=1e-5, atol=1e-7)
                 torch.testing.assert_close(st[2][i][k, s].double(), opt.state[ref]["acc_delta"], rtol=1e-5, atol=1e-7)
                 assert torch.equal(st[1][i][k, 1 - s], sq[i][k, 1 - s]) and torch.equal(st[2][i][k, 1 - s], acc[i][k, 1 - s])
+
+
+@pytest.mark.parametrize("protocol", ["original", "clean"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_step_runs_heads_in_the_settings_precision(suite_dir, monkeypatch, protocol, precision):
+    """The array step hands ``settings.precision`` to the heads op (bf16 products for --precision bf16)."""
+    import dataclasses
+
+    inputs = prepare_inputs([suite_dir], task_names=TASKS, emb_dim=7, protocol=protocol)
+    settings = dataclasses.replace(_settings(protocol), precision=precision)
+    seen = []
+    real = ops.heads_step_
+
+    def spy(*args, **kw):
+        seen.append(kw.get("precision"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ops, "heads_step_", spy)
+    _engine_run(inputs, settings, steps=2)
+    assert seen == [precision, precision]

@@ -82,7 +82,11 @@ class SweepConfig:
     out: str = "mtlfast-out"
     device: str = "cpu"  # cpu | cuda | cuda:N
     threads: int = 0  # 0: 1 when the machine is busy, else all available cores (mtlfast.sweep.auto_threads)
-    checkpoint_every: int = 200
+    # Checkpoints of unfinished runs: every `checkpoint_every` steps (0: not by steps) and every
+    # `checkpoint_minutes` of wall time (0: not by time), spaced so that writing them takes at most about 5% of the
+    # time (mtlfast.train.engine). Ctrl-C and SIGTERM always checkpoint before stopping.
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = 10.0
     array_size: int = 0  # runs per model array; 0: as many as fit in the memory (mtlfast.train.memory)
     executor: str = "inprocess"
     backend: str = "auto"  # kernel backend handed to mtlfast.ops.bilstm
@@ -109,17 +113,20 @@ class SweepConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         for name in ("steps_single", "steps_pair", "seeds", "hidden", "batch_size", "max_len", "log_every",
-                     "eval_batch_size", "checkpoint_every", "emb_dim"):
+                     "eval_batch_size", "emb_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{_flag(name)}: expected a positive integer, got {value!r}")
-        for name in ("eval_every", "array_size", "threads", "seed", "synthetic_seed", "single_seeds"):
+        for name in ("eval_every", "array_size", "threads", "seed", "synthetic_seed", "single_seeds", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{_flag(name)}: expected an integer >= 0, got {value!r}")
         if self.single_seeds and self.single_seeds < self.seeds:
             raise ConfigError(f"--single-seeds: expected an integer >= --seeds ({self.seeds}): every pair seed needs"
                               f" its single-task runs, got {self.single_seeds}")
+        if (not isinstance(self.checkpoint_minutes, (int, float)) or isinstance(self.checkpoint_minutes, bool)
+                or not 0.0 <= self.checkpoint_minutes < float("inf")):
+            raise ConfigError(f"--checkpoint-minutes: expected a number of minutes >= 0, got {self.checkpoint_minutes!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout: expected a probability in [0, 1), got {self.dropout!r}")
         if not 0.0 < self.rho < 1.0:
@@ -183,8 +190,8 @@ class SweepConfig:
 
 #: Fields that may differ between the first run of a sweep and a resume.
 # The budget may change too: a resume with another budget trains that budget's pairs; trained pairs stay measured.
-RESUMABLE_FIELDS = ("out", "device", "threads", "checkpoint_every", "array_size", "executor", "backend", "progress",
-                    "pairs", "pair_budget", "select")
+RESUMABLE_FIELDS = ("out", "device", "threads", "checkpoint_every", "checkpoint_minutes", "array_size", "executor",
+                    "backend", "progress", "pairs", "pair_budget", "select")
 SCIENCE_FIELDS = tuple(f.name for f in fields(SweepConfig) if f.name not in RESUMABLE_FIELDS)
 _FIELDS = {f.name: f for f in fields(SweepConfig)}
 

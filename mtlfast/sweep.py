@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=int, metavar="N", help="also score dev and test every N steps (default 0:"
                    " only at the end)")
     g.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help=f"checkpoint unfinished runs every N steps (default {d.checkpoint_every})")
+                   help="also checkpoint unfinished runs every N steps (default 0: by time only)")
+    g.add_argument("--checkpoint-minutes", type=float, metavar="M",
+                   help=f"checkpoint unfinished runs every M minutes of wall time, but never so often that writing"
+                   f" them takes more than about 5%% of the time (default {d.checkpoint_minutes:g}; 0: not by time)."
+                   " Ctrl-C and SIGTERM always checkpoint before stopping")
     g = p.add_argument_group("where and how it runs (may change when resuming)")
     g.add_argument("--out", metavar="DIR", help=f"the sweep folder, written and resumed (default ./{d.out})")
     g.add_argument("--config", metavar="FILE", help="TOML file of options (keys = option names)")
@@ -422,7 +426,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict, t
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
-        _say("\nInterrupt: writing checkpoints of the active runs (press Ctrl-C again to abort without them) ...")
+        what = "Interrupt" if signum == signal.SIGINT else f"{signal.Signals(signum).name} (a stop request)"
+        _say(f"\n{what}: writing checkpoints of the active runs (press Ctrl-C again to abort without them) ...")
 
     bar = None
     if cfg.progress and todo:
@@ -460,7 +465,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict, t
                 failed.append(s.run_id)
         _say(f"\nA model array of {len(group)} run(s) failed: {reason.splitlines()[0]}")
 
-    old_handler = signal.signal(signal.SIGINT, on_sigint)
+    # SIGTERM (kill, a batch scheduler's or a preemptible machine's stop) is a Ctrl-C: checkpoint, then exit 130
+    old_handlers = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
     try:
         groups = _groups(todo, array_size)
@@ -489,7 +495,8 @@ def _run(cfg: SweepConfig, out: Path, argv_for_resume, executor_options: dict, t
         _say(f"Stopped. Finished runs and checkpoints are in {out}. Resume with the same command:\n  {cmd}")
         return 130
     finally:
-        signal.signal(signal.SIGINT, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         executor.close()
     if bar is not None:
         bar.close()

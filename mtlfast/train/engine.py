@@ -453,8 +453,11 @@ def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event:
     """Train ``specs`` together as one model array until every run reaches its budget.
 
     Events, per run: :class:`RunStarted`; :class:`LossPoints` every ``log_every`` steps; :class:`Scores` every
-    ``eval_every`` steps and at the end; :class:`Checkpoint` every ``checkpoint_every`` steps (never at the
-    final step); :class:`RunDone`. :class:`Progress` after every array step. When ``should_stop()`` turns
+    ``eval_every`` steps and at the end; :class:`Checkpoint` every ``checkpoint_every`` steps and, for every
+    active run at once, when ``checkpoint_seconds`` of wall time have passed since the array's last checkpoints
+    (never at a run's final step); :class:`RunDone`. The time-based checkpoints are spaced at least 19 times
+    as long as writing the last ones took (``on_event``'s time), so that they cost at most about 5 % of the
+    time however large the array. :class:`Progress` after every array step. When ``should_stop()`` turns
     True, a checkpoint of every active run is emitted and :class:`TrainingInterrupted` raised.
     """
     if not specs:
@@ -484,6 +487,8 @@ def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event:
         pending.clear()
 
     ck = settings.checkpoint_every
+    ck_s = settings.checkpoint_seconds
+    last_ck, ck_cost = time.perf_counter(), 0.0  # when the last checkpoints were written; how long that took
     while runs:
         if should_stop():
             read_losses()
@@ -499,9 +504,11 @@ def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event:
         for run in runs:
             run.step += 1
             run.seconds += dt
-        if any(run.step % settings.log_every == 0 or run.step >= run.spec.steps or (ck and run.step % ck == 0)
-               for run in runs):
+        by_time = ck_s > 0 and time.perf_counter() - last_ck >= max(ck_s, 19.0 * ck_cost)
+        if by_time or any(run.step % settings.log_every == 0 or run.step >= run.spec.steps
+                          or (ck and run.step % ck == 0) for run in runs):
             read_losses()
+        cost, n_ck = 0.0, 0
         for k, run in enumerate(runs):
             step = run.step
             if step % settings.log_every == 0:
@@ -512,8 +519,13 @@ def train_group(specs: list[RunSpec], inputs, settings: TrainSettings, on_event:
             if step < run.spec.steps:
                 if settings.eval_every and step % settings.eval_every == 0:
                     on_event(Scores(run.spec.run_id, step, evaluate(arr.view(k), run.spec.tasks, inputs, settings)))
-                if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                if by_time or (ck and step % ck == 0):
+                    t = time.perf_counter()
                     on_event(Checkpoint(run.spec.run_id, step, run.state(arr.run_state(k, run.step))))
+                    cost += time.perf_counter() - t
+                    n_ck += 1
+        if n_ck:  # the cost of checkpointing the whole array, from the runs written now
+            last_ck, ck_cost = time.perf_counter(), cost * len(runs) / n_ck
         _finish(arr, runs, inputs, settings, on_event)
 
 

@@ -24,7 +24,10 @@ class TrainSettings:
     eval_every: int = 0  # 0: only at the end
     eval_splits: tuple[str, ...] = ("dev", "test")
     eval_batch_size: int = 128
-    checkpoint_every: int = 0  # 0: never (Ctrl-C still checkpoints)
+    checkpoint_every: int = 0  # every N steps; 0: not by steps (Ctrl-C still checkpoints)
+    # and every so many seconds of wall time, but never more often than keeps writing them under about 5% of the
+    # time; 0: not by time
+    checkpoint_seconds: float = 0.0
     precision: str = "fp32"
     backend: str = "auto"
     device: str = "cpu"
@@ -36,6 +39,7 @@ class TrainSettings:
         return cls(hidden=cfg.hidden, dropout=cfg.dropout, batch_size=cfg.batch_size, max_len=cfg.max_len,
                    lr=cfg.lr, rho=cfg.rho, eps=cfg.eps, log_every=cfg.log_every, eval_every=cfg.eval_every,
                    eval_batch_size=cfg.eval_batch_size, checkpoint_every=cfg.checkpoint_every,
+                   checkpoint_seconds=60.0 * getattr(cfg, "checkpoint_minutes", 0.0),
                    precision=cfg.precision, backend=cfg.backend, device=cfg.device,
                    protocol=getattr(cfg, "protocol", None) or "clean")
 

@@ -126,14 +126,15 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(suite, tmp_path):
     assert gains[0] == "main,aux,f1_single,f1_pair,gain,label" and len(gains) == 1 + 6
 
 
-def test_sigint_checkpoints_and_exits_130(suite, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_sigint_and_sigterm_checkpoint_and_exit_130(suite, tmp_path, sig):
     out = tmp_path / "int"
     proc = subprocess.Popen(sweep_cmd(tiny_args(suite, out)), cwd=ROOT, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(out, proc, lambda rows: any(s == "running" for _, s, _ in rows))
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -202,3 +202,41 @@ def test_old_checkpoint_refused_where_dropout_changes_numbers(inputs):
     s.resume = dict(full[eid]["ckpt"][10], format=99)
     with pytest.raises(ValueError, match="has format 99"):
         engine._start_run(s, inputs, dataclasses.replace(SETTINGS, dropout=0.0))
+
+
+def test_time_based_checkpoints_resume_exactly_and_stay_cheap(inputs, monkeypatch):
+    import dataclasses
+    import time as _time
+
+    # checkpoint_seconds tiny, no step interval: every run is checkpointed together, by time; a resume from such a
+    # checkpoint (at whatever step it fell) equals the uninterrupted run.
+    settings = dataclasses.replace(SETTINGS, checkpoint_every=0, checkpoint_seconds=1e-9)
+    full = collect([spec(["coarse", "keep"], 30), spec(["entity"], 20)], inputs, settings)
+    pid, eid = run_id_for(("coarse", "keep"), 0), run_id_for(("entity",), 0)
+    assert full[pid]["ckpt"] and full[eid]["ckpt"]
+    assert 30 not in full[pid]["ckpt"] and 20 not in full[eid]["ckpt"]  # never at a run's final step
+    shared = sorted(set(full[pid]["ckpt"]) & set(full[eid]["ckpt"]))
+    assert shared == sorted(full[eid]["ckpt"])  # the entity run's checkpoints were written with the pair's
+    at = shared[len(shared) // 2]
+    resumed_spec = spec(["coarse", "keep"], 30)
+    resumed_spec.resume = full[pid]["ckpt"][at]
+    resumed = collect([resumed_spec], inputs, settings)
+    after = {k: v for k, v in full[pid]["loss"].items() if k[1] > at}
+    assert_same(resumed[pid], {"loss": after, "scores": {k: v for k, v in full[pid]["scores"].items() if k[2] > at}})
+
+    # Slow checkpoints are spaced at least 19x their writing time: here each write takes >= 20 ms, so a 60-step
+    # run (a few ms per step) checkpoints far less often than every step, and writing stays <= about 5% + one write.
+    writes, t0 = [], _time.perf_counter()
+
+    def slow(ev):
+        if isinstance(ev, Checkpoint):
+            _time.sleep(0.02)
+            writes.append(_time.perf_counter())
+
+    train_group([spec(["entity"], 60)], inputs, settings, slow)
+    elapsed = _time.perf_counter() - t0
+    assert 1 <= len(writes) <= 1 + elapsed / (19 * 0.02)
+    assert all(b - a >= 19 * 0.02 for a, b in zip(writes, writes[1:]))
+    # Off by default: no checkpoint event without a step or a time interval.
+    none = collect([spec(["entity"], 12)], inputs, dataclasses.replace(SETTINGS, checkpoint_every=0))
+    assert not none[eid]["ckpt"]

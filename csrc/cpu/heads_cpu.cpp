@@ -12,8 +12,10 @@
 //       positions > 0 (the original protocol): the loss is a mean over `positions` positions, of which the
 //       P = positions - N beyond the real tokens have y = 0 and target 0: loss = (sum of the N losses -
 //       P log softmax(b)[0]) / positions, and those positions add P (softmax(b) - onehot(0)) / positions to db.
-//       A run with no real token and positions = 0 has loss 0 and its head does not move. Parallel over runs;
-//       the products are ATen matmuls (BLAS) on each run's own [N, D] x [D, n]. precision "bf16" on a CPU with
+//       A run with no real token and positions = 0 has loss 0 and its head does not move. Parallel over runs
+//       (costliest first); per run, no ATen op: its real rows gathered, the products through the BLAS
+//       (cpu/blas.h), softmax, loss, dlogits and the bias gradient in one fused pass per row (its own AVX-512 /
+//       AVX2 / portable build), dy written in place (zero at padding). precision "bf16" on a CPU with
 //       AVX512-BF16 (and the avx512_bf16 build active): the three products (logits, dW, dy) take bf16 operands
 //       (y, W and dlogits rounded to nearest even) with fp32 accumulation; softmax, loss, bias gradient and
 //       Adadelta stay fp32 on fp32 master weights. Elsewhere "bf16" runs the fp32 products.
@@ -36,6 +38,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -43,7 +47,9 @@
 
 #include "cpu/adadelta_span.h"
 #include "cpu/bf16_gemm.h"
+#include "cpu/blas.h"
 #include "cpu/isa.h"
+#include "cpu/simd_math.h"
 #include "mtlfast.h"
 
 namespace mtlfast {
@@ -58,56 +64,126 @@ std::string shape_of(const at::Tensor& t) {
 // ---------------------------------------------------------------------------------------------------------
 // Heads.
 
-// The heads' three products in bf16 (precision="bf16" on AVX512-BF16 CPUs): operands rounded to bfloat16 (round
-// to nearest even) as they are packed, products accumulated in fp32 (vdpbf16ps, bf16_gemm.h). All [rows, cols]
-// float32 contiguous tensors; the results are float32.
-struct Bf16Scratch {
+// Scratch of one worker, reused across its runs (grown, never shrunk, within one call).
+struct RunScratch {
+  std::vector<float> y, logits, gw, db, dy;
+  std::vector<int64_t> tag;
 #if MTLFAST_X86
   std::vector<uint32_t> a;
   cpu::PackedB16 b;
 #endif
 };
 
+// C[M, N] = op(A) @ op(B) (+ C if accumulate): op(A) [M, Kd] of A (ta: A stored [Kd, M]), op(B) [Kd, N] of B
+// (tb: B stored [N, Kd]); row-major, dense. bf16: operands rounded to bfloat16 (nearest even) as they are packed,
+// fp32 accumulation (vdpbf16ps, bf16_gemm.h); fp32: the BLAS (cpu/blas.h).
 #if MTLFAST_X86
-// C[M, N] = op(A) @ op(B) (+ C if accumulate): op(A) [M, Kd] of A (ta: A stored [Kd, M]), op(B) [Kd, N] of B (tb:
-// B stored [N, Kd]).
-MTLFAST_BF16_TARGET void prod_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A, const float* B,
-                                   bool accumulate, float* C, Bf16Scratch& s) {
-  if (M == 0 || N == 0) return;
+MTLFAST_BF16_TARGET void prod_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A,
+                                   const float* B, bool accumulate, float* C, RunScratch& s) {
   cpu::pack_a16(ta, M, Kd, A, ta ? M : Kd, s.a);
   cpu::pack_b16(tb, Kd, N, B, tb ? Kd : N, s.b);
   cpu::bf16_gemm_packed(M, s.a.data(), s.b, accumulate ? 1.0f : 0.0f, C, N);
 }
-
-// logits [N, n] = b + yk [N, D] @ w [n, D]^T
-at::Tensor logits_bf16(const at::Tensor& yk, const at::Tensor& w, const at::Tensor& b, Bf16Scratch& s) {
-  const int64_t N = yk.size(0), n = w.size(0), D = w.size(1);
-  at::Tensor out = b.unsqueeze(0).expand({N, n}).contiguous();
-  prod_bf16(false, true, N, n, D, yk.data_ptr<float>(), w.data_ptr<float>(), true, out.data_ptr<float>(), s);
-  return out;
-}
-
-// dW [n, D] = d [N, n]^T @ yk [N, D]
-at::Tensor dw_bf16(const at::Tensor& d, const at::Tensor& yk, Bf16Scratch& s) {
-  const int64_t N = d.size(0), n = d.size(1), D = yk.size(1);
-  at::Tensor out = at::zeros({n, D}, d.options());
-  if (N) prod_bf16(true, false, n, D, N, d.data_ptr<float>(), yk.data_ptr<float>(), false, out.data_ptr<float>(), s);
-  return out;
-}
-
-// dy rows [N, D] = d [N, n] @ w [n, D]
-at::Tensor dy_bf16(const at::Tensor& d, const at::Tensor& w, Bf16Scratch& s) {
-  const int64_t N = d.size(0), n = d.size(1), D = w.size(1);
-  at::Tensor out = at::empty({N, D}, d.options());
-  prod_bf16(false, false, N, D, n, d.data_ptr<float>(), w.data_ptr<float>(), false, out.data_ptr<float>(), s);
-  return out;
-}
-#else
-// Never called (native_bf16 is false without x86 code).
-at::Tensor logits_bf16(const at::Tensor&, const at::Tensor&, const at::Tensor&, Bf16Scratch&) { return {}; }
-at::Tensor dw_bf16(const at::Tensor&, const at::Tensor&, Bf16Scratch&) { return {}; }
-at::Tensor dy_bf16(const at::Tensor&, const at::Tensor&, Bf16Scratch&) { return {}; }
 #endif
+
+void prod(bool bf16, bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A, const float* B,
+          bool accumulate, float* C, RunScratch& s) {
+  if (M == 0 || N == 0) return;
+  if (Kd == 0) {
+    if (!accumulate) std::fill(C, C + M * N, 0.0f);
+    return;
+  }
+#if MTLFAST_X86
+  if (bf16) return prod_bf16(ta, tb, M, N, Kd, A, B, accumulate, C, s);
+#endif
+  (void)bf16;
+  cpu::gemm<float>(ta, tb, M, N, Kd, 1.0f, A, ta ? M : Kd, B, tb ? Kd : N, accumulate ? 1.0f : 0.0f, C, N);
+}
+
+// Cross-entropy of N rows of n logits (in place: the logits become dlogits) with targets tag[i]:
+//   p = softmax(x); loss += log-sum-exp(x) - x[tag]; d = (p - onehot(tag)) * inv_denom; db += column sums of d.
+// Two passes over a row (max; exp, sum) and one over the stored exponentials (scale, target, bias gradient), the
+// row staying in L1. Returns the summed loss (double). One build per ISA (the caller picks by cpu::Path).
+MTLFAST_AI double softmax_xent_rows(float* __restrict L, int64_t N, int64_t n, const int64_t* __restrict tag,
+                                   float inv_denom, float* __restrict db) {
+  double loss = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    float* x = L + i * n;
+    float m = x[0];
+    for (int64_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
+    const float xt = x[tag[i]];
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      const float e = cpu::exp_f(x[j] - m);
+      x[j] = e;
+      sum += e;
+    }
+    loss += static_cast<double>(m + std::log(sum) - xt);
+    const float scale = inv_denom / sum;
+    for (int64_t j = 0; j < n; ++j) x[j] *= scale;
+    x[tag[i]] -= inv_denom;
+    for (int64_t j = 0; j < n; ++j) db[j] += x[j];
+  }
+  return loss;
+}
+
+double softmax_xent_portable(float* L, int64_t N, int64_t n, const int64_t* tag, float inv_denom, float* db) {
+  return softmax_xent_rows(L, N, n, tag, inv_denom, db);
+}
+#if MTLFAST_X86
+__attribute__((target("avx2,fma"))) double softmax_xent_avx2(float* L, int64_t N, int64_t n, const int64_t* tag,
+                                                             float inv_denom, float* db) {
+  return softmax_xent_rows(L, N, n, tag, inv_denom, db);
+}
+
+MTLFAST_AVX512_TARGET double softmax_xent_avx512(float* L, int64_t N, int64_t n, const int64_t* tag, float inv_denom,
+                                                 float* db) {
+  double loss = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    float* x = L + i * n;
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n; j += 16) vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, cpu::tail_mask(n - j), x + j));
+    const float m = _mm512_reduce_max_ps(vm);
+    const float xt = x[tag[i]];
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512 vs = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 k = cpu::tail_mask(n - j);
+      const __m512 e = cpu::v_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), mv));
+      _mm512_mask_storeu_ps(x + j, k, e);
+      vs = _mm512_add_ps(vs, _mm512_maskz_mov_ps(k, e));
+    }
+    const float sum = _mm512_reduce_add_ps(vs);
+    loss += static_cast<double>(m + std::log(sum) - xt);
+    const __m512 sc = _mm512_set1_ps(inv_denom / sum);
+    x[tag[i]] = x[tag[i]] * (inv_denom / sum) - inv_denom;  // the target's entry, scaled here once
+    const int64_t t = tag[i];
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 k = cpu::tail_mask(n - j);
+      __m512 d = _mm512_maskz_loadu_ps(k, x + j);
+      // scale every entry but the target's (done above)
+      const __mmask16 not_t = (t >= j && t < j + 16) ? static_cast<__mmask16>(k & ~(1u << (t - j))) : k;
+      d = _mm512_mask_mul_ps(d, not_t, d, sc);
+      _mm512_mask_storeu_ps(x + j, k, d);
+      _mm512_mask_storeu_ps(db + j, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + j), d));
+    }
+  }
+  return loss;
+}
+#endif
+
+using SoftmaxFn = double (*)(float*, int64_t, int64_t, const int64_t*, float, float*);
+
+SoftmaxFn softmax_for(cpu::Path path) {
+  switch (path) {
+#if MTLFAST_X86
+    case cpu::Path::kAvx512Bf16:
+    case cpu::Path::kAvx512: return softmax_xent_avx512;
+    case cpu::Path::kAvx2: return softmax_xent_avx2;
+#endif
+    default: return softmax_xent_portable;
+  }
+}
 
 std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, at::Tensor head_b, at::Tensor w_sq,
                                                at::Tensor b_sq, at::Tensor w_acc, at::Tensor b_acc,
@@ -163,9 +239,11 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
     TORCH_CHECK(positions == 0 || static_cast<int64_t>(r.size()) <= positions, op, ": original loss over ",
                 positions, " positions, but run ", k, "'s batch holds ", r.size(), " real tokens");
   }
-  at::Tensor dy = at::zeros_like(yc);
+  at::Tensor dy = at::empty_like(yc);
   at::Tensor losses = at::zeros({K}, yc.options());
   float* lp = losses.data_ptr<float>();
+  const float* yp = yc.data_ptr<float>();
+  float* dyp = dy.data_ptr<float>();
   float* hw = head_w.data_ptr<float>();
   float* hb = head_b.data_ptr<float>();
   float* wsq = w_sq.data_ptr<float>();
@@ -175,7 +253,8 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
   const adadelta_detail::Hyper h{lr, rho, eps};
   const cpu::Path path = cpu::active_path();
   // bf16 products only where the CPU has native bf16 dot products; elsewhere the fp32 products.
-  const bool native_bf16 = MTLFAST_X86 && precision == "bf16" && path == cpu::Path::kAvx512Bf16;
+  const bool bf16 = MTLFAST_X86 && precision == "bf16" && path == cpu::Path::kAvx512Bf16;
+  const SoftmaxFn softmax = softmax_for(path);
   // Runs costliest first (real tokens x labels), handed out one at a time: runs with large label sets
   // (FrameNet's 716) would otherwise pile up on one thread.
   std::vector<int64_t> order(K);
@@ -185,47 +264,65 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
   });
   std::atomic<int64_t> next{0};
   const int64_t workers = std::min<int64_t>(K, at::get_num_threads());
+  const int64_t BT = B * T;
   pybind11::gil_scoped_release nogil;
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    at::NoGradGuard no_grad;
-    Bf16Scratch scratch;  // this worker's packed bf16 operands, reused across its runs
-    for (int64_t i = next++; i < K; i = next++) {
-      const int64_t k = order[i];
+    RunScratch sc;
+    for (int64_t qi = next++; qi < K; qi = next++) {
+      const int64_t k = order[qi];
       const auto& r = real[k];
       const int64_t N = static_cast<int64_t>(r.size());
-      if (N == 0 && positions == 0) continue;
+      float* dyk = dyp + k * BT * D;
+      if (N == 0 && positions == 0) {  // no loss, no gradient, the head does not move
+        std::fill(dyk, dyk + BT * D, 0.0f);
+        continue;
+      }
       const int64_t s = sp[k], n = np_[k];
       const int64_t wo = (k * S + s) * L * D, bo = (k * S + s) * L;
-      const at::Tensor w = head_w[k][s].narrow(0, 0, n);  // [n, D], contiguous
-      const at::Tensor b = head_b[k][s].narrow(0, 0, n);
-      const at::Tensor idx =
-          N ? at::from_blob(const_cast<int64_t*>(r.data()), {N}, at::kLong).clone() : at::empty({0}, at::kLong);
-      const at::Tensor yk = yc[k].view({B * T, D}).index_select(0, idx);  // [N, D]
-      at::Tensor d = at::log_softmax(native_bf16 ? logits_bf16(yk, w, b, scratch) : at::addmm(b, yk, w.t()),
-                                     1);  // log p, then dlogits
-      float* dp = d.data_ptr<float>();
-      const int64_t* tk = tp + k * B * T;
-      double loss = 0.0;
-      for (int64_t i = 0; i < N; ++i) loss -= dp[i * n + tk[r[i]]];
+      const float* w = hw + wo;  // [n, D]
+      const float* b = hb + bo;  // [n]
+      const int64_t* tk = tp + k * BT;
+      sc.y.resize(N * D);
+      sc.logits.resize(N * n);
+      sc.tag.resize(N);
+      sc.gw.resize(n * D);
+      sc.dy.resize(N * D);
+      sc.db.assign(n, 0.0f);
+      for (int64_t i = 0; i < N; ++i) {
+        std::memcpy(sc.y.data() + i * D, yp + (k * BT + r[i]) * D, D * sizeof(float));
+        std::memcpy(sc.logits.data() + i * n, b, n * sizeof(float));
+        sc.tag[i] = tk[r[i]];
+      }
+      // logits = b + y W^T; then dlogits in place, the loss and the bias gradient
+      prod(bf16, false, true, N, n, D, sc.y.data(), w, true, sc.logits.data(), sc);
       const double denom = positions ? static_cast<double>(positions) : static_cast<double>(N);
-      d.exp_();
-      for (int64_t i = 0; i < N; ++i) dp[i * n + tk[r[i]]] -= 1.0f;
-      d.mul_(static_cast<float>(1.0 / denom));
-      at::Tensor db = d.sum(0);
-      if (positions) {
+      const float inv_denom = static_cast<float>(1.0 / denom);
+      double loss = softmax(sc.logits.data(), N, n, sc.tag.data(), inv_denom, sc.db.data());
+      if (positions) {  // P positions with y = 0 and target 0: logits = b
         const int64_t P = positions - N;
-        at::Tensor lb = at::log_softmax(b, 0);
-        loss -= static_cast<double>(P) * lb[0].item<float>();
-        at::Tensor pb = lb.exp();
-        pb.data_ptr<float>()[0] -= 1.0f;
-        db.add_(pb.mul_(static_cast<float>(static_cast<double>(P) / denom)));
+        float m = b[0];
+        for (int64_t j = 1; j < n; ++j) m = std::max(m, b[j]);
+        double z = 0.0;
+        for (int64_t j = 0; j < n; ++j) z += std::exp(static_cast<double>(b[j]) - m);
+        const double lse = m + std::log(z);
+        loss += static_cast<double>(P) * (lse - b[0]);
+        const double f = static_cast<double>(P) / denom;
+        for (int64_t j = 0; j < n; ++j)
+          sc.db[j] += static_cast<float>((std::exp(static_cast<double>(b[j]) - lse) - (j == 0 ? 1.0 : 0.0)) * f);
       }
       lp[k] = static_cast<float>(loss / denom);
-      const at::Tensor gw = native_bf16 ? dw_bf16(d, yk, scratch) : d.t().mm(yk).contiguous();  // [n, D]
-      dy[k].view({B * T, D}).index_copy_(0, idx, native_bf16 ? dy_bf16(d, w, scratch) : d.mm(w));
-      adadelta_detail::adadelta_span(hw + wo, gw.data_ptr<float>(), wsq + wo, wac + wo, n * D, h, path);
-      const at::Tensor dbc = db.contiguous();
-      adadelta_detail::adadelta_span(hb + bo, dbc.data_ptr<float>(), bsq + bo, bac + bo, n, h, path);
+      // dW = d^T y, dy = d W
+      prod(bf16, true, false, n, D, N, sc.logits.data(), sc.y.data(), false, sc.gw.data(), sc);
+      prod(bf16, false, false, N, D, n, sc.logits.data(), w, false, sc.dy.data(), sc);
+      int64_t pos = 0;
+      for (int64_t i = 0; i < N; ++i) {  // real rows in place, zero between them
+        std::fill(dyk + pos * D, dyk + r[i] * D, 0.0f);
+        std::memcpy(dyk + r[i] * D, sc.dy.data() + i * D, D * sizeof(float));
+        pos = r[i] + 1;
+      }
+      std::fill(dyk + pos * D, dyk + BT * D, 0.0f);
+      adadelta_detail::adadelta_span(hw + wo, sc.gw.data(), wsq + wo, wac + wo, n * D, h, path);
+      adadelta_detail::adadelta_span(hb + bo, sc.db.data(), bsq + bo, bac + bo, n, h, path);
     }
   });
   return {losses, dy};

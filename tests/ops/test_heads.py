@@ -266,6 +266,25 @@ def test_heads_step_bf16_without_native_bf16_is_fp32(path):
         assert torch.equal(f[2][name], b[2][name]), name
 
 
+@needs_c
+@pytest.mark.parametrize("path", dispatch.cpu_kernel_paths())
+@pytest.mark.parametrize("positions", [0, 8 * 30])
+def test_heads_step_every_kernel_build_equals_former_step(path, positions):
+    """Each build of the compiled op's fused softmax / cross-entropy pass (portable, AVX2, AVX-512), on real-sized
+    label sets (716, 265, ...; rows longer than a vector, ragged tails), against the engine's former step."""
+    y, st, slots, n_lab, tags, _ = _bf16_case(5, positions)
+    with dispatch.forced_cpu_kernel_path(path):
+        losses, dy, new = _run_prec("c", "fp32", y, st, slots, n_lab, tags, positions)
+    old = {k: v.clone() for k, v in st.items()}
+    o_losses, o_dy, grads = old_heads_loss_and_grads(y, old["head_w"], old["head_b"], slots, n_lab, tags,
+                                                     tags != PAD, positions)
+    old_update_heads(old, grads, KW)
+    np.testing.assert_allclose(losses.tolist(), o_losses, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dy, o_dy, rtol=1e-5, atol=1e-6)
+    for name in st:
+        torch.testing.assert_close(new[name], old[name], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_heads_step_refuses_unknown_precision(backend):
     y, st, slots, n_lab, tags = _case(0)

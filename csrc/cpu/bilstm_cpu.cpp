@@ -264,6 +264,12 @@ void register_bilstm_cpu(pybind11::module_& m) {
       "and benchmarks).");
   m.def("lanes_enabled", []() { return !cpu::g_no_lanes.load(); }, "Whether the lanes kernels may run.");
   m.def(
+      "set_scratch_poison",
+      [](bool on) { cpu::g_poison_scratch.store(on); },
+      py::arg("on"),
+      "Fill every bi-LSTM workspace and saved-activation block with NaN when handed out (default off; for tests "
+      "that catch reads of memory a call did not write).");
+  m.def(
       "set_gemm_backend",
       [](const std::string& name) {
         TORCH_CHECK(name == "auto" || name == "aten", "set_gemm_backend: name must be 'auto' or 'aten'; got '", name,

@@ -1,12 +1,25 @@
 // Workspaces and the block pool of the lanes path (block_pool.h).
 #include "cpu/block_pool.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 
 namespace mtlfast {
 namespace cpu {
+
+std::atomic<bool> g_poison_scratch{false};
+
+namespace {
+
+void poison(void* p, size_t bytes) {
+  float* f = static_cast<float*>(p);
+  std::fill(f, f + bytes / sizeof(float), std::numeric_limits<float>::quiet_NaN());
+}
+
+}  // namespace
 
 float* scratch(int slot, int64_t n) {
   struct Buf {
@@ -23,6 +36,7 @@ float* scratch(int slot, int64_t n) {
     TORCH_CHECK(b.p != nullptr, "bilstm: out of memory for a ", n * sizeof(float), "-byte workspace");
     b.n = n;
   }
+  if (g_poison_scratch.load(std::memory_order_relaxed)) poison(b.p, n * sizeof(float));
   return b.p;
 }
 
@@ -79,6 +93,7 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
   const size_t n = ((static_cast<size_t>(numel) * sizeof(float) + 63) / 64) * 64;
   void* p = block_pool().get(n == 0 ? 64 : n);
   const size_t held = n == 0 ? 64 : n;
+  if (g_poison_scratch.load(std::memory_order_relaxed)) poison(p, held);
   return at::from_blob(p, sizes, [held](void* q) { block_pool().put(q, held); }, opts);
 }
 

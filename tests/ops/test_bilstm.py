@@ -15,6 +15,7 @@ small floor.
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import pytest
 import torch
@@ -218,8 +219,10 @@ def test_fp32_avx512_lanes_path(K, B, T, E, H, gemm):
 
 def ragged_lengths(case):
     """Lengths [K, B] (T) of the ragged cases: each stresses where the lanes kernels skip steps and narrow
-    tiles. Rows come in shuffled order (the kernels sort them per run)."""
-    gen = torch.Generator().manual_seed(hash(case) % 1000)
+    tiles. Rows come in shuffled order (the kernels sort them per run). The seed comes from the case's name through
+    crc32, not hash(): str hashes change with every process (PYTHONHASHSEED), which made the lengths, and so the
+    outcome of a tolerance check, differ from run to run."""
+    gen = torch.Generator().manual_seed(zlib.crc32(case.encode()) % 1000)
     if case == "runs-of-different-lengths":  # long, short and mixed runs in one array
         T = 30
         L = torch.stack([torch.randint(20, 31, (32,), generator=gen), torch.randint(1, 7, (32,), generator=gen),
@@ -361,6 +364,10 @@ def test_bf16_error_within_twice_pytorch_bf16(device):
         assert err_fp32 < err_ours or err_ours <= floor, f"{name}: bf16 did not change the products ({err_ours:.3g})"
 
 
+def rms(t):
+    return t.double().pow(2).mean().sqrt().item()
+
+
 def bf16_errors(ours, torch_bf16, exact):
     for name, o, t, e in zip(NAMES, ours, torch_bf16, exact):
         yield name, (o.double() - e).abs().max().item(), (t.double() - e).abs().max().item(), e.abs().max().item()
@@ -392,9 +399,13 @@ def test_bf16_lanes_path(kind, case):
     tensors in the 4-D lanes layout), and round what the general bf16 path rounds. Checked forward and all
     gradients, on full and ragged arrays, odd E and H and B > 32:
     * against the float64 answer, at the bf16 tolerance (at most twice PyTorch's own bf16 error plus a floor);
-    * against the general bf16 path (the lanes kernels turned off): within half of PyTorch's bf16 error (measured:
-      7-37 %, the order of fp32 accumulation; a different rounding of an operand moves the result by about the
-      whole error);
+    * against the general bf16 path (the lanes kernels turned off), which rounds the same operands in another
+      order of fp32 accumulation: the largest difference within 0.75 of PyTorch's bf16 error, and the RMS
+      difference within a quarter of the RMS difference between fp32 and the general bf16 path (no rounding at
+      all). Measured over 54 random length draws (bench/RESULTS.md, "bf16 lanes vs the general path"): at most
+      0.60 and 0.12; the general path against itself with the bias moved by one fp32 ulp reaches 0.51 on dx, so
+      the largest difference is rounding noise amplified by the recurrence (the old bound, 0.5, failed on about
+      one length draw in 20), while the fp32 path is at least 0.8 away in the largest difference;
     * against fp32 (the same tolerance as against float64);
     * zeros at padded positions."""
     if "avx512_bf16" not in cpu_kernel_paths():
@@ -424,11 +435,46 @@ def test_bf16_lanes_path(kind, case):
         to_fp32 = (o - f).abs().max().item()
         assert to_fp32 <= 2 * err_torch + floor, f"{name} ({case}): bf16 lanes vs fp32 {to_fp32:.3g}"
         to_general = (o - g).abs().max().item()
-        assert to_general <= 0.5 * err_torch + floor, (
+        assert to_general <= 0.75 * err_torch + floor, (
             f"{name} ({case}): bf16 lanes vs general bf16 path {to_general:.3g} (PyTorch bf16 error {err_torch:.3g})")
+        rms_general, rms_fp32 = rms(o - g), rms(f - g)
+        assert rms_general <= 0.25 * rms_fp32, (
+            f"{name} ({case}): RMS of bf16 lanes vs general bf16 path {rms_general:.3g}, fp32 vs general {rms_fp32:.3g}")
     T = prob[0].shape[2]
     pad = torch.arange(T)[None, None, :] >= prob[1][:, :, None]
     assert torch.all(ours[0][pad] == 0) and torch.all(ours[1][pad] == 0), "padded positions must stay zero"
+
+
+@needs_c
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "general"])
+def test_no_read_of_memory_the_call_did_not_write(precision, lanes):
+    """Every workspace and saved-activation block filled with NaN when handed out (_C.set_scratch_poison) changes
+    nothing, bit for bit, over a sequence of calls whose raggedness differs from call to call (each call reuses
+    the blocks of the one before, as in training). A kernel reading an element that no step of the same call
+    wrote (a masked lane of h or dgates pairs at a step where it is dead, a padding lane, a skipped column)
+    would read NaN here instead of whatever an earlier call left."""
+    C = dispatch._C
+    path = "avx512_bf16" if precision == "bf16" else "avx512"
+    if path not in cpu_kernel_paths():
+        pytest.skip(f"this CPU cannot run the {path} kernels")
+    probs = [ragged_problem(c, E=50, H=100) for c in RAGGED] + [make_problem(2, 17, 9, 7, 3, seed=43)]
+    probs += probs[::-1]
+    with forced_cpu_kernel_path(path):
+        C.set_lanes(lanes)
+        try:
+            clean = [run_op(bilstm, *p, precision=precision, backend="cpu") for p in probs]
+            C.set_scratch_poison(True)
+            if lanes:  # the switch works: a run's saved gate activations of lane vectors it never computed are NaN
+                _, acts, _ = C.bilstm_forward(*ragged_problem("one-live-row", E=50, H=100)[:5], precision)
+                assert acts.isnan().any(), "set_scratch_poison(True) did not reach the saved blocks"
+            poisoned = [run_op(bilstm, *p, precision=precision, backend="cpu") for p in probs]
+        finally:
+            C.set_scratch_poison(False)
+            C.set_lanes(True)
+    for i, (a, b) in enumerate(zip(poisoned, clean)):
+        for name, x, y in zip(NAMES, a, b):
+            assert torch.equal(x, y), f"{name} of call {i} ({precision}, lanes={lanes}) changed when workspaces held NaN"
 
 
 @needs_c

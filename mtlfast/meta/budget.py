@@ -31,7 +31,9 @@ the simpler model: the auxiliary effects, the features and the soft labels are u
 held-out errors than the main-effect model (``simple_rule``). The auxiliary and feature terms of a pair are
 weighted by ``kappa / (kappa + n_m)``, ``n_m`` the measured directed pairs of its main task (``row_shrink``,
 ``kappa = 2``): where many of a main task's pairs are measured its own majority decides, as it should, and the
-other terms speak where little is known. Nothing about an untrained pair is used to fit or to choose anything.
+other terms speak where little is known. A main task whose measured pairs split exactly evenly gets the
+majority's call (loss) unless the tie is broken by evidence, the richer terms with fewer than 6 measured pairs
+(``tie_rule``). Nothing about an untrained pair is used to fit or to choose anything.
 
 Pair selection (:func:`choose_pairs`):
 
@@ -163,6 +165,10 @@ def _moderated(mu, var):
     return 1.0 / (1.0 + np.exp(-mu / np.sqrt(1.0 + np.pi * var / 8.0)))
 
 
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def _log_loss(p, y):
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
@@ -214,6 +220,18 @@ class GainModel(ClassifierMixin, BaseEstimator):
         pairs are multiplied by ``kappa / (kappa + n_m)`` (in fitting and in prediction), so that as a main task's
         own measured pairs accumulate, its main effect decides its row, as the main-task majority does; a main
         task with no measured pair keeps them whole. ``None``: no such weighting.
+    tie_rule : "majority" or "model"
+        What a hidden pair gets whose main task's measured directed pairs split exactly evenly (its own pairs say
+        nothing about its sign). ``"majority"``: the main-task majority's call, loss (``P(gain)`` capped at 0.5),
+        unless the tie is broken by evidence: the chosen setting has auxiliary effects, features or soft labels
+        (the main-effect model breaks a tie only through the prior's pull on the intercept, by under 0.01 in
+        probability) *and* the main task has fewer than ``tie_pairs`` measured directed pairs (with more, the
+        even split is itself the evidence that the task is a coin flip; the auxiliary and feature terms are then
+        weighted ``kappa / (kappa + n_m)`` <= 1/4 and move it by a hair). ``"model"``: the moderated probability
+        as it is. A prediction-time rule: the cross-validation that chooses the setting does not apply it.
+    tie_pairs : int
+        The number of measured directed pairs from which an even split follows the majority's call whatever
+        the setting (``tie_rule="majority"``).
     shrink : float
         Strength of the move towards the base rate for features outside the training range.
     random_state : int or None
@@ -228,7 +246,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
 
     def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
                  main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, feature_se=True,
-                 simple_rule="ties", row_shrink=2.0, shrink=1.0, random_state=0):
+                 simple_rule="ties", row_shrink=2.0, tie_rule="majority", tie_pairs=6, shrink=1.0,
+                 random_state=0):
         self.tau_main = tau_main
         self.tau_aux = tau_aux
         self.tau_feat = tau_feat
@@ -241,6 +260,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.feature_se = feature_se
         self.simple_rule = simple_rule
         self.row_shrink = row_shrink
+        self.tie_rule = tie_rule
+        self.tie_pairs = tie_pairs
         self.shrink = shrink
         self.random_state = random_state
 
@@ -313,6 +334,10 @@ class GainModel(ClassifierMixin, BaseEstimator):
             raise ValueError(f"GainModel: simple_rule must be 'ties', 'se' or 'none', got {self.simple_rule!r}")
         if self.row_shrink is not None and not self.row_shrink > 0:
             raise ValueError(f"GainModel: row_shrink must be positive or None, got {self.row_shrink!r}")
+        if self.tie_rule not in ("majority", "model"):
+            raise ValueError(f"GainModel: tie_rule must be 'majority' or 'model', got {self.tie_rule!r}")
+        if not (isinstance(self.tie_pairs, (int, np.integer)) and self.tie_pairs >= 2):
+            raise ValueError(f"GainModel: tie_pairs must be an integer >= 2, got {self.tie_pairs!r}")
         if self.criterion not in ("error", "log_loss"):
             raise ValueError(f"GainModel: criterion must be 'error' or 'log_loss', got {self.criterion!r}")
         if min(grid_aux + grid_feat) < 0:
@@ -327,8 +352,10 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.tasks_ = sorted({t for q in pairs for t in q}) if pairs is not None else []
         self._task_index = {t: i for i, t in enumerate(self.tasks_)}
         self.main_counts_ = {}
-        for q in pairs or []:
+        self.main_gains_ = {}
+        for q, lab in zip(pairs or [], y):
             self.main_counts_[q[0]] = self.main_counts_.get(q[0], 0) + 1
+            self.main_gains_[q[0]] = self.main_gains_.get(q[0], 0) + int(lab)
         if gain is not None:
             gain = np.asarray(gain, dtype=float)
             if gain.shape != (n,):
@@ -473,14 +500,32 @@ class GainModel(ClassifierMixin, BaseEstimator):
                 [a not in self._task_index for _m, a in pairs])
         return mu, np.sqrt(np.maximum(var, 0.0))
 
+    def tie_capped(self, pairs):
+        """Per pair: True where ``tie_rule="majority"`` caps ``P(gain)`` at 0.5 (its main task's measured pairs
+        split exactly evenly, and the setting is the main-effect model or the main task has at least
+        ``tie_pairs`` measured directed pairs)."""
+        check_is_fitted(self, "cov_")
+        if self.tie_rule != "majority" or not self._use_main:
+            return np.zeros(len(pairs), dtype=bool)
+        simple = self.params_["tau_aux"] == 0 and self.params_["tau_feat"] == 0 and not self.params_["soft"]
+        out = []
+        for m, _a in pairs:
+            n = self.main_counts_.get(m, 0)
+            tie = n > 0 and 2 * self.main_gains_.get(m, 0) == n
+            out.append(bool(tie and (simple or n >= self.tie_pairs)))
+        return np.array(out, dtype=bool)
+
     def predict_proba(self, X, pairs=None):
-        mu, sd = self.predict_logit(X, pairs)
-        p1 = _moderated(mu, sd**2)
+        p1 = _sigmoid(self.decision_function(X, pairs))
         return np.column_stack([1.0 - p1, p1])
 
     def decision_function(self, X, pairs=None):
+        """The moderated logit ``mu / sqrt(1 + pi sd^2 / 8)``, at most 0 where the tie rule applies."""
         mu, sd = self.predict_logit(X, pairs)
-        return mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
+        z = mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
+        if pairs is not None:
+            z = np.where(self.tie_capped([tuple(q) for q in pairs]), np.minimum(z, 0.0), z)
+        return z
 
     def predict(self, X, pairs=None):
         return (self.predict_proba(X, pairs)[:, 1] > 0.5).astype(int)
@@ -497,7 +542,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
 def query_model():
     """The gain model whose uncertainty chooses an active round's pairs: :class:`GainModel` with the richer
     settings the cross-validation picks kept as they are (``simple_rule="none"``) and the auxiliary and feature
-    terms at full weight (``row_shrink=None``).
+    terms at full weight (``row_shrink=None``), and even splits left to the model (``tie_rule="model"``).
 
     Choosing what to measure and labelling what is not measured are two jobs. The labels come from the default
     :class:`GainModel`, which falls back to the main-task effect unless the richer terms make fewer held-out
@@ -507,7 +552,7 @@ def query_model():
     27-32 pairs, and the labels at 15 pairs were 0.765-0.777 instead of 0.785. Neither job sees an untrained
     pair.
     """
-    return GainModel(simple_rule="none", row_shrink=None)
+    return GainModel(simple_rule="none", row_shrink=None, tie_rule="model")
 
 
 def all_pairs(tasks):

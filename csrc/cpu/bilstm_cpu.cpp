@@ -131,21 +131,24 @@ std::vector<at::Tensor> bilstm_forward_cpu(const at::Tensor& x_, const at::Tenso
   at::Tensor bias = bias_.contiguous();
   at::Tensor len = lengths.contiguous();
   const at::Tensor order = sorted_rows(len, d.K, d.B);
-  x = gather_rows(x, order).contiguous();
   len = gather_rows(len, order).contiguous();
   auto opts = x.options();
 #if MTLFAST_X86
   if (use_lanes(x.scalar_type(), bf16, path)) {
+    // The lanes kernels read x and write y in the caller's row order through `order` (no sorted copies); y comes
+    // from the block pool like the saved tensors (a fresh 40 MB block per call at K = 55 is page faults).
     const int64_t ld = lanes_ld(d);
-    at::Tensor y = at::empty({d.K, d.B, d.T, 2 * d.H}, opts);
+    at::Tensor y = pooled_empty({d.K, d.B, d.T, 2 * d.H}, opts);
     at::Tensor acts = pooled_empty({d.K, 2, 4 * d.H, ld}, opts);
     at::Tensor cells = pooled_empty({d.K, 2, 2 * d.H, ld}, opts);
     (bf16 ? forward_lanes_bf16 : forward_lanes)(d, x.data_ptr<float>(), len.data_ptr<int64_t>(),
+                                                order.defined() ? order.data_ptr<int64_t>() : nullptr,
                                                 w_ih.data_ptr<float>(), w_hh.data_ptr<float>(), bias.data_ptr<float>(),
                                                 y.data_ptr<float>(), acts.data_ptr<float>(), cells.data_ptr<float>());
-    return {scatter_rows(y, order), acts, cells};
+    return {y, acts, cells};
   }
 #endif
+  x = gather_rows(x, order).contiguous();
   at::Tensor y = at::zeros({d.K, d.B, d.T, 2 * d.H}, opts);
   at::Tensor acts = at::empty({d.K, 2, d.B, d.T, 4 * d.H}, opts);
   at::Tensor cells = at::zeros({d.K, 2, d.B, d.T, d.H}, opts);
@@ -184,21 +187,22 @@ std::vector<at::Tensor> bilstm_backward_cpu(const at::Tensor& dy_, const at::Ten
     at::Tensor x = x_.contiguous(), w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
     at::Tensor len = lengths.contiguous();
     const at::Tensor order = sorted_rows(len, d.K, d.B);
-    x = gather_rows(x, order).contiguous();
     len = gather_rows(len, order).contiguous();
-    at::Tensor dy = gather_rows(dy_, order).contiguous();
+    at::Tensor dy = dy_.contiguous();
     auto opts = x.options();
-    at::Tensor dx = at::empty({d.K, d.B, d.T, d.E}, opts);
+    at::Tensor dx = pooled_empty({d.K, d.B, d.T, d.E}, opts);  // x, dy, dx in the caller's row order (`order`)
     at::Tensor dw_ih = at::empty({d.K, 2, 4 * d.H, d.E}, opts);
     at::Tensor dw_hh = at::empty({d.K, 2, 4 * d.H, d.H}, opts);
     at::Tensor dbias = at::empty({d.K, 2, 4 * d.H}, opts);
     (bf16 ? backward_lanes_bf16 : backward_lanes)(d, dy.data_ptr<float>(), x.data_ptr<float>(),
-                                                  len.data_ptr<int64_t>(), w_ih.data_ptr<float>(),
+                                                  len.data_ptr<int64_t>(),
+                                                  order.defined() ? order.data_ptr<int64_t>() : nullptr,
+                                                  w_ih.data_ptr<float>(),
                                                   w_hh.data_ptr<float>(), acts.data_ptr<float>(),
                                                   cells.data_ptr<float>(), dx.data_ptr<float>(),
                                                   dw_ih.data_ptr<float>(), dw_hh.data_ptr<float>(),
                                                   dbias.data_ptr<float>());
-    return {scatter_rows(dx, order), dw_ih, dw_hh, dbias};
+    return {dx, dw_ih, dw_hh, dbias};
 #else
     TORCH_CHECK(false, "bilstm: saved tensors in the AVX-512 layout on a non-x86 build");
 #endif

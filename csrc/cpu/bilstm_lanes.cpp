@@ -35,9 +35,10 @@
 namespace mtlfast {
 namespace cpu {
 
-void forward_lanes(const Dims& d, const float* x, const int64_t* len, const float* w_ih, const float* w_hh,
-                   const float* bias, float* y, float* acts, float* cells) {
+void forward_lanes(const Dims& d, const float* x, const int64_t* len, const int64_t* order, const float* w_ih,
+                   const float* w_hh, const float* bias, float* y, float* acts, float* cells) {
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
+  const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp;
   at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> active(T_);
@@ -53,7 +54,7 @@ void forward_lanes(const Dims& d, const float* x, const int64_t* len, const floa
       // x^T [E][T Bp] (padding lanes zero) and w_ih in gate panels: the step kernel adds the input projection
       // (fused, it saves a separate GEMM pass over the whole acts block: ~0.1-0.2 ms of 1.3 ms here).
       float* xT = scratch(0, E * ld);
-      transpose_x(x + k * B * T_ * E, B, T_, E, L, Bp, xT);
+      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
       float* wxp = scratch(2, G4 * E);
       pack_gate_panels(w_ih + kd * G4 * E, H, E, wxp);
       float* wp = scratch(1, G4 * H);
@@ -83,16 +84,16 @@ void forward_lanes(const Dims& d, const float* x, const int64_t* len, const floa
         }
       }
       // y[k, b, t, dir H + j] = h[j][t Bp + b] (zero past each sequence's end).
-      float* yk = y + k * B * T_ * 2 * H + dir * H;
-      write_y(Hs, ld, B, T_, H, L, Bp, yk);
+      write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
     }
   });
 }
 
-void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_t* len, const float* w_ih,
-                    const float* w_hh, const float* acts, const float* cells, float* dx, float* dw_ih,
-                    float* dw_hh, float* dbias) {
+void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_t* len, const int64_t* order,
+                    const float* w_ih, const float* w_hh, const float* acts, const float* cells, float* dx,
+                    float* dw_ih, float* dw_hh, float* dbias) {
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
+  const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp;
   float* dxd = scratch(5, 2 * K * E * ld);  // per (model, direction): dx^T [E][T Bp] = w_ih^T dgates
   at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
@@ -110,8 +111,7 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
       float* dyT = scratch(1, H * ld);
       float* dc = scratch(2, H * Bp);
       // dy of this direction, transposed to [H][T Bp] (padding lanes zero; masked anyway).
-      const float* dyk = dy + k * B * T_ * 2 * H + dir * H;
-      transpose_dy(dyk, B, T_, H, L, Bp, ld, dyT);
+      transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
       std::memset(dc, 0, H * Bp * sizeof(float));
       float* dxk = dxd + kd * E * ld;
       for (int64_t s = L - 1; s >= 0; --s) {
@@ -144,7 +144,7 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
       // Weight gradients as GEMMs over the live columns, each computed transposed (its long side as the output's
       // rows: 50 x 400 x 800 runs ~20% faster in MKL than 400 x 50 x 800 here), then transposed back.
       float* xT = scratch(3, E * ld);  // x[k] as [E][T Bp], padding lanes zero
-      transpose_x(x + k * B * T_ * E, B, T_, E, L, Bp, xT);
+      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
       float* tr = scratch(4, std::max(E, H) * G4);
       gemm<float>(false, true, E, G4, n, 1.0f, xT, ld, D, ld, 0.0f, tr, G4);  // dw_ih^T [E][4H]
       float* dwih = dw_ih + kd * G4 * E;
@@ -163,7 +163,7 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
     }
   });
   // dx[k, b, t] = sum over both directions, back to batch-major rows (zero for t >= the run's longest row).
-  gather_dx(dxd, len, K, B, T_, E, Bp, dx);
+  gather_dx(dxd, len, rows.data(), K, B, T_, E, Bp, dx);
 }
 
 }  // namespace cpu

@@ -32,9 +32,10 @@ inline uint32_t* scratch_u32(int slot, int64_t n) { return reinterpret_cast<uint
 
 }  // namespace
 
-void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const float* w_ih, const float* w_hh,
-                        const float* bias, float* y, float* acts, float* cells) {
+void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const int64_t* order, const float* w_ih,
+                        const float* w_hh, const float* bias, float* y, float* acts, float* cells) {
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
+  const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp, Ep = (E + 1) / 2, Hh = (H + 1) / 2;
   at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> active(T_);
@@ -48,7 +49,7 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
       active_counts(len + k * B, B, L, active.data());
       const int64_t n = L * Bp;  // live columns
       float* xT = scratch(0, E * ld);
-      transpose_x(x + k * B * T_ * E, B, T_, E, L, Bp, xT);
+      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
       uint32_t* xb = scratch_u32(6, Ep * ld);
       for (int64_t p = 0; p < Ep; ++p) pair_rows(xT + 2 * p * ld, 2 * p + 1 < E ? xT + (2 * p + 1) * ld : nullptr, n,
                                                  xb + p * ld);
@@ -77,16 +78,16 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
           }
         }
       }
-      float* yk = y + k * B * T_ * 2 * H + dir * H;
-      write_y(Hs, ld, B, T_, H, L, Bp, yk);
+      write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
     }
   });
 }
 
-void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const int64_t* len, const float* w_ih,
-                         const float* w_hh, const float* acts, const float* cells, float* dx, float* dw_ih,
-                         float* dw_hh, float* dbias) {
+void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const int64_t* len, const int64_t* order,
+                         const float* w_ih, const float* w_hh, const float* acts, const float* cells, float* dx,
+                         float* dw_ih, float* dw_hh, float* dbias) {
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
+  const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp, Hh = (H + 1) / 2, P = 4 * Hh;
   float* dxd = scratch(5, 2 * K * E * ld);
   at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
@@ -106,8 +107,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       pack_gate_row_pairs(w_hh + kd * G4 * H, H, H, whhT);
       uint32_t* wihT = scratch_u32(8, P * E);
       pack_gate_row_pairs(w_ih + kd * G4 * E, H, E, wihT);
-      const float* dyk = dy + k * B * T_ * 2 * H + dir * H;
-      transpose_dy(dyk, B, T_, H, L, Bp, ld, dyT);
+      transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
       std::memset(dc, 0, H * Bp * sizeof(float));
       float* dxk = dxd + kd * E * ld;
       for (int64_t s = L - 1; s >= 0; --s) {
@@ -138,7 +138,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       row_sums(D, G4, n, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
       // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation.
       float* xT = scratch(3, E * ld);
-      transpose_x(x + k * B * T_ * E, B, T_, E, L, Bp, xT);
+      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
       prod<float>(Prod::kBf16Native, false, true, G4, E, n, D, ld, xT, ld, 0.0f, dw_ih + kd * G4 * E, E);
       float* dwhh = dw_hh + kd * G4 * H;
       if (L > 1) {
@@ -150,7 +150,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       }
     }
   });
-  gather_dx(dxd, len, K, B, T_, E, Bp, dx);
+  gather_dx(dxd, len, rows.data(), K, B, T_, E, Bp, dx);
 }
 
 }  // namespace cpu

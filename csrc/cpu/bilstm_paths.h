@@ -50,16 +50,18 @@ inline bool use_lanes(at::ScalarType dt, bool bf16, Path path) {
 inline int64_t lanes_ld(const Dims& d) { return d.T * ((d.B + 15) / 16 * 16); }
 
 #if MTLFAST_X86
-void forward_lanes(const Dims& d, const float* x, const int64_t* len, const float* w_ih, const float* w_hh,
-                   const float* bias, float* y, float* acts, float* cells);
-void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_t* len, const float* w_ih,
-                    const float* w_hh, const float* acts, const float* cells, float* dx, float* dw_ih, float* dw_hh,
-                    float* dbias);
-void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const float* w_ih, const float* w_hh,
-                        const float* bias, float* y, float* acts, float* cells);
-void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const int64_t* len, const float* w_ih,
-                         const float* w_hh, const float* acts, const float* cells, float* dx, float* dw_ih,
-                         float* dw_hh, float* dbias);
+// len: lengths with each run's rows sorted longest first; order: for sorted row b of run k, the flat row
+// order[k B + b] of x, y, dy and dx it reads or writes (nullptr: the rows are in that order already).
+void forward_lanes(const Dims& d, const float* x, const int64_t* len, const int64_t* order, const float* w_ih,
+                   const float* w_hh, const float* bias, float* y, float* acts, float* cells);
+void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_t* len, const int64_t* order,
+                    const float* w_ih, const float* w_hh, const float* acts, const float* cells, float* dx,
+                    float* dw_ih, float* dw_hh, float* dbias);
+void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const int64_t* order, const float* w_ih,
+                        const float* w_hh, const float* bias, float* y, float* acts, float* cells);
+void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const int64_t* len, const int64_t* order,
+                         const float* w_ih, const float* w_hh, const float* acts, const float* cells, float* dx,
+                         float* dw_ih, float* dw_hh, float* dbias);
 #endif
 
 }  // namespace cpu

@@ -7,6 +7,8 @@
 #include <map>
 #include <mutex>
 
+#include <unistd.h>
+
 namespace mtlfast {
 namespace cpu {
 
@@ -45,8 +47,17 @@ namespace {
 // Saved activations (acts, cells: megabytes per call, freed after every backward) come from a small pool of
 // recycled blocks instead of the system allocator, whose large blocks are fresh pages (page faults and kernel
 // zeroing on first touch) whenever glibc returns them to the OS between calls. At most kPoolBlocks blocks and
-// kPoolBytes bytes are kept; anything beyond that is freed as usual.
-constexpr size_t kPoolBlocks = 16, kPoolBytes = size_t(256) << 20;
+// pool_bytes() bytes are kept (an eighth of the physical memory, at least 256 MB: the blocks of one call, which
+// the next call needs again, e.g. 310 MB for acts, cells, y and dx at K = 55); anything beyond that is freed as usual.
+constexpr size_t kPoolBlocks = 16;
+size_t pool_bytes() {
+  static const size_t cap = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const size_t phys = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+    return std::max<size_t>(size_t(256) << 20, phys / 8);
+  }();
+  return cap;
+}
 struct BlockPool {
   std::mutex mu;
   std::multimap<size_t, void*> free_blocks;  // bytes -> block
@@ -69,7 +80,7 @@ struct BlockPool {
   void put(void* p, size_t n) {
     {
       std::lock_guard<std::mutex> lock(mu);
-      if (free_blocks.size() < kPoolBlocks && bytes + n <= kPoolBytes) {
+      if (free_blocks.size() < kPoolBlocks && bytes + n <= pool_bytes()) {
         free_blocks.emplace(n, p);
         bytes += n;
         return;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu/isa.h"
 #include "cpu/simd_math.h"
@@ -24,8 +25,11 @@ inline __mmask16 lane_mask(int64_t active, int64_t l0) {
                                                       : static_cast<__mmask16>((1u << r) - 1u);
 }
 
-// dst[c][r] = src[r][c] for r < R, c < C, in 16 x 16 register blocks (edges masked).
-MTLFAST_AVX512_TARGET void transpose(const float* src, int64_t lds, int64_t R, int64_t C, float* dst, int64_t ldd) {
+// dst[c][r] = src[r][c] for r < R, c < C, in 16 x 16 register blocks (edges masked). Row maps (nullptr: the
+// identity): source row r at src + srow[r] * lds, destination row c at dst + drow[c] * ldd; they let the layout
+// passes read and write the caller's batch rows in place while the kernels run on rows sorted by length.
+MTLFAST_AVX512_TARGET void transpose(const float* src, int64_t lds, int64_t R, int64_t C, float* dst, int64_t ldd,
+                                     const int64_t* srow = nullptr, const int64_t* drow = nullptr) {
   for (int64_t r0 = 0; r0 < R; r0 += 16) {
     const int64_t nr = std::min<int64_t>(16, R - r0);
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
@@ -34,7 +38,8 @@ MTLFAST_AVX512_TARGET void transpose(const float* src, int64_t lds, int64_t R, i
       __m512 r[16], t[16];
 #pragma GCC unroll 16
       for (int i = 0; i < 16; ++i)
-        r[i] = i < nr ? _mm512_maskz_loadu_ps(mc, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(mc, src + (srow != nullptr ? srow[r0 + i] : r0 + i) * lds + c0)
+                      : _mm512_setzero_ps();
 #pragma GCC unroll 8
       for (int i = 0; i < 8; ++i) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -61,7 +66,7 @@ MTLFAST_AVX512_TARGET void transpose(const float* src, int64_t lds, int64_t R, i
 #pragma GCC unroll 4
         for (int q = 0; q < 4; ++q) {
           const int64_t j = 4 * q + c;
-          if (j < nc) _mm512_mask_storeu_ps(dst + (c0 + j) * ldd + r0, mr, col[q]);
+          if (j < nc) _mm512_mask_storeu_ps(dst + (drow != nullptr ? drow[c0 + j] : c0 + j) * ldd + r0, mr, col[q]);
         }
       }
     }
@@ -111,11 +116,16 @@ inline int64_t live_vectors(int64_t active, int64_t l0, int64_t Bp) {
   return std::min<int64_t>(std::min<int64_t>(2, (Bp - l0) / 16), (live + 15) / 16);
 }
 
-// x[k] [B][T][E] -> x^T [E][T Bp] for t < L, padding lanes b >= B zero.
-inline void transpose_x(const float* xk, int64_t B, int64_t T_, int64_t E, int64_t L, int64_t Bp, float* xT) {
+// Batch rows: the kernels run on each run's rows sorted by length (longest first); rows[b] (b < B, the run's
+// slice of the driver's map) is the flat row (k B + original row) of x, y, dy and dx that sorted row b reads or
+// writes, so that no sorted copy of those tensors is ever made.
+
+// x [K B][T][E] (rows of this run through `rows`) -> x^T [E][T Bp] for t < L, padding lanes b >= B zero.
+inline void transpose_x(const float* x, const int64_t* rows, int64_t B, int64_t T_, int64_t E, int64_t L, int64_t Bp,
+                        float* xT) {
   const int64_t ld = T_ * Bp;
   for (int64_t t = 0; t < L; ++t) {
-    transpose(xk + t * E, T_ * E, B, E, xT + t * Bp, ld);
+    transpose(x + t * E, T_ * E, B, E, xT + t * Bp, ld, rows);
     for (int64_t e = 0; e < E && Bp > B; ++e) std::memset(xT + e * ld + t * Bp + B, 0, (Bp - B) * sizeof(float));
   }
 }
@@ -126,36 +136,45 @@ MTLFAST_AVX512_TARGET inline void zero_lanes(float* p, int64_t rows, int64_t ld)
   for (int64_t r = 0; r < rows; ++r) _mm512_store_ps(p + r * ld, z);
 }
 
-// y[k] of one direction: y[b, t, j] (row stride 2H per t, base yk = y + k B T 2H + dir H) = h[j][t Bp + b] for
-// t < L, zero for t >= L (the run's padding steps).
-inline void write_y(const float* Hs, int64_t ld, int64_t B, int64_t T_, int64_t H, int64_t L, int64_t Bp, float* yk) {
-  for (int64_t t = 0; t < L; ++t) transpose(Hs + t * Bp, ld, H, B, yk + t * 2 * H, T_ * 2 * H);
+// y of one direction of one run: y[rows[b], t, dir H + j] (base yd = y + dir H, row stride T 2H) = h[j][t Bp + b]
+// for t < L, zero for t >= L (the run's padding steps).
+inline void write_y(const float* Hs, int64_t ld, const int64_t* rows, int64_t B, int64_t T_, int64_t H, int64_t L,
+                    int64_t Bp, float* yd) {
+  for (int64_t t = 0; t < L; ++t) transpose(Hs + t * Bp, ld, H, B, yd + t * 2 * H, T_ * 2 * H, nullptr, rows);
   for (int64_t b = 0; b < B && L < T_; ++b)
-    for (int64_t t = L; t < T_; ++t) std::memset(yk + (b * T_ + t) * 2 * H, 0, H * sizeof(float));
+    for (int64_t t = L; t < T_; ++t) std::memset(yd + (rows[b] * T_ + t) * 2 * H, 0, H * sizeof(float));
 }
 
-// dy of one direction (base dyk = dy + k B T 2H + dir H) transposed to dyT [H][T Bp] for t < L (padding lanes
-// b >= B stay unset: the step epilogues mask them out).
-inline void transpose_dy(const float* dyk, int64_t B, int64_t T_, int64_t H, int64_t L, int64_t Bp, int64_t ld,
-                         float* dyT) {
-  for (int64_t t = 0; t < L; ++t) transpose(dyk + t * 2 * H, T_ * 2 * H, B, H, dyT + t * Bp, ld);
+// dy of one direction of one run (base dyd = dy + dir H; rows through `rows`) transposed to dyT [H][T Bp] for
+// t < L (padding lanes b >= B stay unset: the step epilogues mask them out).
+inline void transpose_dy(const float* dyd, const int64_t* rows, int64_t B, int64_t T_, int64_t H, int64_t L,
+                         int64_t Bp, int64_t ld, float* dyT) {
+  for (int64_t t = 0; t < L; ++t) transpose(dyd + t * 2 * H, T_ * 2 * H, B, H, dyT + t * Bp, ld, rows);
 }
 
-// dx[k, b, t] = sum over both directions of dxd (per (model, direction) dx^T [E][T Bp]), back to batch-major rows
-// (zero for t >= the run's longest row).
-inline void gather_dx(float* dxd, const int64_t* len, int64_t K, int64_t B, int64_t T_, int64_t E, int64_t Bp,
-                      float* dx) {
+// dx[rows[k B + b], t] = sum over both directions of dxd (per (model, direction) dx^T [E][T Bp]), back to
+// batch-major rows (zero for t >= the run's longest row).
+inline void gather_dx(float* dxd, const int64_t* len, const int64_t* rows, int64_t K, int64_t B, int64_t T_,
+                      int64_t E, int64_t Bp, float* dx) {
   const int64_t ld = T_ * Bp;
   at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const int64_t L = run_steps(len + k * B);
+      const int64_t* rk = rows + k * B;
       float* d0 = dxd + 2 * k * E * ld;
       for (int64_t e = 0; e < E; ++e) add_inplace(d0 + e * ld, d0 + (E + e) * ld, L * Bp);
-      for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + (k * B * T_ + t) * E, T_ * E);
-      for (int64_t b = 0; b < B && L < T_; ++b)
-        std::memset(dx + ((k * B + b) * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
+      for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + t * E, T_ * E, nullptr, rk);
+      for (int64_t b = 0; b < B && L < T_; ++b) std::memset(dx + (rk[b] * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
     }
   });
+}
+
+// The driver's row map: order (flat rows sorted per run, from sorted_rows) or, when nullptr (rows already
+// sorted), the identity.
+inline std::vector<int64_t> row_map(const int64_t* order, int64_t n) {
+  std::vector<int64_t> rows(n);
+  for (int64_t i = 0; i < n; ++i) rows[i] = order != nullptr ? order[i] : i;
+  return rows;
 }
 
 }  // namespace

@@ -224,8 +224,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
         What a hidden pair gets whose main task's measured directed pairs split exactly evenly (its own pairs say
         nothing about its sign). ``"majority"``: the main-task majority's call, loss (``P(gain)`` capped at 0.5),
         unless the tie is broken by evidence: the chosen setting has auxiliary effects, features or soft labels
-        (the main-effect model breaks a tie only through the prior's pull on the intercept, by under 0.01 in
-        probability) *and* the main task has fewer than ``tie_pairs`` measured directed pairs (with more, the
+        (the main-effect model has only its prior to break a tie with: it shrinks the task towards the average
+        task, a base-rate call) *and* the main task has fewer than ``tie_pairs`` measured directed pairs (with more, the
         even split is itself the evidence that the task is a coin flip; the auxiliary and feature terms are then
         weighted ``kappa / (kappa + n_m)`` <= 1/4 and move it by a hair). ``"model"``: the moderated probability
         as it is. A prediction-time rule: the cross-validation that chooses the setting does not apply it.

@@ -37,12 +37,12 @@ MTLFAST_BF16_TARGET void interleave_rows_bf16(const float* r0, const float* r1, 
 
 }  // namespace
 
-// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], zero-padded to whole register tiles.
+// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], the last block zero-padded.
 MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out) {
   out.N = N;
   out.kp = (K + 1) / 2;
   const int64_t kp = out.kp;
-  out.nblk = ((N + 16 * kTileBlocks - 1) / (16 * kTileBlocks)) * kTileBlocks;
+  out.nblk = (N + 15) / 16;
   out.data.assign(out.nblk * kp * 32, 0);
   uint32_t* o = reinterpret_cast<uint32_t*>(out.data.data());
   if (!tb) {  // rows k, k+1 of B are contiguous in n: interleave them, then 16 pairs at a time into the blocks

@@ -37,7 +37,7 @@ constexpr int64_t kTileRows = 4, kTileBlocks = 4;  // register tile: 4 rows x 4 
 
 // op(B) packed for the native kernel.
 struct PackedB16 {
-  std::vector<uint16_t> data;  // [nblk][kp][32]
+  std::vector<uint16_t> data;  // [nblk][kp][32], nblk = ceil(N / 16)
   int64_t N = 0, kp = 0, nblk = 0;
 };
 
@@ -46,35 +46,36 @@ struct PackedB16 {
 
 #define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
-// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], zero-padded to whole register tiles.
+// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], the last block zero-padded.
 MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out);
 // op(A) [M, K] -> [M][kp] k pairs.
 MTLFAST_BF16_TARGET void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda,
                                   std::vector<uint32_t>& out);
 
-// C[M, N] = A @ B (+ beta C) from packed operands: register tiles of R rows x 64 columns over K two at a time.
+// C[M, N] = A @ B (+ beta C) from packed operands: register tiles of R rows x NB blocks of 16 columns (NB = 4
+// but for the last blocks of a row, so that no whole block of padding is computed) over K two at a time.
 // Inline here (not in bf16_gemm.cpp) so that the compiler specialises it for its callers' constant beta.
-template <int R>
+template <int R, int NB = kTileBlocks>
 MTLFAST_BF16_TARGET void bf16_tile(int64_t kp, const uint32_t* A, const uint16_t* Bt, int64_t bstride, float* C,
                                    int64_t ldc, int64_t nvalid, float beta) {
-  __m512 acc[R][kTileBlocks];
+  __m512 acc[R][NB];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int j = 0; j < kTileBlocks; ++j) acc[r][j] = _mm512_setzero_ps();
+    for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kp; ++p) {
-    __m512bh b[kTileBlocks];
+    __m512bh b[NB];
 #pragma GCC unroll 4
-    for (int j = 0; j < kTileBlocks; ++j) b[j] = (__m512bh)_mm512_loadu_si512(Bt + j * bstride + p * 32);
+    for (int j = 0; j < NB; ++j) b[j] = (__m512bh)_mm512_loadu_si512(Bt + j * bstride + p * 32);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[r * kp + p]));
 #pragma GCC unroll 4
-      for (int j = 0; j < kTileBlocks; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, b[j]);
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, b[j]);
     }
   }
 #pragma GCC unroll 4
-  for (int j = 0; j < kTileBlocks; ++j) {
+  for (int j = 0; j < NB; ++j) {
     const int64_t c0 = j * 16;
     if (c0 >= nvalid) break;
     const __mmask16 mask = nvalid - c0 >= 16 ? static_cast<__mmask16>(0xffff)
@@ -89,6 +90,22 @@ MTLFAST_BF16_TARGET void bf16_tile(int64_t kp, const uint32_t* A, const uint16_t
   }
 }
 
+// Row tiles of one column tile of NB blocks.
+template <int NB>
+MTLFAST_BF16_TARGET inline void bf16_rows(int64_t M, const uint32_t* A, int64_t kp, const uint16_t* Bt,
+                                          int64_t bstride, float* C, int64_t ldc, int64_t nvalid, float beta) {
+  for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
+    const uint32_t* Am = A + m0 * kp;
+    float* Cm = C + m0 * ldc;
+    switch (std::min<int64_t>(kTileRows, M - m0)) {
+      case 4: bf16_tile<4, NB>(kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+      case 3: bf16_tile<3, NB>(kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+      case 2: bf16_tile<2, NB>(kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+      default: bf16_tile<1, NB>(kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
+    }
+  }
+}
+
 MTLFAST_BF16_TARGET inline void bf16_gemm_packed(int64_t M, const uint32_t* A, const PackedB16& Bp, float beta,
                                                  float* C, int64_t ldc) {
   const int64_t bstride = Bp.kp * 32;
@@ -96,15 +113,12 @@ MTLFAST_BF16_TARGET inline void bf16_gemm_packed(int64_t M, const uint32_t* A, c
     const int64_t nvalid = std::min<int64_t>(16 * kTileBlocks, Bp.N - t0 * 16);
     if (nvalid <= 0) break;
     const uint16_t* Bt = Bp.data.data() + t0 * bstride;
-    for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
-      const uint32_t* Am = A + m0 * Bp.kp;
-      float* Cm = C + m0 * ldc + t0 * 16;
-      switch (std::min<int64_t>(kTileRows, M - m0)) {
-        case 4: bf16_tile<4>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-        case 3: bf16_tile<3>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-        case 2: bf16_tile<2>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-        default: bf16_tile<1>(Bp.kp, Am, Bt, bstride, Cm, ldc, nvalid, beta); break;
-      }
+    float* Ct = C + t0 * 16;
+    switch (std::min<int64_t>(kTileBlocks, Bp.nblk - t0)) {
+      case 4: bf16_rows<4>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;
+      case 3: bf16_rows<3>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;
+      case 2: bf16_rows<2>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;
+      default: bf16_rows<1>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;
     }
   }
 }

@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mtlfast import ops  # noqa: E402
-from mtlfast.train import RunSpec, TrainSettings, engine, prepare_inputs, run_id_for  # noqa: E402
-from mtlfast.train.model import ModelArray  # noqa: E402
+from mtlfast.train import TrainSettings, engine, prepare_inputs  # noqa: E402
+from bench_step import _array  # noqa: E402  (the same model array as bench_step's)
 
 
 def main(argv=None) -> int:
@@ -60,13 +60,7 @@ def main(argv=None) -> int:
     inputs = prepare_inputs(paths, args.glove, 100, names, protocol=args.protocol)
     tuples = [(n,) for n in names] + list(itertools.combinations(names, 2))
     settings = TrainSettings(precision="fp32", protocol=args.protocol)
-    specs = [RunSpec(run_id_for(t, 0), t, 0, 10**9) for t in tuples]
-    runs, states = [], []
-    for s in specs:
-        run, state = engine._start_run(s, inputs, settings)
-        runs.append(run)
-        states.append(state)
-    arr = ModelArray(states, [r.step for r in runs], "cpu")
+    arr, runs = _array(inputs, tuples, settings)
     captured = []
     real = ops.heads_step_
 

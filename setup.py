@@ -12,6 +12,9 @@ Environment switches
 MTLFAST_CUDA=1 / 0   force the CUDA sources in (fails loudly if impossible) / out.
 MTLFAST_NO_X86=1     build only the portable CPU kernels (no x86 intrinsics), as on other architectures.
 DEBUG=1              compile with ``-O0 -g``.
+MTLFAST_CPU_OPT=-O1  optimisation flag of the C++ (host) sources instead of ``-O3``: a quicker build where only
+                     the CUDA kernels matter (tools/gpu_check.sh on a GPU machine); the CUDA device code keeps
+                     ptxas's full optimisation either way.
 MTLFAST_ONLY=_C|cython  build only one of the two (used during development).
 
 Build with ``pip install --no-build-isolation .`` after ``pip install -r requirements-build.txt`` so that the
@@ -59,7 +62,7 @@ def torch_extension():
             "  pip install -r requirements-build.txt && pip install --no-build-isolation ."
         )
     debug = bool(_env_flag("DEBUG"))
-    opt = ["-O0", "-g"] if debug else ["-O3"]
+    opt = ["-O0", "-g"] if debug else [os.environ.get("MTLFAST_CPU_OPT") or "-O3"]
     cxx_flags = opt + ["-std=c++17", "-fopenmp", "-DMTLFAST_WITH_CPU"]
     if _env_flag("MTLFAST_NO_X86"):
         cxx_flags.append("-DMTLFAST_NO_X86")

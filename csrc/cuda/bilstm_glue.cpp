@@ -34,7 +34,6 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <cstdlib>
-#include <sstream>
 #include <optional>
 #include <variant>
 #include <string>
@@ -49,10 +48,21 @@ namespace {
 
 using cuda::RecurrentMath;
 
+// Error messages put integers in through std::to_string, never through an std::ostream insertion compiled into
+// this module: on a machine whose C++ compiler is newer than the libstdc++ loaded at run time (the H200 machine's
+// /opt/gcc, bench/RESULTS.md), the module's own instantiation of ostream::_M_insert<long> crashed the process
+// (SIGSEGV in a TORCH_CHECK message) where the check should have raised.
+std::string str(int64_t v) { return std::to_string(v); }
+std::string str(size_t v) { return std::to_string(v); }
+
+std::string str(at::IntArrayRef a) {
+  std::string s = "[";
+  for (size_t i = 0; i < a.size(); ++i) s += (i ? ", " : "") + std::to_string(a[i]);
+  return s + "]";
+}
+
 std::string shape_of(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes() << " " << t.scalar_type() << " on " << t.device();
-  return os.str();
+  return str(t.sizes()) + " " + c10::toString(t.scalar_type()) + " on " + t.device().str();
 }
 
 void check_cuda_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, const at::Device& device) {
@@ -64,8 +74,8 @@ void check_cuda_tensor(const at::Tensor& t, const char* name, at::ScalarType dty
 }
 
 void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected, const char* spelled) {
-  TORCH_CHECK(t.sizes() == expected, "mtlfast CUDA op: ", name, " must have shape ", spelled, " = ", expected,
-              "; got ", t.sizes());
+  TORCH_CHECK(t.sizes() == expected, "mtlfast CUDA op: ", name, " must have shape ", spelled, " = ", str(expected),
+              "; got ", str(t.sizes()));
 }
 
 RecurrentMath parse_precision(const std::string& precision) {
@@ -78,7 +88,7 @@ RecurrentMath parse_precision(const std::string& precision) {
 void check_launch(cudaError_t err, const char* what, int64_t H) {
   if (err == cudaErrorInvalidValue) {
     TORCH_CHECK(false, "mtlfast CUDA ", what, ": no launch layout fits this device's shared memory for hidden size H = ",
-                H, " (expected H up to about 500); use backend='reference' or the CPU kernel");
+                str(H), " (expected H up to about 500); use backend='reference' or the CPU kernel");
   }
   TORCH_CHECK(err == cudaSuccess, "mtlfast CUDA ", what, " failed: ", cudaGetErrorString(err));
 }
@@ -154,14 +164,14 @@ struct Dims {
 // Checks the arguments shared by forward and backward; (K, B, T, E) come from x (forward) or dy, w_ih (backward).
 Dims check_bilstm_args(int64_t K, int64_t B, int64_t T, int64_t E, const at::Device& dev, const at::Tensor& lengths,
                        const at::Tensor& w_ih, const at::Tensor& w_hh) {
-  TORCH_CHECK(w_hh.dim() == 4, "mtlfast CUDA bilstm: w_hh must have shape [K, 2, 4H, H]; got ", w_hh.sizes());
+  TORCH_CHECK(w_hh.dim() == 4, "mtlfast CUDA bilstm: w_hh must have shape [K, 2, 4H, H]; got ", str(w_hh.sizes()));
   Dims d{};
   d.K = K;
   d.B = B;
   d.T = T;
   d.E = E;
   d.H = w_hh.size(3);
-  TORCH_CHECK(d.H > 0, "mtlfast CUDA bilstm: hidden size H (w_hh.size(3)) must be positive; got ", d.H);
+  TORCH_CHECK(d.H > 0, "mtlfast CUDA bilstm: hidden size H (w_hh.size(3)) must be positive; got ", str(d.H));
   d.Bp = round_up16(d.B);
   d.Hp = round_up16(d.H);
   d.G4 = 4 * d.Hp;
@@ -179,7 +189,7 @@ std::vector<at::Tensor> bilstm_forward_cuda(const at::Tensor& x_in, const at::Te
                                             const at::Tensor& w_ih_in, const at::Tensor& w_hh_in,
                                             const at::Tensor& bias_in, const std::string& precision, bool training) {
   TORCH_CHECK(x_in.is_cuda(), "mtlfast CUDA bilstm: x must be a CUDA tensor; got ", shape_of(x_in));
-  TORCH_CHECK(x_in.dim() == 4, "mtlfast CUDA bilstm: x must have shape [K, B, T, E]; got ", x_in.sizes());
+  TORCH_CHECK(x_in.dim() == 4, "mtlfast CUDA bilstm: x must have shape [K, B, T, E]; got ", str(x_in.sizes()));
   check_cuda_tensor(x_in, "x", at::kFloat, x_in.device());
   const Dims d = check_bilstm_args(x_in.size(0), x_in.size(1), x_in.size(2), x_in.size(3), x_in.device(), lengths_in,
                                    w_ih_in, w_hh_in);
@@ -245,10 +255,10 @@ std::vector<at::Tensor> bilstm_backward_cuda(const at::Tensor& dy_in, const at::
                                              const at::Tensor& hproc, const std::string& precision) {
   TORCH_CHECK(dy_in.is_cuda(), "mtlfast CUDA bilstm backward: dy must be a CUDA tensor; got ", shape_of(dy_in));
   TORCH_CHECK(dy_in.dim() == 4, "mtlfast CUDA bilstm backward: dy must have shape [K, B, T, 2H]; got ",
-              dy_in.sizes());
+              str(dy_in.sizes()));
   const int64_t K = dy_in.size(0), B = dy_in.size(1), T = dy_in.size(2);
   TORCH_CHECK(w_ih.dim() == 4, "mtlfast CUDA bilstm backward: w_ih must have shape [K, 2, 4H, E]; got ",
-              w_ih.sizes());
+              str(w_ih.sizes()));
   const auto dev = dy_in.device();
   const Dims d = check_bilstm_args(K, B, T, w_ih.size(3), dev, lengths_in, w_ih, w_hh);
   check_cuda_tensor(dy_in, "dy", at::kFloat, dev);
@@ -312,8 +322,8 @@ const char* dtype_ok(at::ScalarType t) { return (t == at::kFloat || t == at::kDo
 void check_like(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
   TORCH_CHECK(t.defined() && t.device() == like.device() && t.scalar_type() == like.scalar_type() &&
                   t.sizes() == like.sizes() && t.is_contiguous(),
-              op, ": ", name, " must be a contiguous ", like.scalar_type(), " tensor of shape ", like.sizes(), " on ",
-              like.device(), " (like the parameter); got ", t.defined() ? shape_of(t) : std::string("undefined"));
+              op, ": ", name, " must be a contiguous ", like.scalar_type(), " tensor of shape ", str(like.sizes()),
+              " on ", like.device(), " (like the parameter); got ", t.defined() ? shape_of(t) : std::string("undefined"));
 }
 
 void adadelta_cuda_(std::vector<at::Tensor> params, std::vector<at::Tensor> grads, std::vector<at::Tensor> sq,
@@ -322,12 +332,12 @@ void adadelta_cuda_(std::vector<at::Tensor> params, std::vector<at::Tensor> grad
   const char* op = "adadelta_cuda_";
   const size_t n = params.size();
   TORCH_CHECK(grads.size() == n && sq.size() == n && acc.size() == n && (masks.empty() || masks.size() == n), op,
-              ": params, grads, sq, acc (and masks) must be lists of one length; got ", n, ", ", grads.size(), ", ",
-              sq.size(), ", ", acc.size(), ", ", masks.size());
+              ": params, grads, sq, acc (and masks) must be lists of one length; got ", str(n), ", ", str(grads.size()),
+              ", ", str(sq.size()), ", ", str(acc.size()), ", ", str(masks.size()));
   for (size_t i = 0; i < n; ++i) {
     const at::Tensor& p = params[i];
-    TORCH_CHECK(p.is_cuda() && p.is_contiguous() && dtype_ok(p.scalar_type()) == nullptr, op, ": params[", i,
-                "] must be a contiguous CUDA float32/float64 tensor; got ", shape_of(p));
+    TORCH_CHECK(p.is_cuda() && p.is_contiguous() && dtype_ok(p.scalar_type()) == nullptr, op, ": params[",
+                str(i), "] must be a contiguous CUDA float32/float64 tensor; got ", shape_of(p));
     check_like(grads[i], p, op, "grads[i]");
     check_like(sq[i], p, op, "sq[i]");
     check_like(acc[i], p, op, "acc[i]");
@@ -338,8 +348,8 @@ void adadelta_cuda_(std::vector<at::Tensor> params, std::vector<at::Tensor> grad
       m = masks[i]->contiguous();
       TORCH_CHECK(m.scalar_type() == at::kBool && m.device() == p.device() && m.dim() <= p.dim() &&
                       m.sizes() == p.sizes().slice(0, m.dim()),
-                  op, ": masks[", i, "] must be a bool tensor on ", p.device(), " whose shape is a prefix of ",
-                  p.sizes(), "; got ", shape_of(m));
+                  op, ": masks[", str(i), "] must be a bool tensor on ", p.device(), " whose shape is a prefix of ",
+                  str(p.sizes()), "; got ", shape_of(m));
       mask = m.data_ptr<bool>();
       block = m.numel() > 0 ? p.numel() / m.numel() : 1;
     }
@@ -374,7 +384,7 @@ StepArg step_arg(const std::variant<int64_t, at::Tensor>& step, const at::Tensor
   }
   const at::Tensor& t = std::get<at::Tensor>(step);
   TORCH_CHECK(t.scalar_type() == at::kLong && t.device() == like.device() && (t.dim() == 0 || t.sizes() == at::IntArrayRef{K}),
-              op, ": step must be an int or an int64 tensor of shape [] or [K] = [", K, "] on ", like.device(),
+              op, ": step must be an int or an int64 tensor of shape [] or [K] = [", str(K), "] on ", like.device(),
               "; got ", shape_of(t));
   out.keep = t.contiguous();
   out.ptr = out.keep.data_ptr<int64_t>();
@@ -407,7 +417,7 @@ void adadelta_rows_cuda_(at::Tensor table, const at::Tensor& grad_rows, const at
                   grad_rows.dim() == table.dim() && grad_rows.size(-1) == E && grad_rows.size(-2) == N &&
                   (!batched || grad_rows.size(0) == K),
               op, ": grad_rows must be a ", table.scalar_type(), " tensor of shape ", batched ? "[K, N, E]" : "[N, E]",
-              " with N = ", N, ", E = ", E, "; got ", shape_of(grad_rows));
+              " with N = ", str(N), ", E = ", str(E), "; got ", shape_of(grad_rows));
   const c10::cuda::CUDAGuard guard(table.device());
   const StepArg st = step_arg(step, table, K, op);
   auto ids = row_ids.contiguous();

@@ -81,7 +81,9 @@ def run_op(fn, x, lengths, w_ih, w_hh, bias, dy, **kw):
 
 
 def run_torch_lstm(x, lengths, w_ih, w_hh, bias, dy):
-    """nn.LSTM(bidirectional=True) on packed sequences, one model at a time; grads in the array layout."""
+    """nn.LSTM(bidirectional=True) on packed sequences, one model at a time; grads in the array layout. The
+    oracle runs on the CPU whatever the problem's device (its results are CPU tensors)."""
+    x, lengths, w_ih, w_hh, bias, dy = (t.detach().cpu() for t in (x, lengths, w_ih, w_hh, bias, dy))
     K, B, T, E = x.shape
     H = w_hh.shape[-1]
     mod = BiLSTM(K, E, H, dtype=x.dtype)

@@ -19,6 +19,7 @@ from mtlfast.ops.adadelta import (  # noqa: F401
     adadelta_slots_,
     adadelta_rows_,
     adadelta_rows_flush_,
+    batched_sparse_adadelta_occurrences_,
     embedding_grad_rows,
     embedding_rows_update_,
     reference_adadelta_,
@@ -32,6 +33,7 @@ from mtlfast.ops.adadelta import (  # noqa: F401
     sparse_adadelta_occurrences_,
 )
 from mtlfast.ops.heads import (  # noqa: F401
+    batched_heads_step_,
     dropout_masks,
     dropout_threshold,
     heads_step_,

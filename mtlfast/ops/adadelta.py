@@ -52,6 +52,7 @@ __all__ = [
     "FusedAdadelta",
     "sparse_adadelta_occurrences_",
     "reference_sparse_adadelta_occurrences_",
+    "batched_sparse_adadelta_occurrences_",
     "adadelta_slots_",
     "reference_adadelta_slots_",
     "has_fused_adadelta",
@@ -533,6 +534,50 @@ def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *
             t[rr] = t[rr] - lr * u
 
 
+@torch.no_grad()
+def batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
+                                         rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS) -> None:
+    """Device-generic :func:`sparse_adadelta_occurrences_` for all K runs at once (the path on a GPU).
+
+    The same arithmetic as :func:`reference_sparse_adadelta_occurrences_`, but the entries of every run are
+    ranked together by occurrence (the j-th occurrence of row r of run k has rank j) and each round updates the
+    rank-j entries of all runs with one gather and one scatter per tensor: a fixed number of device ops per
+    round, rounds = the largest occurrence count of any row in any run, and one host synchronisation per call
+    (the round sizes) instead of a Python loop over runs with one per run."""
+    K, V, E = table.shape
+    S = sq.shape[1]
+    slots_t = torch.as_tensor(slots, dtype=torch.int64).to(table.device)
+    rows = rows.to(table.device, torch.int64)
+    keep = rows >= 0
+    kk = torch.arange(K, device=table.device)[:, None].expand_as(rows)[keep]  # entry order: run, then position
+    r = rows[keep]
+    if r.numel() == 0:
+        return
+    g = grads[keep].to(table.dtype)
+    key = kk * V + r  # row of the flat [K * V, E] table
+    order = torch.argsort(key, stable=True)
+    ks = key[order]
+    start = torch.ones_like(ks, dtype=torch.bool)
+    start[1:] = ks[1:] != ks[:-1]
+    idx = torch.arange(ks.numel(), device=ks.device)
+    first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
+    rank = torch.empty_like(idx)
+    rank[order] = idx - first
+    # entries sorted by rank (stable: within a round any order works, each row occurs once per round)
+    by_rank = torch.argsort(rank, stable=True)
+    sizes = torch.bincount(rank).tolist()  # the one synchronisation
+    t_flat = table.view(K * V, E)
+    state = (kk * S + slots_t[kk]) * V + r  # row of the flat [K * S * V, E] state
+    a2, u2 = sq.view(K * S * V, E), acc.view(K * S * V, E)
+    for sel in torch.split(by_rank, sizes):
+        tr, sr, gg = key[sel], state[sel], g[sel]
+        a = a2[sr] * rho + gg * gg * (1 - rho)
+        u = (u2[sr] + eps).sqrt() / (a + eps).sqrt() * gg
+        a2[sr] = a
+        u2[sr] = u2[sr] * rho + u * u * (1 - rho)
+        t_flat[tr] = t_flat[tr] - lr * u
+
+
 def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
                                  rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS, backend: str = "auto") -> None:
     """TensorFlow's ``SparseApplyAdadelta`` for each run of a model array, in place (the original protocol's
@@ -541,11 +586,16 @@ def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: floa
     table [K, V, E]; sq, acc [K, S, V, E] (per-task state; run k uses slot ``slots[k]``); slots int [K]; rows
     int64 [K, N] (-1: skip); grads [K, N, E]. Entry i of run k updates row ``rows[k, i]`` with ``grads[k, i]``,
     one entry after the other (a row that occurs twice is updated twice, each time from the state the previous
-    entry left). The compiled op runs all K runs in one call (contiguous CPU float32 tensors); elsewhere
-    :func:`reference_sparse_adadelta_occurrences_`.
+    entry left). The compiled op runs all K runs in one call (contiguous CPU float32 tensors); elsewhere (a GPU)
+    :func:`batched_sparse_adadelta_occurrences_`; ``backend="reference"`` forces the per-run reference,
+    ``"batched"`` the batched one.
     """
-    if backend not in ("auto", "c", "reference"):
-        raise ValueError(f"sparse_adadelta_occurrences_: backend must be 'auto', 'c' or 'reference'; got {backend!r}")
+    if backend not in ("auto", "c", "batched", "reference"):
+        raise ValueError("sparse_adadelta_occurrences_: backend must be 'auto', 'c', 'batched' or 'reference'; "
+                         f"got {backend!r}")
+    if backend == "batched":
+        batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr=lr, rho=rho, eps=eps)
+        return
     slots_t = torch.as_tensor(slots.cpu() if isinstance(slots, torch.Tensor) else slots, dtype=torch.int64)
     have = _C is not None and hasattr(_C, "sparse_adadelta_occurrences_")
     ok = (have and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (table, sq, acc, grads))
@@ -555,8 +605,11 @@ def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: floa
             dispatch.require_c()
             raise RuntimeError("sparse_adadelta_occurrences_: mtlfast._C lacks this op; rebuild it")
         raise ValueError("sparse_adadelta_occurrences_: backend='c' needs contiguous CPU float32 tensors")
-    if backend == "reference" or not ok:
+    if backend == "reference":
         reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr=lr, rho=rho, eps=eps)
+        return
+    if not ok:
+        batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr=lr, rho=rho, eps=eps)
         return
     _C.sparse_adadelta_occurrences_(table, sq, acc, slots_t, rows.to(torch.int64), grads, float(lr), float(rho),
                                     float(eps))

@@ -24,6 +24,7 @@ from mtlfast.ops.dispatch import _C
 __all__ = [
     "heads_step_",
     "reference_heads_step_",
+    "batched_heads_step_",
     "make_batches",
     "reference_make_batches",
     "dropout_masks",
@@ -125,6 +126,67 @@ def reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_
     return losses, dy
 
 
+@torch.no_grad()
+def batched_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags, *, positions: int = 0,
+                        ignore_tag: int = PAD_TAG, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO,
+                        eps: float = DEFAULT_EPS, precision: str = "fp32"):
+    """Device-generic :func:`heads_step_` for all K runs at once (the path on a GPU): the same arithmetic as
+    :func:`reference_heads_step_` as batched products over the runs' drawn heads padded to L labels (labels
+    ``>= n_lab[k]`` masked out of the softmax and out of the update), a fixed number of device ops per call
+    and no host synchronisation. With ``positions`` > 0 every run's batch must hold at most ``positions`` real
+    tokens (the engine's batches always do: B sentences cut to max_len); this path does not check it, which
+    would cost a synchronisation."""
+    _check_precision(precision)
+    rnd = _round_bf16 if precision == "bf16" else (lambda t: t)
+    K, B, T, D = y.shape
+    L = head_w.shape[2]
+    dev = y.device
+    ar = torch.arange(K, device=dev)
+    slots_t = torch.as_tensor(slots, dtype=torch.int64).to(dev)
+    n_t = torch.as_tensor(n_lab, dtype=torch.int64).to(dev)
+    lab_ok = torch.arange(L, device=dev)[None, :] < n_t[:, None]  # [K, L]
+    w, b = head_w[ar, slots_t], head_b[ar, slots_t]  # [K, L, D], [K, L] (copies)
+    valid = (tags != ignore_tag).reshape(K, B * T)
+    tg = torch.where(valid, tags.reshape(K, B * T), torch.zeros_like(valid, dtype=torch.int64))
+    yr, wr = rnd(y.reshape(K, B * T, D)), rnd(w)
+    neg = torch.tensor(float("-inf"), dtype=y.dtype, device=dev)
+    logits = torch.baddbmm(b[:, None, :], yr, wr.transpose(1, 2))
+    logp = torch.log_softmax(torch.where(lab_ok[:, None, :], logits, neg), dim=2)  # [K, N, L]
+    vf = valid.to(y.dtype)
+    n_real = vf.sum(1)  # [K]
+    denom = torch.full_like(n_real, float(positions)) if positions else n_real.clamp(min=1.0)
+    inv = 1.0 / denom
+    loss = -(logp.gather(2, tg[..., None])[..., 0] * vf).sum(1)
+    d = logp.exp()
+    d.scatter_add_(2, tg[..., None], -vf[..., None])
+    d.mul_((vf * inv[:, None])[..., None])  # 0 at padding
+    db = d.sum(1)  # [K, L]
+    move = lab_ok
+    if positions:
+        P = positions - n_real
+        lb = torch.log_softmax(torch.where(lab_ok, b, neg), dim=1)
+        loss = loss - P * lb[:, 0]
+        pb = lb.exp()
+        pb[:, 0] -= 1.0
+        db = db + pb * (P * inv)[:, None]
+    else:  # a run without real tokens: loss 0 and its head does not move
+        move = lab_ok & (n_real > 0)[:, None]
+    losses = loss * inv
+    dr = rnd(d)
+    g_w = torch.bmm(dr.transpose(1, 2), yr)  # [K, L, D]
+    dy = torch.bmm(dr, wr).reshape(K, B, T, D)
+    # Adadelta (torch.optim.Adadelta's operation sequence) on the drawn slots, rows < n_lab only
+    for p, g, sq, acc, m, full in ((w, g_w, w_sq, w_acc, move[..., None], head_w), (b, db, b_sq, b_acc, move, head_b)):
+        s_old, a_old = sq[ar, slots_t], acc[ar, slots_t]
+        s_new = s_old * rho + g * g * (1 - rho)
+        delta = (a_old + eps).sqrt() / (s_new + eps).sqrt() * g
+        a_new = a_old * rho + delta * delta * (1 - rho)
+        full[ar, slots_t] = torch.where(m, p - lr * delta, p)
+        sq[ar, slots_t] = torch.where(m, s_new, s_old)
+        acc[ar, slots_t] = torch.where(m, a_new, a_old)
+    return losses, dy
+
+
 def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags, *, positions: int = 0,
                 ignore_tag: int = PAD_TAG, lr: float = DEFAULT_LR, rho: float = DEFAULT_RHO,
                 eps: float = DEFAULT_EPS, precision: str = "fp32", backend: str = "auto"):
@@ -146,6 +208,9 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
         and target 0, which adds ``-(P/positions) log softmax(b)[0]`` to the loss and a closed-form term to the
         bias gradient only.
     lr, rho, eps : the Adadelta settings.
+    backend : {"auto", "c", "batched", "reference"}
+        "auto": the compiled op for CPU float32 tensors, :func:`batched_heads_step_` elsewhere (a GPU);
+        "reference": :func:`reference_heads_step_` (one run after the other).
     precision : {"fp32", "bf16"}
         "bf16": the three products (logits, the weight gradient, dy) take bfloat16 operands (y, W and the logits'
         gradient rounded to nearest even) with float32 accumulation; softmax, loss, bias gradient and Adadelta
@@ -159,6 +224,10 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
         head then does not move)
     dy : Tensor like y, the gradient of the mean loss of each run with respect to y (0 at padding).
     """
+    if backend == "batched":
+        return batched_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
+                                   positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,
+                                   precision=precision)
     _backend(backend, "heads_step_")
     _check_precision(precision)
     tensors = [y, head_w, head_b, w_sq, b_sq, w_acc, b_acc]
@@ -166,6 +235,10 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
           and all(t.is_contiguous() for t in tensors[1:]) and tags.device.type == "cpu")
     if backend == "c" and not ok:
         raise ValueError("heads_step_: backend='c' needs CPU float32 tensors (heads and state contiguous)")
+    if not ok and backend == "auto":  # another device (a GPU): all runs at once
+        return batched_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
+                                   positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,
+                                   precision=precision)
     if backend == "reference" or not ok:
         return reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
                                      positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,

@@ -23,6 +23,7 @@ from mtlfast.ops.dispatch import _C
 PAD = -100
 needs_c = pytest.mark.skipif(_C is None or not hasattr(_C, "heads_step_"), reason="mtlfast._C without the heads ops")
 BACKENDS = ["reference", pytest.param("c", marks=needs_c)]
+HEAD_BACKENDS = BACKENDS + ["batched"]  # heads_step_ also has the batched (GPU) path
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def _run_op(backend, y, st, slots, n_lab, tags, positions):
     return losses, dy, st
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", HEAD_BACKENDS)
 @pytest.mark.parametrize("positions", [0, 4 * 9])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_heads_step_equals_former_engine_step(backend, positions, seed):
@@ -138,7 +139,7 @@ def test_heads_step_equals_former_engine_step(backend, positions, seed):
                 assert not torch.equal(a[moved], b[moved]), (name, k)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", HEAD_BACKENDS)
 @pytest.mark.parametrize("positions", [0, 4 * 9])
 def test_heads_step_equals_autograd_and_torch_optim(backend, positions):
     y, st, slots, n_lab, tags = _case(5)
@@ -207,7 +208,7 @@ def _rel(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", HEAD_BACKENDS)
 @pytest.mark.parametrize("positions", [0, 8 * 30])
 def test_heads_step_bf16_near_fp32(backend, positions):
     """bf16 products stay within bf16's error of the fp32 op (2^-8 relative per operand) and differ from it
@@ -285,7 +286,7 @@ def test_heads_step_every_kernel_build_equals_former_step(path, positions):
         torch.testing.assert_close(new[name], old[name], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", HEAD_BACKENDS)
 def test_heads_step_refuses_unknown_precision(backend):
     y, st, slots, n_lab, tags = _case(0)
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -397,3 +398,23 @@ def test_dropout_keyed_by_seed_step_position_only(backend):
     assert not torch.equal(other_step, alone) and not torch.equal(other_seed, alone)
     with pytest.raises(ValueError, match="p must lie"):
         ops.dropout_masks([1], [1], 2, 2, 2, 30, 1.0, backend=backend)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("positions", [0, 4 * 9])
+def test_heads_step_on_gpu_equals_reference(precision, positions):
+    """On a GPU (backend auto = the batched op) the same losses, dy and heads as the reference on the CPU."""
+    y, st, slots, n_lab, tags = _case(3)
+    ref = {k: v.clone() for k, v in st.items()}
+    r_losses, r_dy = ops.heads_step_(y, *(ref[n] for n in ("head_w", "head_b", "w_sq", "b_sq", "w_acc", "b_acc")),
+                                     slots, n_lab, tags, positions=positions, backend="reference",
+                                     precision=precision, **KW)
+    gpu = {k: v.cuda() for k, v in st.items()}
+    losses, dy = ops.heads_step_(y.cuda(), *(gpu[n] for n in ("head_w", "head_b", "w_sq", "b_sq", "w_acc", "b_acc")),
+                                 slots.cuda(), n_lab.cuda(), tags.cuda(), positions=positions, precision=precision,
+                                 **KW)
+    torch.testing.assert_close(losses.cpu(), r_losses, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dy.cpu(), r_dy, rtol=1e-4, atol=1e-5)
+    for name in st:
+        torch.testing.assert_close(gpu[name].cpu(), ref[name], rtol=1e-4, atol=1e-5)

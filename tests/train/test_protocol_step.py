@@ -360,8 +360,9 @@ def test_clean_step_equals_reference_in_mixed_array(suite_dir):
 
 
 def test_sparse_adadelta_occurrences_compiled_equals_generic():
-    """The compiled per-occurrence op (all K runs in one call) and the device-generic rounds give the same
-    numbers (duplicates included), and both equal the plain loop of the reference above."""
+    """The compiled per-occurrence op (all K runs in one call), the per-run device-generic rounds and the batched
+    rounds of all runs at once (the GPU's path; on the GPU too where there is one) give the same numbers
+    (duplicates included), and all equal the plain loop of the reference above."""
     g = torch.Generator().manual_seed(1)
     K, S, V, E, N = 2, 2, 9, 3, 20
     table = torch.randn(K, V, E, generator=g)
@@ -373,11 +374,15 @@ def test_sparse_adadelta_occurrences_compiled_equals_generic():
     grads = torch.randn(K, N, E, generator=g)
     slots = torch.tensor([1, 0])
     out = []
-    for generic in (False, True):
+    for backend in ("c", "reference", "batched"):
         t, s, a = table.clone(), sq.clone(), ad.clone()
-        ops.sparse_adadelta_occurrences_(t, s, a, slots, rows, grads, lr=0.5, rho=0.9, eps=1e-6,
-                                         backend="reference" if generic else "c")
+        ops.sparse_adadelta_occurrences_(t, s, a, slots, rows, grads, lr=0.5, rho=0.9, eps=1e-6, backend=backend)
         out.append((t, s, a))
+    if torch.cuda.is_available():  # the GPU's path (auto = batched there)
+        t, s, a = table.cuda(), sq.cuda(), ad.cuda()
+        ops.sparse_adadelta_occurrences_(t, s, a, slots.cuda(), rows.cuda(), grads.cuda(), lr=0.5, rho=0.9,
+                                         eps=1e-6)
+        out.append((t.cpu(), s.cpu(), a.cpu()))
     ref_t, ref_s, ref_a = table.double().clone(), sq.double().clone(), ad.double().clone()
     for k in range(K):
         keep = rows[k] >= 0

@@ -500,6 +500,20 @@ def adadelta_slots_(params, grads, sq, acc, slots, *, lr: float = DEFAULT_LR, rh
     _C.adadelta_slots_(ps, gs, ss, as_, slots_t.contiguous(), float(lr), float(rho), float(eps))
 
 
+def _occurrence_rank(keys: torch.Tensor) -> torch.Tensor:
+    """For each entry of ``keys`` [N], how many earlier entries hold the same key (0 for a key's first
+    occurrence, 1 for its second, ...), in entry order."""
+    order = torch.argsort(keys, stable=True)
+    ks = keys[order]
+    start = torch.ones_like(ks, dtype=torch.bool)
+    start[1:] = ks[1:] != ks[:-1]
+    idx = torch.arange(ks.numel(), device=ks.device)
+    first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
+    rank = torch.empty_like(idx)
+    rank[order] = idx - first
+    return rank
+
+
 @torch.no_grad()
 def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
                                            rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS) -> None:
@@ -515,15 +529,7 @@ def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *
         r, g = r[keep], grads[k][keep]
         if r.numel() == 0:
             continue
-        # occurrence rank of each entry within its row, in entry order
-        order = torch.argsort(r, stable=True)
-        rs = r[order]
-        start = torch.ones_like(rs, dtype=torch.bool)
-        start[1:] = rs[1:] != rs[:-1]
-        idx = torch.arange(rs.numel(), device=rs.device)
-        first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
-        rank = torch.empty_like(idx)
-        rank[order] = idx - first
+        rank = _occurrence_rank(r)
         for j in range(int(rank.max()) + 1):
             m = rank == j
             rr, gg = r[m], g[m]
@@ -555,14 +561,7 @@ def batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, 
         return
     g = grads[keep].to(table.dtype)
     key = kk * V + r  # row of the flat [K * V, E] table
-    order = torch.argsort(key, stable=True)
-    ks = key[order]
-    start = torch.ones_like(ks, dtype=torch.bool)
-    start[1:] = ks[1:] != ks[:-1]
-    idx = torch.arange(ks.numel(), device=ks.device)
-    first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
-    rank = torch.empty_like(idx)
-    rank[order] = idx - first
+    rank = _occurrence_rank(key)
     # entries sorted by rank (stable: within a round any order works, each row occurs once per round)
     by_rank = torch.argsort(rank, stable=True)
     sizes = torch.bincount(rank).tolist()  # the one synchronisation

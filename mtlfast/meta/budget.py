@@ -215,6 +215,18 @@ class GainModel(ClassifierMixin, BaseEstimator):
         auxiliary effects, no features, 0/1 labels: each main task's majority sign, the base rate for its ties)
         unless it makes fewer errors on the same held-out measured pairs (``"ties"``), or fewer by more than the
         standard error of the paired per-pair difference (``"se"``); ``"none"``: the best setting as it is.
+    cv_rows : "matched" or "all"
+        Which held-out rows score a setting. ``"matched"`` (with main effects): the held-out rows in the situation
+        of the prediction the setting is used for. A held-out row whose main task keeps at least one measured row
+        in the training fold stands for a hidden pair of a measured main task: these rows alone choose the
+        setting (``params_``) that predicts such pairs; when there are none (one measured pair per main task, as
+        after a balanced first round) that setting is the main-effect model (first ``tau_main``, 0/1 labels: each
+        main task's own measured sign), since nothing held out says anything beats it there. The other held-out
+        rows (main task unseen in the training fold) stand for a new task's pairs: they choose the setting
+        (``new_task_params_``, fitted separately) that predicts pairs whose main task has no measured pair (all
+        held-out rows when there are none of them). ``"all"``: every held-out row scores one setting for
+        every prediction (the whole-pair folds then score the feature-only situation wherever a main task has a
+        single measured pair, which never arises when its hidden pairs are predicted).
     row_shrink : float or None
         ``kappa``: the auxiliary-effect and feature terms of a pair whose main task has ``n_m`` measured directed
         pairs are multiplied by ``kappa / (kappa + n_m)`` (in fitting and in prediction), so that as a main task's
@@ -240,14 +252,16 @@ class GainModel(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_, n_features_in_, tasks_, intercept_, main_effect_ (dict), aux_effect_ (dict), coef_ (features),
-    cov_ (posterior covariance), params_ (chosen hyperparameters), cv_scores_ (grid -> mean log-loss),
+    cov_ (posterior covariance), params_ (chosen hyperparameters), new_task_params_ (those for pairs whose main task
+    has no measured pair), cv_scores_ (grid -> held-out error and log-loss on the rows that chose ``params_``),
+    cv_scores_new_ (on those that chose ``new_task_params_``; empty with ``cv_rows="all"``), cv_rows_seen_,
     feature_min_, feature_range_, base_rate_
     """
 
     def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
                  main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, feature_se=True,
-                 simple_rule="ties", row_shrink=2.0, tie_rule="majority", tie_pairs=6, shrink=1.0,
-                 random_state=0):
+                 simple_rule="ties", cv_rows="matched", row_shrink=2.0, tie_rule="majority", tie_pairs=6,
+                 shrink=1.0, random_state=0):
         self.tau_main = tau_main
         self.tau_aux = tau_aux
         self.tau_feat = tau_feat
@@ -259,6 +273,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.one_se = one_se
         self.feature_se = feature_se
         self.simple_rule = simple_rule
+        self.cv_rows = cv_rows
         self.row_shrink = row_shrink
         self.tie_rule = tie_rule
         self.tie_pairs = tie_pairs
@@ -332,6 +347,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
             raise ValueError(f"GainModel: tau_main must be positive, got {self.tau_main!r}")
         if self.simple_rule not in ("ties", "se", "none"):
             raise ValueError(f"GainModel: simple_rule must be 'ties', 'se' or 'none', got {self.simple_rule!r}")
+        if self.cv_rows not in ("matched", "all"):
+            raise ValueError(f"GainModel: cv_rows must be 'matched' or 'all', got {self.cv_rows!r}")
         if self.row_shrink is not None and not self.row_shrink > 0:
             raise ValueError(f"GainModel: row_shrink must be positive or None, got {self.row_shrink!r}")
         if self.tie_rule not in ("majority", "model"):
@@ -392,8 +409,11 @@ class GainModel(ClassifierMixin, BaseEstimator):
         combos = [(tm, ta, tf, so) for so in soft_opts for tm in (grid_main if self._use_main else [1.0])
                   for ta in (grid_aux if self._use_aux else [0.0]) for tf in (grid_feat if p else [0.0])]
         self.cv_scores_ = {}
+        self.cv_scores_new_ = {}
         best = combos[0]
+        best_new = None
         folds = self._folds(pairs, n)
+        self.cv_rows_seen_ = 0
         if len(combos) > 1 and folds is not None:
             K = folds.max() + 1
             T_ = np.stack([targets(c[3]) for c in combos for _k in range(K)])
@@ -406,43 +426,39 @@ class GainModel(ClassifierMixin, BaseEstimator):
             prob = _moderated(mu, var)
             loss = _log_loss(prob, y[None, :])
             err = ((prob > 0.5) != y[None, :]).astype(float)
-            held = W == 0
-            scores, ses = [], []
-            for c, combo in enumerate(combos):
-                sl = slice(c * K, (c + 1) * K)
-                nh = max(1, held[sl].sum())
-                e, ll = float(np.sum(err[sl][held[sl]]) / nh), float(np.sum(loss[sl][held[sl]]) / nh)
-                per = np.array([(err if self.criterion == "error" else loss)[c * K + k][held[c * K + k]].mean()
-                                for k in range(K)])
-                self.cv_scores_[combo] = {"error": e, "log_loss": ll}
-                scores.append(ll if self.criterion == "log_loss" else e + 1e-3 * ll)
-                ses.append(float(per.std(ddof=1) / np.sqrt(K)) if K > 1 else 0.0)
-            b = int(np.argmin(scores))
-            if self.one_se:  # the simplest setting within one standard error of the best (Breiman's rule)
-                ok = [c for c in range(len(combos)) if scores[c] <= scores[b] + ses[b]]
-                b = min(ok, key=lambda c: (combos[c][1], combos[c][2], combos[c][3], -combos[c][0], scores[c]))
-            elif self.feature_se and combos[b][2] > 0:  # features must beat the best setting without them
-                nf = [c for c in range(len(combos)) if combos[c][2] == 0]
-                b0 = min(nf, key=lambda c: scores[c])
-                if scores[b] > scores[b0] - ses[b]:
-                    b = b0
             simple = [c for c in range(len(combos)) if combos[c][1] == 0 and combos[c][2] == 0 and not combos[c][3]]
-            if self.simple_rule != "none" and simple and b not in simple:
-                # the main-effect model (no auxiliary effects, no features, 0/1 labels: the main task's majority
-                # with the base rate for its ties) unless the richer setting makes fewer held-out errors
-                # ("ties"), or fewer by more than the standard error of the paired per-row difference ("se")
-                b0 = min(simple, key=lambda c: scores[c])
-                d = err[b * K + folds, np.arange(n)] - err[b0 * K + folds, np.arange(n)]
-                margin = float(d.std(ddof=1) / np.sqrt(n)) if self.simple_rule == "se" and n > 1 else 0.0
-                if d.mean() > -margin - 1e-12:
-                    b = b0
-            best = combos[b]
+            if self.cv_rows == "matched" and self._use_main:
+                # a held-out row whose main task keeps a measured row in the training fold stands for a hidden
+                # pair of a measured main task; one whose main task has none left stands for a new task's pair
+                mains = [q[0] for q in pairs]
+                seen = np.array([any(mains[j] == mains[i] and folds[j] != folds[i] for j in range(n))
+                                 for i in range(n)])
+                self.cv_rows_seen_ = int(seen.sum())
+                if seen.any():
+                    best, self.cv_scores_ = self._choose(combos, simple, K, folds, err, loss, seen)
+                else:  # nothing held out in the situation of a measured main task: the main-effect model
+                    best = combos[simple[0]] if simple else combos[0]
+                    self.cv_scores_ = {}
+                best_new, self.cv_scores_new_ = self._choose(combos, simple, K, folds, err, loss,
+                                                             ~seen if (~seen).any() else np.ones(n, bool))
+            else:
+                best, self.cv_scores_ = self._choose(combos, simple, K, folds, err, loss, np.ones(n, bool))
+        settings = [best] + ([best_new] if best_new is not None and best_new != best else [])
+        W1 = np.ones((len(settings), n))
+        T1 = np.stack([targets(c[3]) for c in settings])
+        P1 = np.stack([self._penalty(*c[:3], p) for c in settings])
+        w, H, n_iter = fit_logistic_batch(A, T1, W1, P1)
         tm, ta, tf, so = best
         self.params_ = {"tau_main": tm, "tau_aux": ta, "tau_feat": tf, "soft": so}
-        w, H, n_iter = fit_logistic_batch(A, targets(so)[None], np.ones((1, n)), self._penalty(tm, ta, tf, p)[None])
         self.n_iter_ = n_iter
         self._w = w[0]
         self.cov_ = np.linalg.inv(H[0])
+        # the setting (and fit) for pairs whose main task has no measured pair (the same as params_ unless
+        # cv_rows="matched" chose another for that situation)
+        k = len(settings) - 1
+        self.new_task_params_ = dict(zip(("tau_main", "tau_aux", "tau_feat", "soft"), settings[k]))
+        self._w_new = w[k]
+        self._cov_new = np.linalg.inv(H[k])
         T = len(self.tasks_)
         off = 1
         self.intercept_ = float(self._w[0])
@@ -457,6 +473,42 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self._feat_off = off
         self.coef_ = self._w[off:].copy()
         return self
+
+    def _choose(self, combos, simple, K, folds, err, loss, rows):
+        """The setting the cross-validation picks, scored on the held-out rows in ``rows`` only (mask [n]);
+        returns ``(setting, {setting: {"error", "log_loss"}})``."""
+        n = len(folds)
+        held_k = [(folds == k) & rows for k in range(K)]
+        nh = max(1, int(rows.sum()))
+        scores, ses, out = [], [], {}
+        for c, combo in enumerate(combos):
+            e = float(sum(err[c * K + k][held_k[k]].sum() for k in range(K)) / nh)
+            ll = float(sum(loss[c * K + k][held_k[k]].sum() for k in range(K)) / nh)
+            crit = err if self.criterion == "error" else loss
+            per = np.array([crit[c * K + k][held_k[k]].mean() for k in range(K) if held_k[k].any()])
+            out[combo] = {"error": e, "log_loss": ll}
+            scores.append(ll if self.criterion == "log_loss" else e + 1e-3 * ll)
+            ses.append(float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0)
+        b = int(np.argmin(scores))
+        if self.one_se:  # the simplest setting within one standard error of the best (Breiman's rule)
+            ok = [c for c in range(len(combos)) if scores[c] <= scores[b] + ses[b]]
+            b = min(ok, key=lambda c: (combos[c][1], combos[c][2], combos[c][3], -combos[c][0], scores[c]))
+        elif self.feature_se and combos[b][2] > 0:  # features must beat the best setting without them
+            nf = [c for c in range(len(combos)) if combos[c][2] == 0]
+            b0 = min(nf, key=lambda c: scores[c])
+            if scores[b] > scores[b0] - ses[b]:
+                b = b0
+        if self.simple_rule != "none" and simple and b not in simple:
+            # the main-effect model (no auxiliary effects, no features, 0/1 labels: the main task's majority
+            # with the base rate for its ties) unless the richer setting makes fewer held-out errors
+            # ("ties"), or fewer by more than the standard error of the paired per-row difference ("se")
+            b0 = min(simple, key=lambda c: scores[c])
+            idx = np.nonzero(rows)[0]
+            d = err[b * K + folds[idx], idx] - err[b0 * K + folds[idx], idx]
+            margin = float(d.std(ddof=1) / np.sqrt(len(d))) if self.simple_rule == "se" and len(d) > 1 else 0.0
+            if d.mean() > -margin - 1e-12:
+                b = b0
+        return combos[b], out
 
     def _folds(self, pairs, n):
         """Fold of every row: unordered pairs (both directions together) spread over the folds."""
@@ -490,13 +542,18 @@ class GainModel(ClassifierMixin, BaseEstimator):
         f = self._feat_off
         factor = 1.0 / (1.0 + self.shrink * excess)
         A[:, f:] *= factor[:, None]
-        mu = A @ self._w
-        var = np.einsum("nq,qr,nr->n", A, self.cov_, A)
+        # pairs whose main task has no measured pair use the setting chosen for that situation
+        new = np.array([m not in self.main_counts_ for m, _a in pairs], dtype=bool) if self._use_main \
+            else np.zeros(n, dtype=bool)
+        mu = np.where(new, A @ self._w_new, A @ self._w)
+        var = np.where(new, np.einsum("nq,qr,nr->n", A, self._cov_new, A), np.einsum("nq,qr,nr->n", A, self.cov_, A))
+        tau_m = np.where(new, self.new_task_params_["tau_main"], self.params_["tau_main"])
+        tau_a = np.where(new, self.new_task_params_["tau_aux"], self.params_["tau_aux"])
         # a task the model never saw: its effect is its prior, mean 0 and the full prior variance
         if self._use_main:
-            var += self.params_["tau_main"] ** 2 * np.array([m not in self._task_index for m, _a in pairs])
+            var += tau_m ** 2 * np.array([m not in self._task_index for m, _a in pairs])
         if self._use_aux:
-            var += (self.params_["tau_aux"] * self._row_weight(pairs)) ** 2 * np.array(
+            var += (tau_a * self._row_weight(pairs)) ** 2 * np.array(
                 [a not in self._task_index for _m, a in pairs])
         return mu, np.sqrt(np.maximum(var, 0.0))
 
@@ -552,7 +609,7 @@ def query_model():
     27-32 pairs, and the labels at 15 pairs were 0.765-0.777 instead of 0.785. Neither job sees an untrained
     pair.
     """
-    return GainModel(simple_rule="none", row_shrink=None, tie_rule="model")
+    return GainModel(simple_rule="none", cv_rows="all", row_shrink=None, tie_rule="model")
 
 
 def all_pairs(tasks):

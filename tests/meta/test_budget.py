@@ -274,6 +274,56 @@ def test_an_even_split_gets_the_majority_call_unless_evidence_breaks_it():
         B.GainModel(tie_pairs=1).fit(X, y, pairs=pairs)
 
 
+def _one_pair_per_main_task():
+    """A balanced first round on 10 tasks (every task in one measured pair) with a pure main effect (t0-t5 gain
+    from every auxiliary, t6-t9 lose) and an auxiliary-task feature ``x_a`` that this round makes a perfect
+    predictor of the measured labels, though it says nothing about the main effect on the other pairs."""
+    tasks = [f"t{i}" for i in range(10)]
+    g = {t: int(i < 6) for i, t in enumerate(tasks)}
+    x = {t: float(i >= 4) for i, t in enumerate(tasks)}
+    meas = [("t0", "t6"), ("t1", "t7"), ("t2", "t8"), ("t3", "t9"), ("t4", "t5")]
+    mp = [d for a, b in meas for d in ((a, b), (b, a))]
+    hid = [(m, a) for m in tasks for a in tasks if m != a and (m, a) not in mp]
+
+    def X(ps):
+        return np.array([[x[a]] for _m, a in ps])
+
+    return mp, hid, X, np.array([g[m] for m, _a in mp]), np.array([g[m] for m, _a in hid])
+
+
+def test_cv_rows_matched_scores_settings_in_the_situation_they_predict():
+    """cv_rows='matched': with one measured pair per main task, every held-out row of the whole-pair folds has a
+    main task with no measured row left, the feature-only situation, where the feature wins; no hidden pair of a
+    measured main task is in that situation, so its setting is the main-effect model (each main task's own sign,
+    the majority's labels: all right here), while pairs of a task with no measured pair use the setting chosen
+    on those rows (the feature). cv_rows='all' lets the feature overrule the measured pairs."""
+    mp, hid, X, y, yh = _one_pair_per_main_task()
+    maj = _majority(mp, y, hid)
+    np.testing.assert_array_equal(maj, yh)
+    old = B.GainModel(cv_rows="all").fit(X(mp), y, pairs=mp)
+    assert old.params_["tau_feat"] > 0 and old.cv_rows_seen_ == 0
+    assert (old.predict(X(hid), pairs=hid) == yh).mean() < 0.8  # the feature overrules the main effect
+    m = B.GainModel().fit(X(mp), y, pairs=mp)
+    assert m.get_params()["cv_rows"] == "matched" and m.cv_rows_seen_ == 0
+    assert _is_simple(m.params_) and m.params_["tau_main"] == 3.0
+    assert m.new_task_params_["tau_feat"] > 0
+    np.testing.assert_array_equal(m.predict(X(hid), pairs=hid), yh)
+    # a pair of a task never measured gets the feature setting's prediction (as with cv_rows="all")
+    new = [("n1", "t5"), ("n1", "t0")]
+    np.testing.assert_allclose(m.predict_proba(X(new), pairs=new), old.predict_proba(X(new), pairs=new), rtol=1e-9)
+    assert m.predict(X(new), pairs=new).tolist() == [1, 0]
+    # with more pairs per main task the held-out rows are in the measured-main situation and the two agree when
+    # every row is: a complete matrix
+    full = mp + hid
+    yf = np.concatenate([y, yh])
+    a = B.GainModel().fit(X(full), yf, pairs=full)
+    b = B.GainModel(cv_rows="all").fit(X(full), yf, pairs=full)
+    assert a.cv_rows_seen_ == len(full) and a.params_ == b.params_ == a.new_task_params_
+    assert a.cv_scores_ == b.cv_scores_
+    with pytest.raises(ValueError, match="cv_rows"):
+        B.GainModel(cv_rows="some").fit(X(mp), y, pairs=mp)
+
+
 def test_never_worse_than_the_main_task_majority_on_pure_main_task_effects():
     """Gains from main-task effects + noise only (no auxiliary effect; the task features carry the main effect or
     nothing): the main-task majority is the right rule once a few pairs per task are measured, and the model

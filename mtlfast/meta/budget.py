@@ -33,7 +33,15 @@ weighted by ``kappa / (kappa + n_m)``, ``n_m`` the measured directed pairs of it
 ``kappa = 2``): where many of a main task's pairs are measured its own majority decides, as it should, and the
 other terms speak where little is known. A main task whose measured pairs split exactly evenly gets the
 majority's call (loss) unless the tie is broken by evidence, the richer terms with fewer than 6 measured pairs
-(``tie_rule``). Nothing about an untrained pair is used to fit or to choose anything.
+(``tie_rule``); from 6 measured pairs a strict majority is not overturned either (``majority_pairs``).
+
+The cross-validation folds hold out whole pairs, so a held-out row's main task may have no measured row left in
+the training fold (always so when every main task has one measured pair, as after the balanced first round):
+such a row scores the feature-only situation of a *new* task, while a hidden pair of a measured main task has
+its main effect. Each situation gets the setting chosen on its own held-out rows (``cv_rows="matched"``): the
+rows whose main task keeps a measured row choose the setting for measured main tasks, the main-effect model when
+there are none; the others choose the setting for pairs whose main task has no measured pair. Nothing about an
+untrained pair is used to fit or to choose anything.
 
 Pair selection (:func:`choose_pairs`):
 
@@ -244,6 +252,13 @@ class GainModel(ClassifierMixin, BaseEstimator):
     tie_pairs : int
         The number of measured directed pairs from which an even split follows the majority's call whatever
         the setting (``tie_rule="majority"``).
+    majority_pairs : int or None
+        A main task with at least this many measured directed pairs and a strict majority of gains (losses) gets
+        the majority's label whatever the setting: ``P(gain)`` is moved to the majority's side of 0.5 where the
+        model would overturn it. The reason is ``tie_pairs``': the auxiliary and feature terms are then weighted
+        ``kappa / (kappa + n_m)`` <= 1/4, and what overturns such a majority is mostly the soft labels (a few large
+        gains against more small losses), which the replays do not bear out at that count. ``None``: no such
+        rule. A prediction-time rule, like ``tie_rule``.
     shrink : float
         Strength of the move towards the base rate for features outside the training range.
     random_state : int or None
@@ -261,7 +276,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
     def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
                  main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, feature_se=True,
                  simple_rule="ties", cv_rows="matched", row_shrink=2.0, tie_rule="majority", tie_pairs=6,
-                 shrink=1.0, random_state=0):
+                 majority_pairs=6, shrink=1.0, random_state=0):
         self.tau_main = tau_main
         self.tau_aux = tau_aux
         self.tau_feat = tau_feat
@@ -277,6 +292,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.row_shrink = row_shrink
         self.tie_rule = tie_rule
         self.tie_pairs = tie_pairs
+        self.majority_pairs = majority_pairs
         self.shrink = shrink
         self.random_state = random_state
 
@@ -347,6 +363,10 @@ class GainModel(ClassifierMixin, BaseEstimator):
             raise ValueError(f"GainModel: tau_main must be positive, got {self.tau_main!r}")
         if self.simple_rule not in ("ties", "se", "none"):
             raise ValueError(f"GainModel: simple_rule must be 'ties', 'se' or 'none', got {self.simple_rule!r}")
+        if self.majority_pairs is not None and not (isinstance(self.majority_pairs, (int, np.integer))
+                                                    and self.majority_pairs >= 1):
+            raise ValueError(f"GainModel: majority_pairs must be a positive integer or None, got "
+                             f"{self.majority_pairs!r}")
         if self.cv_rows not in ("matched", "all"):
             raise ValueError(f"GainModel: cv_rows must be 'matched' or 'all', got {self.cv_rows!r}")
         if self.row_shrink is not None and not self.row_shrink > 0:
@@ -510,6 +530,16 @@ class GainModel(ClassifierMixin, BaseEstimator):
                 b = b0
         return combos[b], out
 
+    def majority_side(self, pairs):
+        """Per pair: +1 / -1 where its main task's measured directed pairs have a strict majority of gains /
+        losses, 0 where they split evenly or none is measured."""
+        check_is_fitted(self, "cov_")
+        out = []
+        for m, _a in pairs:
+            n, g = self.main_counts_.get(m, 0), self.main_gains_.get(m, 0)
+            out.append(0 if n == 0 or 2 * g == n else (1 if 2 * g > n else -1))
+        return np.array(out, dtype=int)
+
     def _folds(self, pairs, n):
         """Fold of every row: unordered pairs (both directions together) spread over the folds."""
         keys = [tuple(sorted(q)) for q in pairs] if pairs is not None else [(i,) for i in range(n)]
@@ -581,7 +611,13 @@ class GainModel(ClassifierMixin, BaseEstimator):
         mu, sd = self.predict_logit(X, pairs)
         z = mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
         if pairs is not None:
-            z = np.where(self.tie_capped([tuple(q) for q in pairs]), np.minimum(z, 0.0), z)
+            pairs = [tuple(q) for q in pairs]
+            z = np.where(self.tie_capped(pairs), np.minimum(z, 0.0), z)
+            if self.majority_pairs is not None and self._use_main:
+                side = self.majority_side(pairs)
+                n_m = np.array([self.main_counts_.get(m, 0) for m, _a in pairs])
+                side = np.where(n_m >= self.majority_pairs, side, 0)
+                z = np.where(side > 0, np.maximum(z, 1e-9), np.where(side < 0, np.minimum(z, 0.0), z))
         return z
 
     def predict(self, X, pairs=None):
@@ -599,7 +635,9 @@ class GainModel(ClassifierMixin, BaseEstimator):
 def query_model():
     """The gain model whose uncertainty chooses an active round's pairs: :class:`GainModel` with the richer
     settings the cross-validation picks kept as they are (``simple_rule="none"``) and the auxiliary and feature
-    terms at full weight (``row_shrink=None``), and even splits left to the model (``tie_rule="model"``).
+    terms at full weight (``row_shrink=None``), even splits and majorities left to the model (``tie_rule="model"``,
+``majority_pairs=None``), and one setting chosen on every held-out row (``cv_rows="all"``): the pairs it picks
+are those it picked before the last three rules were added to the labelling model.
 
     Choosing what to measure and labelling what is not measured are two jobs. The labels come from the default
     :class:`GainModel`, which falls back to the main-task effect unless the richer terms make fewer held-out
@@ -609,7 +647,7 @@ def query_model():
     27-32 pairs, and the labels at 15 pairs were 0.765-0.777 instead of 0.785. Neither job sees an untrained
     pair.
     """
-    return GainModel(simple_rule="none", cv_rows="all", row_shrink=None, tie_rule="model")
+    return GainModel(simple_rule="none", cv_rows="all", row_shrink=None, tie_rule="model", majority_pairs=None)
 
 
 def all_pairs(tasks):

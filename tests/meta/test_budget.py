@@ -324,6 +324,31 @@ def test_cv_rows_matched_scores_settings_in_the_situation_they_predict():
         B.GainModel(cv_rows="some").fit(X(mp), y, pairs=mp)
 
 
+def test_a_well_measured_main_task_keeps_its_majority():
+    """majority_pairs=6: a main task with >= 6 measured directed pairs and a strict majority gets the majority's
+    label whatever the setting (P(gain) moved to the majority's side of 0.5); below 6 pairs, or with
+    majority_pairs=None, soft labels may overturn it (three large gains against four tiny losses)."""
+    aux = list("bcdefgh")
+    pairs = [("a", x) for x in aux] + [(x, "a") for x in aux]
+    g = np.array([5.0, 4.0, 6.0, -0.01, -0.02, -0.01, -0.02] + [0.5, -0.5] * 3 + [0.5])
+    y = (g > 0).astype(int)
+    X = np.zeros((len(pairs), 0))
+    kw = dict(tau_main=3.0, tau_aux=0.5, tau_feat=0.0, soft=True, simple_rule="none")
+    hid = [("a", "i"), ("b", "c")]
+    free = B.GainModel(majority_pairs=None, **kw).fit(X, y, pairs=pairs, gain=g)
+    p_free = free.predict_proba(np.zeros((2, 0)), pairs=hid)[:, 1]
+    assert p_free[0] > 0.5  # the soft labels overturn a's 3-of-7 majority of losses
+    m = B.GainModel(**kw).fit(X, y, pairs=pairs, gain=g)
+    assert m.get_params()["majority_pairs"] == 6 and m.majority_side(hid).tolist() == [-1, 1]
+    p = m.predict_proba(np.zeros((2, 0)), pairs=hid)[:, 1]
+    assert p[0] == 0.5 and m.predict(np.zeros((2, 0)), pairs=hid)[0] == 0 == _majority(pairs, y, hid)[0]
+    assert p[1] == pytest.approx(p_free[1], rel=1e-12)  # b: one measured pair as main, the model decides
+    p8 = clone(m).set_params(majority_pairs=8).fit(X, y, pairs=pairs, gain=g)
+    np.testing.assert_allclose(p8.predict_proba(np.zeros((2, 0)), pairs=hid)[:, 1], p_free, rtol=1e-12)
+    with pytest.raises(ValueError, match="majority_pairs"):
+        B.GainModel(majority_pairs=0).fit(X, y, pairs=pairs)
+
+
 def test_never_worse_than_the_main_task_majority_on_pure_main_task_effects():
     """Gains from main-task effects + noise only (no auxiliary effect; the task features carry the main effect or
     nothing): the main-task majority is the right rule once a few pairs per task are measured, and the model

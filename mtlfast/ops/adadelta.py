@@ -514,6 +514,16 @@ def _occurrence_rank(keys: torch.Tensor) -> torch.Tensor:
     return rank
 
 
+def _adadelta_round(table, sq, acc, rows, state_rows, g, lr, rho, eps) -> None:
+    """One round of the per-occurrence Adadelta: entry i moves ``table[rows[i]]`` with gradient ``g[i]`` and the
+    state rows ``sq[state_rows[i]]``, ``acc[state_rows[i]]`` (each row at most once per round), in place."""
+    a = sq[state_rows] * rho + g * g * (1 - rho)
+    u = (acc[state_rows] + eps).sqrt() / (a + eps).sqrt() * g
+    sq[state_rows] = a
+    acc[state_rows] = acc[state_rows] * rho + u * u * (1 - rho)
+    table[rows] = table[rows] - lr * u
+
+
 @torch.no_grad()
 def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
                                            rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS) -> None:
@@ -531,13 +541,8 @@ def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *
             continue
         rank = _occurrence_rank(r)
         for j in range(int(rank.max()) + 1):
-            m = rank == j
-            rr, gg = r[m], g[m]
-            a = a2[rr] * rho + gg * gg * (1 - rho)
-            u = (u2[rr] + eps).sqrt() / (a + eps).sqrt() * gg
-            a2[rr] = a
-            u2[rr] = u2[rr] * rho + u * u * (1 - rho)
-            t[rr] = t[rr] - lr * u
+            rr = r[rank == j]
+            _adadelta_round(t, a2, u2, rr, rr, g[rank == j], lr, rho, eps)
 
 
 @torch.no_grad()
@@ -569,12 +574,7 @@ def batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, 
     state = (kk * S + slots_t[kk]) * V + r  # row of the flat [K * S * V, E] state
     a2, u2 = sq.view(K * S * V, E), acc.view(K * S * V, E)
     for sel in torch.split(by_rank, sizes):
-        tr, sr, gg = key[sel], state[sel], g[sel]
-        a = a2[sr] * rho + gg * gg * (1 - rho)
-        u = (u2[sr] + eps).sqrt() / (a + eps).sqrt() * gg
-        a2[sr] = a
-        u2[sr] = u2[sr] * rho + u * u * (1 - rho)
-        t_flat[tr] = t_flat[tr] - lr * u
+        _adadelta_round(t_flat, a2, u2, key[sel], state[sel], g[sel], lr, rho, eps)
 
 
 def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,

@@ -175,13 +175,13 @@ def batched_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_la
     dr = rnd(d)
     g_w = torch.bmm(dr.transpose(1, 2), yr)  # [K, L, D]
     dy = torch.bmm(dr, wr).reshape(K, B, T, D)
-    # Adadelta (torch.optim.Adadelta's operation sequence) on the drawn slots, rows < n_lab only
+    # Adadelta on the drawn slots (gathered copies), kept for rows < n_lab only: a select, not reference_adadelta_'s
+    # boolean mask, which would synchronise with the host
     for p, g, sq, acc, m, full in ((w, g_w, w_sq, w_acc, move[..., None], head_w), (b, db, b_sq, b_acc, move, head_b)):
         s_old, a_old = sq[ar, slots_t], acc[ar, slots_t]
-        s_new = s_old * rho + g * g * (1 - rho)
-        delta = (a_old + eps).sqrt() / (s_new + eps).sqrt() * g
-        a_new = a_old * rho + delta * delta * (1 - rho)
-        full[ar, slots_t] = torch.where(m, p - lr * delta, p)
+        p_new, s_new, a_new = p.clone(), s_old.clone(), a_old.clone()
+        reference_adadelta_(p_new, g, s_new, a_new, lr=lr, rho=rho, eps=eps)
+        full[ar, slots_t] = torch.where(m, p_new, p)
         sq[ar, slots_t] = torch.where(m, s_new, s_old)
         acc[ar, slots_t] = torch.where(m, a_new, a_old)
     return losses, dy

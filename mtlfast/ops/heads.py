@@ -224,10 +224,10 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
         head then does not move)
     dy : Tensor like y, the gradient of the mean loss of each run with respect to y (0 at padding).
     """
+    args = (y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags)
+    kw = dict(positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps, precision=precision)
     if backend == "batched":
-        return batched_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
-                                   positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,
-                                   precision=precision)
+        return batched_heads_step_(*args, **kw)
     _backend(backend, "heads_step_")
     _check_precision(precision)
     tensors = [y, head_w, head_b, w_sq, b_sq, w_acc, b_acc]
@@ -235,14 +235,10 @@ def heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
           and all(t.is_contiguous() for t in tensors[1:]) and tags.device.type == "cpu")
     if backend == "c" and not ok:
         raise ValueError("heads_step_: backend='c' needs CPU float32 tensors (heads and state contiguous)")
-    if not ok and backend == "auto":  # another device (a GPU): all runs at once
-        return batched_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
-                                   positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,
-                                   precision=precision)
-    if backend == "reference" or not ok:
-        return reference_heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, slots, n_lab, tags,
-                                     positions=positions, ignore_tag=ignore_tag, lr=lr, rho=rho, eps=eps,
-                                     precision=precision)
+    if backend == "reference":
+        return reference_heads_step_(*args, **kw)
+    if not ok:  # another device (a GPU): all runs at once
+        return batched_heads_step_(*args, **kw)
     return _C.heads_step_(y, head_w, head_b, w_sq, b_sq, w_acc, b_acc, _int64_cpu(slots), _int64_cpu(n_lab),
                           tags.to(torch.int64),
                           int(positions), int(ignore_tag), float(lr), float(rho), float(eps), precision)

@@ -40,52 +40,50 @@ void forward_lanes(const Dims& d, const float* x, const int64_t* len, const int6
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
   const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp;
-  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+  costliest_first(run_direction_costs(len, K, B, T_), [&](int64_t kd) {
     std::vector<int64_t> active(T_);
-    for (int64_t kd = begin; kd < end; ++kd) {
-      const int64_t k = kd / 2, dir = kd % 2;
-      float* A = acts + kd * G4 * ld;
-      float* C = cells + kd * 2 * H * ld;
-      float* Hs = C + H * ld;
-      const float* bk = bias + kd * G4;
-      const float* whh = w_hh + kd * G4 * H;
-      const int64_t L = run_steps(len + k * B);  // this run's longest row: steps t >= L are all padding
-      active_counts(len + k * B, B, L, active.data());
-      // x^T [E][T Bp] (padding lanes zero) and w_ih in gate panels: the step kernel adds the input projection
-      // (fused, it saves a separate GEMM pass over the whole acts block: ~0.1-0.2 ms of 1.3 ms here).
-      float* xT = scratch(0, E * ld);
-      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
-      float* wxp = scratch(2, G4 * E);
-      pack_gate_panels(w_ih + kd * G4 * E, H, E, wxp);
-      float* wp = scratch(1, G4 * H);
-      pack_gate_panels(whh, H, H, wp);
-      // Forward in time for dir 0 (t = 0 .. L-1), backward for dir 1 (t = L-1 .. 0: starts where the run's
-      // longest row ends; shorter rows start later, from the zero states their padded positions hold).
-      for (int64_t s = 0; s < L; ++s) {
-        const int64_t t = dir == 0 ? s : L - 1 - s;
-        const int64_t tp = dir == 0 ? t - 1 : t + 1;
-        for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
-          const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
-          const int64_t nv = live_vectors(active[t], l0, Bp);
-          const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
-          const float* hp = s > 0 ? Hs + pcol : nullptr;
-          const float* cp = s > 0 ? C + pcol : nullptr;
-          const float* xc = xT + col;
-          if (nv == 2) {
-            fwd_units<2>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, act, E, wxp, xc);
-          } else if (nv == 1) {  // narrow tile: the live rows of this block fit in one vector
-            fwd_units<1>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, act, E, wxp, xc);
-          }
-          // Vectors without a live row: zero states (read by the next step of dir 1, by y and by the GEMMs of
-          // the backward), no arithmetic.
-          for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-            zero_lanes(C + col + 16 * v, 2 * H, ld);
-          }
+    const int64_t k = kd / 2, dir = kd % 2;
+    float* A = acts + kd * G4 * ld;
+    float* C = cells + kd * 2 * H * ld;
+    float* Hs = C + H * ld;
+    const float* bk = bias + kd * G4;
+    const float* whh = w_hh + kd * G4 * H;
+    const int64_t L = run_steps(len + k * B);  // this run's longest row: steps t >= L are all padding
+    active_counts(len + k * B, B, L, active.data());
+    // x^T [E][T Bp] (padding lanes zero) and w_ih in gate panels: the step kernel adds the input projection
+    // (fused, it saves a separate GEMM pass over the whole acts block: ~0.1-0.2 ms of 1.3 ms here).
+    float* xT = scratch(0, E * ld);
+    transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
+    float* wxp = scratch(2, G4 * E);
+    pack_gate_panels(w_ih + kd * G4 * E, H, E, wxp);
+    float* wp = scratch(1, G4 * H);
+    pack_gate_panels(whh, H, H, wp);
+    // Forward in time for dir 0 (t = 0 .. L-1), backward for dir 1 (t = L-1 .. 0: starts where the run's
+    // longest row ends; shorter rows start later, from the zero states their padded positions hold).
+    for (int64_t s = 0; s < L; ++s) {
+      const int64_t t = dir == 0 ? s : L - 1 - s;
+      const int64_t tp = dir == 0 ? t - 1 : t + 1;
+      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
+        const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
+        const int64_t nv = live_vectors(active[t], l0, Bp);
+        const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
+        const float* hp = s > 0 ? Hs + pcol : nullptr;
+        const float* cp = s > 0 ? C + pcol : nullptr;
+        const float* xc = xT + col;
+        if (nv == 2) {
+          fwd_units<2>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, act, E, wxp, xc);
+        } else if (nv == 1) {  // narrow tile: the live rows of this block fit in one vector
+          fwd_units<1>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, act, E, wxp, xc);
+        }
+        // Vectors without a live row: zero states (read by the next step of dir 1, by y and by the GEMMs of
+        // the backward), no arithmetic.
+        for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
+          zero_lanes(C + col + 16 * v, 2 * H, ld);
         }
       }
-      // y[k, b, t, dir H + j] = h[j][t Bp + b] (zero past each sequence's end).
-      write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
     }
+    // y[k, b, t, dir H + j] = h[j][t Bp + b] (zero past each sequence's end).
+    write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
   });
 }
 
@@ -96,70 +94,68 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
   const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp;
   float* dxd = scratch(5, 2 * K * E * ld);  // per (model, direction): dx^T [E][T Bp] = w_ih^T dgates
-  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+  costliest_first(run_direction_costs(len, K, B, T_), [&](int64_t kd) {
     std::vector<int64_t> active(T_);
-    for (int64_t kd = begin; kd < end; ++kd) {
-      const int64_t k = kd / 2, dir = kd % 2;
-      const float* A = acts + kd * G4 * ld;
-      const float* C = cells + kd * 2 * H * ld;
-      const float* Hs = C + H * ld;
-      const float* wih = w_ih + kd * G4 * E;
-      const float* whh = w_hh + kd * G4 * H;
-      const int64_t L = run_steps(len + k * B);  // columns t >= L (all padding) are neither read nor written
-      active_counts(len + k * B, B, L, active.data());
-      float* D = scratch(0, G4 * ld);
-      float* dyT = scratch(1, H * ld);
-      float* dc = scratch(2, H * Bp);
-      // dy of this direction, transposed to [H][T Bp] (padding lanes zero; masked anyway).
-      transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
-      std::memset(dc, 0, H * Bp * sizeof(float));
-      float* dxk = dxd + kd * E * ld;
-      for (int64_t s = L - 1; s >= 0; --s) {
-        const int64_t t = dir == 0 ? s : L - 1 - s;
-        const int64_t tp = dir == 0 ? t - 1 : t + 1;  // previous step in this direction's order
-        const int64_t tn = dir == 0 ? t + 1 : t - 1;  // next step
-        for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
-          const int64_t col = t * Bp + l0;
-          const int64_t nv = live_vectors(active[t], l0, Bp);
-          const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
-          const float* dn = s < L - 1 ? D + tn * Bp + l0 : nullptr;
-          const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
-          if (nv == 2) {
-            bwd_units<2>(H, ld, whh, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, act);
-            dx_units<2>(E, G4, ld, wih, D + col, dxk + col);
-          } else if (nv == 1) {  // narrow tile
-            bwd_units<1>(H, ld, whh, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, act);
-            dx_units<1>(E, G4, ld, wih, D + col, dxk + col);
-          }
-          // Vectors without a live row: zero gate gradients (read by the next step of dir 0 and the GEMMs) and
-          // zero dx.
-          for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-            zero_lanes(D + col + 16 * v, G4, ld);
-            zero_lanes(dxk + col + 16 * v, E, ld);
-          }
+    const int64_t k = kd / 2, dir = kd % 2;
+    const float* A = acts + kd * G4 * ld;
+    const float* C = cells + kd * 2 * H * ld;
+    const float* Hs = C + H * ld;
+    const float* wih = w_ih + kd * G4 * E;
+    const float* whh = w_hh + kd * G4 * H;
+    const int64_t L = run_steps(len + k * B);  // columns t >= L (all padding) are neither read nor written
+    active_counts(len + k * B, B, L, active.data());
+    float* D = scratch(0, G4 * ld);
+    float* dyT = scratch(1, H * ld);
+    float* dc = scratch(2, H * Bp);
+    // dy of this direction, transposed to [H][T Bp] (padding lanes zero; masked anyway).
+    transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
+    std::memset(dc, 0, H * Bp * sizeof(float));
+    float* dxk = dxd + kd * E * ld;
+    for (int64_t s = L - 1; s >= 0; --s) {
+      const int64_t t = dir == 0 ? s : L - 1 - s;
+      const int64_t tp = dir == 0 ? t - 1 : t + 1;  // previous step in this direction's order
+      const int64_t tn = dir == 0 ? t + 1 : t - 1;  // next step
+      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
+        const int64_t col = t * Bp + l0;
+        const int64_t nv = live_vectors(active[t], l0, Bp);
+        const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
+        const float* dn = s < L - 1 ? D + tn * Bp + l0 : nullptr;
+        const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
+        if (nv == 2) {
+          bwd_units<2>(H, ld, whh, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, act);
+          dx_units<2>(E, G4, ld, wih, D + col, dxk + col);
+        } else if (nv == 1) {  // narrow tile
+          bwd_units<1>(H, ld, whh, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, act);
+          dx_units<1>(E, G4, ld, wih, D + col, dxk + col);
+        }
+        // Vectors without a live row: zero gate gradients (read by the next step of dir 0 and the GEMMs) and
+        // zero dx.
+        for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
+          zero_lanes(D + col + 16 * v, G4, ld);
+          zero_lanes(dxk + col + 16 * v, E, ld);
         }
       }
-      const int64_t n = L * Bp;  // live columns
-      row_sums(D, G4, n, ld, dbias + kd * G4);
-      // Weight gradients as GEMMs over the live columns, each computed transposed (its long side as the output's
-      // rows: 50 x 400 x 800 runs ~20% faster in MKL than 400 x 50 x 800 here), then transposed back.
-      float* xT = scratch(3, E * ld);  // x[k] as [E][T Bp], padding lanes zero
-      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
-      float* tr = scratch(4, std::max(E, H) * G4);
-      gemm<float>(false, true, E, G4, n, 1.0f, xT, ld, D, ld, 0.0f, tr, G4);  // dw_ih^T [E][4H]
-      float* dwih = dw_ih + kd * G4 * E;
-      transpose(tr, G4, E, G4, dwih, E);
-      // dw_hh = sum_t dgates[t] h[t_prev]^T over the steps with a previous state (h_0 = 0): one GEMM over the
-      // column range shifted by one step.
-      float* dwhh = dw_hh + kd * G4 * H;
-      if (L > 1) {
-        const float* a = dir == 0 ? Hs : Hs + Bp;
-        const float* b = dir == 0 ? D + Bp : D;
-        gemm<float>(false, true, H, G4, (L - 1) * Bp, 1.0f, a, ld, b, ld, 0.0f, tr, G4);  // dw_hh^T [H][4H]
-        transpose(tr, G4, H, G4, dwhh, H);
-      } else {
-        std::memset(dwhh, 0, G4 * H * sizeof(float));
-      }
+    }
+    const int64_t n = L * Bp;  // live columns
+    row_sums(D, G4, n, ld, dbias + kd * G4);
+    // Weight gradients as GEMMs over the live columns, each computed transposed (its long side as the output's
+    // rows: 50 x 400 x 800 runs ~20% faster in MKL than 400 x 50 x 800 here), then transposed back.
+    float* xT = scratch(3, E * ld);  // x[k] as [E][T Bp], padding lanes zero
+    transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
+    float* tr = scratch(4, std::max(E, H) * G4);
+    gemm<float>(false, true, E, G4, n, 1.0f, xT, ld, D, ld, 0.0f, tr, G4);  // dw_ih^T [E][4H]
+    float* dwih = dw_ih + kd * G4 * E;
+    transpose(tr, G4, E, G4, dwih, E);
+    // dw_hh = sum_t dgates[t] h[t_prev]^T over the steps with a previous state (h_0 = 0): one GEMM over the
+    // column range shifted by one step.
+    float* dwhh = dw_hh + kd * G4 * H;
+    if (L > 1) {
+      const float* a = dir == 0 ? Hs : Hs + Bp;
+      const float* b = dir == 0 ? D + Bp : D;
+      gemm<float>(false, true, H, G4, (L - 1) * Bp, 1.0f, a, ld, b, ld, 0.0f, tr, G4);  // dw_hh^T [H][4H]
+      transpose(tr, G4, H, G4, dwhh, H);
+    } else {
+      std::memset(dwhh, 0, G4 * H * sizeof(float));
     }
   });
   // dx[k, b, t] = sum over both directions, back to batch-major rows (zero for t >= the run's longest row).

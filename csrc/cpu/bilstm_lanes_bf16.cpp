@@ -37,49 +37,47 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
   const int64_t K = d.K, B = d.B, T_ = d.T, E = d.E, H = d.H, G4 = 4 * H;
   const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp, Ep = (E + 1) / 2, Hh = (H + 1) / 2;
-  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+  costliest_first(run_direction_costs(len, K, B, T_), [&](int64_t kd) {
     std::vector<int64_t> active(T_);
-    for (int64_t kd = begin; kd < end; ++kd) {
-      const int64_t k = kd / 2, dir = kd % 2;
-      float* A = acts + kd * G4 * ld;
-      float* C = cells + kd * 2 * H * ld;
-      float* Hs = C + H * ld;
-      const float* bk = bias + kd * G4;
-      const int64_t L = run_steps(len + k * B);
-      active_counts(len + k * B, B, L, active.data());
-      const int64_t n = L * Bp;  // live columns
-      float* xT = scratch(0, E * ld);
-      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
-      uint32_t* xb = scratch_u32(6, Ep * ld);
-      for (int64_t p = 0; p < Ep; ++p) pair_rows(xT + 2 * p * ld, 2 * p + 1 < E ? xT + (2 * p + 1) * ld : nullptr, n,
-                                                 xb + p * ld);
-      uint32_t* wxp = scratch_u32(2, G4 * Ep);
-      pack_gate_panels_bf16(w_ih + kd * G4 * E, H, E, wxp);
-      uint32_t* wp = scratch_u32(1, G4 * Hh);
-      pack_gate_panels_bf16(w_hh + kd * G4 * H, H, H, wp);
-      uint32_t* hb = scratch_u32(7, Hh * ld);
-      for (int64_t s = 0; s < L; ++s) {
-        const int64_t t = dir == 0 ? s : L - 1 - s;
-        const int64_t tp = dir == 0 ? t - 1 : t + 1;
-        for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
-          const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
-          const int64_t nv = live_vectors(active[t], l0, Bp);
-          const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
-          const uint32_t* hp = s > 0 ? hb + pcol : nullptr;
-          const float* cp = s > 0 ? C + pcol : nullptr;
-          if (nv == 2) {
-            fwd_units_bf16<2>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, hb + col, act, E, wxp, xb + col);
-          } else if (nv == 1) {
-            fwd_units_bf16<1>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, hb + col, act, E, wxp, xb + col);
-          }
-          for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-            zero_lanes(C + col + 16 * v, 2 * H, ld);
-            zero_lanes(reinterpret_cast<float*>(hb + col + 16 * v), Hh, ld);
-          }
+    const int64_t k = kd / 2, dir = kd % 2;
+    float* A = acts + kd * G4 * ld;
+    float* C = cells + kd * 2 * H * ld;
+    float* Hs = C + H * ld;
+    const float* bk = bias + kd * G4;
+    const int64_t L = run_steps(len + k * B);
+    active_counts(len + k * B, B, L, active.data());
+    const int64_t n = L * Bp;  // live columns
+    float* xT = scratch(0, E * ld);
+    transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
+    uint32_t* xb = scratch_u32(6, Ep * ld);
+    for (int64_t p = 0; p < Ep; ++p) pair_rows(xT + 2 * p * ld, 2 * p + 1 < E ? xT + (2 * p + 1) * ld : nullptr, n,
+                                               xb + p * ld);
+    uint32_t* wxp = scratch_u32(2, G4 * Ep);
+    pack_gate_panels_bf16(w_ih + kd * G4 * E, H, E, wxp);
+    uint32_t* wp = scratch_u32(1, G4 * Hh);
+    pack_gate_panels_bf16(w_hh + kd * G4 * H, H, H, wp);
+    uint32_t* hb = scratch_u32(7, Hh * ld);
+    for (int64_t s = 0; s < L; ++s) {
+      const int64_t t = dir == 0 ? s : L - 1 - s;
+      const int64_t tp = dir == 0 ? t - 1 : t + 1;
+      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
+        const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
+        const int64_t nv = live_vectors(active[t], l0, Bp);
+        const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
+        const uint32_t* hp = s > 0 ? hb + pcol : nullptr;
+        const float* cp = s > 0 ? C + pcol : nullptr;
+        if (nv == 2) {
+          fwd_units_bf16<2>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, hb + col, act, E, wxp, xb + col);
+        } else if (nv == 1) {
+          fwd_units_bf16<1>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, hb + col, act, E, wxp, xb + col);
+        }
+        for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
+          zero_lanes(C + col + 16 * v, 2 * H, ld);
+          zero_lanes(reinterpret_cast<float*>(hb + col + 16 * v), Hh, ld);
         }
       }
-      write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
     }
+    write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
   });
 }
 
@@ -90,64 +88,62 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
   const std::vector<int64_t> rows = row_map(order, K * B);
   const int64_t Bp = (B + 15) / 16 * 16, ld = T_ * Bp, Hh = (H + 1) / 2, P = 4 * Hh;
   float* dxd = scratch(5, 2 * K * E * ld);
-  at::parallel_for(0, K * 2, 1, [&](int64_t begin, int64_t end) {
+  costliest_first(run_direction_costs(len, K, B, T_), [&](int64_t kd) {
     std::vector<int64_t> active(T_);
-    for (int64_t kd = begin; kd < end; ++kd) {
-      const int64_t k = kd / 2, dir = kd % 2;
-      const float* A = acts + kd * G4 * ld;
-      const float* C = cells + kd * 2 * H * ld;
-      const float* Hs = C + H * ld;
-      const int64_t L = run_steps(len + k * B);
-      active_counts(len + k * B, B, L, active.data());
-      float* D = scratch(0, G4 * ld);
-      uint32_t* db = scratch_u32(6, P * ld);
-      float* dyT = scratch(1, H * ld);
-      float* dc = scratch(2, H * Bp);
-      uint32_t* whhT = scratch_u32(7, P * H);
-      pack_gate_row_pairs(w_hh + kd * G4 * H, H, H, whhT);
-      uint32_t* wihT = scratch_u32(8, P * E);
-      pack_gate_row_pairs(w_ih + kd * G4 * E, H, E, wihT);
-      transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
-      std::memset(dc, 0, H * Bp * sizeof(float));
-      float* dxk = dxd + kd * E * ld;
-      for (int64_t s = L - 1; s >= 0; --s) {
-        const int64_t t = dir == 0 ? s : L - 1 - s;
-        const int64_t tp = dir == 0 ? t - 1 : t + 1;
-        const int64_t tn = dir == 0 ? t + 1 : t - 1;
-        for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
-          const int64_t col = t * Bp + l0;
-          const int64_t nv = live_vectors(active[t], l0, Bp);
-          const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
-          const uint32_t* dn = s < L - 1 ? db + tn * Bp + l0 : nullptr;
-          const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
-          if (nv == 2) {
-            bwd_units_bf16<2>(H, ld, whhT, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, db + col, act);
-            dx_units_bf16<2>(E, P, ld, wihT, db + col, dxk + col);
-          } else if (nv == 1) {
-            bwd_units_bf16<1>(H, ld, whhT, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, db + col, act);
-            dx_units_bf16<1>(E, P, ld, wihT, db + col, dxk + col);
-          }
-          for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-            zero_lanes(D + col + 16 * v, G4, ld);
-            zero_lanes(reinterpret_cast<float*>(db + col + 16 * v), P, ld);
-            zero_lanes(dxk + col + 16 * v, E, ld);
-          }
+    const int64_t k = kd / 2, dir = kd % 2;
+    const float* A = acts + kd * G4 * ld;
+    const float* C = cells + kd * 2 * H * ld;
+    const float* Hs = C + H * ld;
+    const int64_t L = run_steps(len + k * B);
+    active_counts(len + k * B, B, L, active.data());
+    float* D = scratch(0, G4 * ld);
+    uint32_t* db = scratch_u32(6, P * ld);
+    float* dyT = scratch(1, H * ld);
+    float* dc = scratch(2, H * Bp);
+    uint32_t* whhT = scratch_u32(7, P * H);
+    pack_gate_row_pairs(w_hh + kd * G4 * H, H, H, whhT);
+    uint32_t* wihT = scratch_u32(8, P * E);
+    pack_gate_row_pairs(w_ih + kd * G4 * E, H, E, wihT);
+    transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
+    std::memset(dc, 0, H * Bp * sizeof(float));
+    float* dxk = dxd + kd * E * ld;
+    for (int64_t s = L - 1; s >= 0; --s) {
+      const int64_t t = dir == 0 ? s : L - 1 - s;
+      const int64_t tp = dir == 0 ? t - 1 : t + 1;
+      const int64_t tn = dir == 0 ? t + 1 : t - 1;
+      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
+        const int64_t col = t * Bp + l0;
+        const int64_t nv = live_vectors(active[t], l0, Bp);
+        const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
+        const uint32_t* dn = s < L - 1 ? db + tn * Bp + l0 : nullptr;
+        const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
+        if (nv == 2) {
+          bwd_units_bf16<2>(H, ld, whhT, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, db + col, act);
+          dx_units_bf16<2>(E, P, ld, wihT, db + col, dxk + col);
+        } else if (nv == 1) {
+          bwd_units_bf16<1>(H, ld, whhT, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, db + col, act);
+          dx_units_bf16<1>(E, P, ld, wihT, db + col, dxk + col);
+        }
+        for (int64_t v = nv; v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
+          zero_lanes(D + col + 16 * v, G4, ld);
+          zero_lanes(reinterpret_cast<float*>(db + col + 16 * v), P, ld);
+          zero_lanes(dxk + col + 16 * v, E, ld);
         }
       }
-      const int64_t n = L * Bp;
-      row_sums(D, G4, n, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
-      // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation.
-      float* xT = scratch(3, E * ld);
-      transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
-      prod<float>(Prod::kBf16Native, false, true, G4, E, n, D, ld, xT, ld, 0.0f, dw_ih + kd * G4 * E, E);
-      float* dwhh = dw_hh + kd * G4 * H;
-      if (L > 1) {
-        const float* a = dir == 0 ? Hs : Hs + Bp;
-        const float* b = dir == 0 ? D + Bp : D;
-        prod<float>(Prod::kBf16Native, false, true, G4, H, (L - 1) * Bp, b, ld, a, ld, 0.0f, dwhh, H);
-      } else {
-        std::memset(dwhh, 0, G4 * H * sizeof(float));
-      }
+    }
+    const int64_t n = L * Bp;
+    row_sums(D, G4, n, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
+    // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation.
+    float* xT = scratch(3, E * ld);
+    transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
+    prod<float>(Prod::kBf16Native, false, true, G4, E, n, D, ld, xT, ld, 0.0f, dw_ih + kd * G4 * E, E);
+    float* dwhh = dw_hh + kd * G4 * H;
+    if (L > 1) {
+      const float* a = dir == 0 ? Hs : Hs + Bp;
+      const float* b = dir == 0 ? D + Bp : D;
+      prod<float>(Prod::kBf16Native, false, true, G4, H, (L - 1) * Bp, b, ld, a, ld, 0.0f, dwhh, H);
+    } else {
+      std::memset(dwhh, 0, G4 * H * sizeof(float));
     }
   });
   gather_dx(dxd, len, rows.data(), K, B, T_, E, Bp, dx);

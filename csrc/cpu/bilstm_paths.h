@@ -1,6 +1,7 @@
 // The two implementations behind the CPU bi-LSTM's one contract (csrc/bilstm.h), as bilstm_cpu.cpp calls them
 // after checking the arguments and sorting each model's rows by length (longest first, so that the rows still
-// running at any step are a prefix). One task per (model, direction) over at::parallel_for in both.
+// running at any step are a prefix). One task per (model, direction) in both: over at::parallel_for in the general
+// path, handed out costliest first to the next free thread in the lanes paths (costliest_first, lanes_layout.h).
 //
 // * general path (bilstm_generic.cpp): any dtype, precision and kernel build. Saved tensors acts [K, 2, B, T, 4H],
 //   cells [K, 2, B, T, H]. Input projection and weight gradients as GEMMs; per step one recurrent product and the

@@ -4,6 +4,7 @@
 // compiler sees every caller, exactly as when this code and its callers shared one file.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -116,6 +117,38 @@ inline int64_t live_vectors(int64_t active, int64_t l0, int64_t Bp) {
   return std::min<int64_t>(std::min<int64_t>(2, (Bp - l0) / 16), (live + 15) / 16);
 }
 
+// Tasks 0 .. n-1 on the ATen threads, costliest first, each handed to the next free thread (fn(i)). The drivers'
+// tasks are ragged (a run of 6-token rows costs a fifth of one of 30-token rows), and at::parallel_for's static
+// split of the range gave each thread a fixed contiguous half of the array, whatever its cost.
+template <typename F>
+void costliest_first(const std::vector<int64_t>& cost, F&& fn) {
+  const int64_t n = static_cast<int64_t>(cost.size());
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(n, at::get_num_threads()));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t q = next++; q < n; q = next++) fn(order[q]);
+  });
+}
+
+// Cost of each (model, direction) task kd = 2 k + dir of a lanes call: the 16-lane vectors it computes, summed over
+// its steps (both directions of a run cost the same).
+inline std::vector<int64_t> run_direction_costs(const int64_t* len, int64_t K, int64_t B, int64_t T_) {
+  const int64_t Bp = (B + 15) / 16 * 16;
+  std::vector<int64_t> cost(2 * K), active(T_);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t L = run_steps(len + k * B);
+    active_counts(len + k * B, B, L, active.data());
+    int64_t c = 1;
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t l0 = 0; l0 < Bp; l0 += 32) c += live_vectors(active[t], l0, Bp);
+    cost[2 * k] = cost[2 * k + 1] = c;
+  }
+  return cost;
+}
+
 // Batch rows: the kernels run on each run's rows sorted by length (longest first); rows[b] (b < B, the run's
 // slice of the driver's map) is the flat row (k B + original row) of x, y, dy and dx that sorted row b reads or
 // writes, so that no sorted copy of those tensors is ever made.
@@ -157,15 +190,15 @@ inline void transpose_dy(const float* dyd, const int64_t* rows, int64_t B, int64
 inline void gather_dx(float* dxd, const int64_t* len, const int64_t* rows, int64_t K, int64_t B, int64_t T_,
                       int64_t E, int64_t Bp, float* dx) {
   const int64_t ld = T_ * Bp;
-  at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int64_t L = run_steps(len + k * B);
-      const int64_t* rk = rows + k * B;
-      float* d0 = dxd + 2 * k * E * ld;
-      for (int64_t e = 0; e < E; ++e) add_inplace(d0 + e * ld, d0 + (E + e) * ld, L * Bp);
-      for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + t * E, T_ * E, nullptr, rk);
-      for (int64_t b = 0; b < B && L < T_; ++b) std::memset(dx + (rk[b] * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
-    }
+  std::vector<int64_t> steps(K);
+  for (int64_t k = 0; k < K; ++k) steps[k] = run_steps(len + k * B);
+  costliest_first(steps, [&](int64_t k) {
+    const int64_t L = steps[k];
+    const int64_t* rk = rows + k * B;
+    float* d0 = dxd + 2 * k * E * ld;
+    for (int64_t e = 0; e < E; ++e) add_inplace(d0 + e * ld, d0 + (E + e) * ld, L * Bp);
+    for (int64_t t = 0; t < L; ++t) transpose(d0 + t * Bp, ld, E, B, dx + t * E, T_ * E, nullptr, rk);
+    for (int64_t b = 0; b < B && L < T_; ++b) std::memset(dx + (rk[b] * T_ + L) * E, 0, (T_ - L) * E * sizeof(float));
   });
 }
 

@@ -34,8 +34,8 @@
 //   sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr, rho, eps)
 //       TensorFlow's SparseApplyAdadelta for every run of a model array (the original protocol's embedding
 //       update): table [K, V, E]; sq, acc [K, S, V, E] (one state per task slot; run k uses slots[k]);
-//       rows int64 [K, N] (-1 skipped); grads [K, N, E]. Entry i of run k updates row rows[k, i] with
-//       grads[k, i], one entry after the other (a row that occurs twice is updated twice, the second time from
+//       rows int64 [K, N] (-1 skipped); grads [K, N, E] (or [K, B, T, E] with N = T B, entry i = t B + b
+//       reading grads[k, b, t]). Entry i of run k updates row rows[k, i] with its gradient, one entry after the other (a row that occurs twice is updated twice, the second time from
 //       the state the first left). Float32 only; parallel over runs.
 //
 // The float32 element kernel has three builds (AVX-512F, AVX2, portable), chosen by the kernel build shared
@@ -446,6 +446,33 @@ __attribute__((optimize("no-math-errno"))) void tf_adadelta_row(float* __restric
   }
 }
 
+#if MTLFAST_X86
+// The same row in AVX-512 (16 elements a vector, masked tail; multiplications and additions kept separate, in the
+// portable row's order).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void tf_adadelta_row_avx512(float* __restrict v, float* __restrict a,
+                                                               float* __restrict u, const float* __restrict g,
+                                                               int64_t E, float lr, float rho, float eps) {
+  const __m512 vrho = _mm512_set1_ps(rho), vom = _mm512_set1_ps(1.0f - rho), veps = _mm512_set1_ps(eps);
+  const __m512 vlr = _mm512_set1_ps(lr);
+  for (int64_t e = 0; e < E; e += 16) {
+    const int64_t left = E - e;
+    const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+    const __m512 gg = _mm512_maskz_loadu_ps(m, g + e);
+    const __m512 aa = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + e), vrho),
+                                    _mm512_mul_ps(_mm512_mul_ps(gg, gg), vom));
+    _mm512_mask_storeu_ps(a + e, m, aa);
+    const __m512 uu = _mm512_maskz_loadu_ps(m, u + e);
+    const __m512 up = _mm512_mul_ps(
+        _mm512_div_ps(_mm512_sqrt_ps(_mm512_add_ps(uu, veps)), _mm512_sqrt_ps(_mm512_add_ps(aa, veps))), gg);
+    _mm512_mask_storeu_ps(u + e, m, _mm512_add_ps(_mm512_mul_ps(uu, vrho), _mm512_mul_ps(_mm512_mul_ps(up, up), vom)));
+    _mm512_mask_storeu_ps(v + e, m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, v + e), _mm512_mul_ps(up, vlr)));
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 void sparse_adadelta_occurrences_(at::Tensor table, at::Tensor sq, at::Tensor acc, at::Tensor slots,
                                   at::Tensor rows, at::Tensor grads, double lr, double rho, double eps) {
   const char* op = "sparse_adadelta_occurrences_";
@@ -469,10 +496,17 @@ void sparse_adadelta_occurrences_(at::Tensor table, at::Tensor sq, at::Tensor ac
               op, ": rows must be a CPU int64 tensor of shape [K, N] with K = ", K, "; got ", rows.scalar_type(),
               " ", shape_str(rows));
   const int64_t N = rows.size(1);
-  TORCH_CHECK(grads.dim() == 3 && grads.size(0) == K && grads.size(1) == N && grads.size(2) == E &&
-                  grads.scalar_type() == at::kFloat && grads.device().is_cpu(),
-              op, ": grads must be a CPU float32 tensor of shape [K, N, E] = [", K, ", ", N, ", ", E, "]; got ",
-              grads.scalar_type(), " ", shape_str(grads));
+  // grads [K, N, E]: entry i's gradient is grads[k, i]; or batch-major [K, B, T, E] with N = T * B: entry
+  // i = t * B + b (time-major, the original's order) reads grads[k, b, t] (the bi-LSTM's dx as it is, no
+  // transposed copy).
+  const bool batch_major = grads.dim() == 4;
+  TORCH_CHECK(((grads.dim() == 3 && grads.size(1) == N) ||
+               (batch_major && grads.size(1) * grads.size(2) == N)) &&
+                  grads.size(0) == K && grads.size(-1) == E && grads.scalar_type() == at::kFloat &&
+                  grads.device().is_cpu(),
+              op, ": grads must be a CPU float32 tensor of shape [K, N, E] = [", K, ", ", N, ", ", E,
+              "] or [K, B, T, E] with B T = N; got ", grads.scalar_type(), " ", shape_str(grads));
+  const int64_t Bg = batch_major ? grads.size(1) : 1, Tg = batch_major ? grads.size(2) : N;
   const at::Tensor sl = slots.contiguous(), r2 = rows.contiguous(), g3 = grads.contiguous();
   const int64_t* sp = sl.data_ptr<int64_t>();
   const int64_t* rp = r2.data_ptr<int64_t>();
@@ -486,15 +520,38 @@ void sparse_adadelta_occurrences_(at::Tensor table, at::Tensor sq, at::Tensor ac
   float* ap = acc.data_ptr<float>();
   const float* gp = g3.data_ptr<float>();
   const float flr = static_cast<float>(lr), frho = static_cast<float>(rho), feps = static_cast<float>(eps);
+  const Path path = cpu::active_path();
+  auto* row_update = tf_adadelta_row;
+#if MTLFAST_X86
+  if (path == Path::kAvx512 || path == Path::kAvx512Bf16) row_update = tf_adadelta_row_avx512;
+#endif
   pybind11::gil_scoped_release nogil;
+  // The rows are scattered over tables of hundreds of MB: each entry's three rows are cache (and TLB) misses,
+  // which the short arithmetic per row cannot hide, so the rows of the entry kPrefetch ahead are requested early.
+  constexpr int64_t kPrefetch = 8;
+  const int64_t row_bytes = E * static_cast<int64_t>(sizeof(float));
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const int64_t state = (k * S + sp[k]) * V * E;
       for (int64_t i = 0; i < N; ++i) {
+        if (i + kPrefetch < N) {
+          const int64_t rn = rp[k * N + i + kPrefetch];
+          if (rn >= 0) {
+            const char* pt = reinterpret_cast<const char*>(tp + (k * V + rn) * E);
+            const char* pq = reinterpret_cast<const char*>(qp + state + rn * E);
+            const char* pa = reinterpret_cast<const char*>(ap + state + rn * E);
+            for (int64_t o = 0; o < row_bytes; o += 64) {
+              __builtin_prefetch(pt + o, 1);
+              __builtin_prefetch(pq + o, 1);
+              __builtin_prefetch(pa + o, 1);
+            }
+          }
+        }
         const int64_t r = rp[k * N + i];
         if (r < 0) continue;
-        tf_adadelta_row(tp + (k * V + r) * E, qp + state + r * E, ap + state + r * E, gp + (k * N + i) * E, E,
-                        flr, frho, feps);
+        // entry i of run k: grads[k, i] ([K, N, E]) or grads[k, i % B, i / B] ([K, B, T, E])
+        const int64_t g_row = batch_major ? (k * Bg + i % Bg) * Tg + i / Bg : k * N + i;
+        row_update(tp + (k * V + r) * E, qp + state + r * E, ap + state + r * E, gp + g_row * E, E, flr, frho, feps);
       }
     }
   });

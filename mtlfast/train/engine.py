@@ -294,7 +294,6 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
     """One step of every run under the original protocol (module docstring); returns losses and task slots."""
     K = arr.K
     dev = arr.device
-    E = arr.t["emb"].shape[2]
     B = settings.batch_size
     lap = _laps(prof)
     sb = _step_batch(arr, runs, inputs, settings, dropout=False, lap=lap)
@@ -323,7 +322,7 @@ def _array_step_original(arr: ModelArray, runs: list[_Run], inputs, settings: Tr
         # feeds [timesteps, batch] ids); padding positions carry a zero gradient and a row (PAD) that never
         # reaches an output, so they are left out.
         rows = torch.where(valid, tokens_t, torch.full_like(tokens_t, -1)).transpose(1, 2).reshape(K, T * B)
-        grads = x.grad.transpose(1, 2).reshape(K, T * B, E)
+        grads = x.grad  # [K, B, T, E], read in the rows' time-major order (no transposed copy)
         arr.local_step += 1
         ops.sparse_adadelta_occurrences_(arr.t["emb"], arr.t["emb.sq"], arr.t["emb.ad"], slots_t, rows, grads, **kw)
     lap("embedding")

@@ -396,6 +396,31 @@ def test_sparse_adadelta_occurrences_compiled_equals_generic():
     assert not torch.allclose(out[0][0][1, 4], table[1, 4])
 
 
+def test_sparse_adadelta_occurrences_batch_major_grads():
+    """grads given batch-major [K, B, T, E] with rows in time-major order (entry t B + b is grads[k, b, t], the
+    engine's x.grad as it is) update exactly as the same gradients transposed to [K, T B, E], on every backend."""
+    g = torch.Generator().manual_seed(3)
+    K, S, V, E, B, T = 3, 2, 11, 19, 4, 5  # E = 19: a vector and a masked tail in the AVX-512 row
+    table = torch.randn(K, V, E, generator=g)
+    sq, ad = torch.rand(K, S, V, E, generator=g), torch.rand(K, S, V, E, generator=g)
+    rows = torch.randint(-1, V, (K, T * B), generator=g)
+    rows[1, :5] = 7  # repeated row
+    grads_bm = torch.randn(K, B, T, E, generator=g)
+    grads_tm = grads_bm.transpose(1, 2).reshape(K, T * B, E).contiguous()
+    slots = torch.tensor([1, 0, 1])
+    for backend in ("c", "reference", "batched"):
+        outs = []
+        for grads in (grads_tm, grads_bm):
+            t, s, a = table.clone(), sq.clone(), ad.clone()
+            ops.sparse_adadelta_occurrences_(t, s, a, slots, rows, grads, lr=0.5, rho=0.9, eps=1e-6, backend=backend)
+            outs.append((t, s, a))
+        for x, y in zip(*outs):
+            assert torch.equal(x, y), backend
+        assert not torch.equal(outs[0][0], table)
+    with pytest.raises(ValueError, match=r"need rows \[K, T \* B\]"):
+        ops.sparse_adadelta_occurrences_(table, sq, ad, slots, rows[:, :-1], grads_bm)
+
+
 def test_adadelta_slots_equals_torch_optim_per_slot():
     """The per-task optimiser of the shared layers (one call for K runs, state slot slots[k] updated in place)
     equals one torch.optim.Adadelta per (run, slot); the other slots are untouched."""

@@ -131,17 +131,25 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
         }
       }
     }
-    const int64_t n = L * Bp;
-    row_sums(D, G4, n, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
-    // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation.
+    row_sums(D, G4, L * Bp, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
+    // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation, over the live
+    // columns only (packed in place, live_columns).
+    std::vector<int64_t> w(L), off(L + 1);
+    live_columns(active.data(), L, Bp, w.data(), off.data());
     float* xT = scratch(3, E * ld);
     transpose_x(x, rows.data() + k * B, B, T_, E, L, Bp, xT);
-    prod<float>(Prod::kBf16Native, false, true, G4, E, n, D, ld, xT, ld, 0.0f, dw_ih + kd * G4 * E, E);
+    float* hp = nullptr;
+    int64_t first = 0, n2 = 0;
+    if (L > 1) {
+      hp = scratch(9, H * ld);
+      n2 = gather_prev_states(Hs, H, ld, Bp, L, dir, w.data(), off.data(), hp, &first);
+    }
+    pack_live_columns(D, G4, ld, Bp, L, w.data(), off.data());
+    pack_live_columns(xT, E, ld, Bp, L, w.data(), off.data());
+    prod<float>(Prod::kBf16Native, false, true, G4, E, off[L], D, ld, xT, ld, 0.0f, dw_ih + kd * G4 * E, E);
     float* dwhh = dw_hh + kd * G4 * H;
     if (L > 1) {
-      const float* a = dir == 0 ? Hs : Hs + Bp;
-      const float* b = dir == 0 ? D + Bp : D;
-      prod<float>(Prod::kBf16Native, false, true, G4, H, (L - 1) * Bp, b, ld, a, ld, 0.0f, dwhh, H);
+      prod<float>(Prod::kBf16Native, false, true, G4, H, n2, D + off[first], ld, hp, ld, 0.0f, dwhh, H);
     } else {
       std::memset(dwhh, 0, G4 * H * sizeof(float));
     }

@@ -149,6 +149,46 @@ inline std::vector<int64_t> run_direction_costs(const int64_t* len, int64_t K, i
   return cost;
 }
 
+// Live columns for the weight-gradient products. At step t < L only the first w[t] = 16 ceil(active[t] / 16)
+// columns of the step's block (t Bp ..) can hold a non-zero gate gradient; the rest are padding lanes whose zero
+// gradients the products would multiply for nothing (a third of all columns on the shared tasks). off[t] (t <= L)
+// is where step t's live columns start once packed: off[0] = 0, off[t + 1] = off[t] + w[t].
+inline void live_columns(const int64_t* active, int64_t L, int64_t Bp, int64_t* w, int64_t* off) {
+  off[0] = 0;
+  for (int64_t t = 0; t < L; ++t) {
+    w[t] = std::min<int64_t>(Bp, (active[t] + 15) / 16 * 16);
+    off[t + 1] = off[t] + w[t];
+  }
+}
+
+// Packs the live columns of each of the R rows of M [R][ld] in place: step t's first w[t] columns move from t Bp to
+// off[t] (never to the right, so one pass from t = 1 up is safe).
+inline void pack_live_columns(float* M, int64_t R, int64_t ld, int64_t Bp, int64_t L, const int64_t* w,
+                              const int64_t* off) {
+  if (off[L] == L * Bp) return;  // every column live
+  for (int64_t r = 0; r < R; ++r) {
+    float* row = M + r * ld;
+    for (int64_t t = 1; t < L; ++t)
+      if (off[t] != t * Bp) std::memmove(row + off[t], row + t * Bp, w[t] * sizeof(float));
+  }
+}
+
+// The previous states h_prev of the recurrent-weight gradient in the packed layout of the gate gradients: for each
+// step t with a previous step tp in direction dir (dir 0: t = 1 .. L-1, tp = t - 1; dir 1: t = 0 .. L-2, tp = t + 1),
+// the first w[t] columns of h's block at tp, at column off[t] - off[first] of out [H][ld]. Returns the number of
+// columns and sets *first (dir 0: 1, dir 1: 0), so that dw_hh = D[:, off[first] ..] out^T over those columns.
+inline int64_t gather_prev_states(const float* Hs, int64_t H, int64_t ld, int64_t Bp, int64_t L, int64_t dir,
+                                  const int64_t* w, const int64_t* off, float* out, int64_t* first) {
+  const int64_t t0 = dir == 0 ? 1 : 0, t1 = dir == 0 ? L : L - 1;
+  *first = t0;
+  for (int64_t r = 0; r < H; ++r)
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t tp = dir == 0 ? t - 1 : t + 1;
+      std::memcpy(out + r * ld + off[t] - off[t0], Hs + r * ld + tp * Bp, w[t] * sizeof(float));
+    }
+  return off[t1] - off[t0];
+}
+
 // Batch rows: the kernels run on each run's rows sorted by length (longest first); rows[b] (b < B, the run's
 // slice of the driver's map) is the flat row (k B + original row) of x, y, dy and dx that sorted row b reads or
 // writes, so that no sorted copy of those tensors is ever made.

@@ -149,14 +149,31 @@ inline std::vector<int64_t> run_direction_costs(const int64_t* len, int64_t K, i
   return cost;
 }
 
-// Live columns for the weight-gradient products. At step t < L only the first w[t] = 16 ceil(active[t] / 16)
-// columns of the step's block (t Bp ..) can hold a non-zero gate gradient; the rest are padding lanes whose zero
-// gradients the products would multiply for nothing (a third of all columns on the shared tasks). off[t] (t <= L)
+// How the 32-lane block at l0 runs when `active` rows (a prefix) do: `full` 16-lane vectors, then, when the
+// last live rows fit in 8 lanes, one 8-lane vector (`half`, lane_vectors.h); the block's other vectors hold no
+// live row (zero states and gradients, no arithmetic). 1-8 live rows: one 8-lane tile; 9-16: one 16-lane tile;
+// 17-24: a 16-lane and an 8-lane tile; 25-32: two 16-lane vectors.
+struct LanePlan {
+  int64_t full;
+  bool half;
+  int64_t vectors() const { return full + (half ? 1 : 0); }
+};
+inline LanePlan lane_plan(int64_t active, int64_t l0, int64_t Bp) {
+  const int64_t live = std::min<int64_t>(std::max<int64_t>(0, active - l0), std::min<int64_t>(32, Bp - l0));
+  const int64_t full = live / 16, rest = live - 16 * full;
+  if (rest > 8) return {full + 1, false};
+  return {full, rest > 0};
+}
+
+// Live columns for the weight-gradient products. At step t < L only the first w[t] = 8 ceil(active[t] / 8)
+// columns of the step's block (t Bp ..) can hold a non-zero gate gradient (lane_plan's vectors; an 8-lane tile
+// writes zero gradients to the upper 8 lanes of its vector); the rest are padding lanes whose zero gradients the
+// products would multiply for nothing (a third of all columns on the shared tasks). off[t] (t <= L)
 // is where step t's live columns start once packed: off[0] = 0, off[t + 1] = off[t] + w[t].
 inline void live_columns(const int64_t* active, int64_t L, int64_t Bp, int64_t* w, int64_t* off) {
   off[0] = 0;
   for (int64_t t = 0; t < L; ++t) {
-    w[t] = std::min<int64_t>(Bp, (active[t] + 15) / 16 * 16);
+    w[t] = std::min<int64_t>(Bp, (active[t] + 7) / 8 * 8);
     off[t + 1] = off[t] + w[t];
   }
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "cpu/isa.h"
+#include "cpu/lane_vectors.h"
 #include "cpu/simd_math.h"
 
 #if MTLFAST_X86
@@ -23,36 +24,37 @@ constexpr int kBwdUnits = 12;   // backward tile: 12 units x 2 vectors
 
 // acc[r][v] += sum_k panel[k][r] * src[k][16 v .. 16 v + 15] for k < n: a panel [n][4U] (gate-major rows of
 // U units) times n rows of lanes (row k at src + k * ld), as rank-1 updates held in registers.
-template <int U, int V>
-MTLFAST_AVX512_TARGET MTLFAST_AI void fma_panel(__m512 (&acc)[4 * U][V], const float* panel, const float* src,
+template <int U, int V, class LV>
+MTLFAST_AVX512_TARGET MTLFAST_AI void fma_panel(typename LV::F (&acc)[4 * U][V], const float* panel, const float* src,
                                                  int64_t n, int64_t ld) {
   for (int64_t k = 0; k < n; ++k) {
-    __m512 b[V];
+    typename LV::F b[V];
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) b[v] = _mm512_load_ps(src + k * ld + 16 * v);
+    for (int v = 0; v < V; ++v) b[v] = LV::load(src + k * ld + 16 * v);
     const float* w = panel + k * 4 * U;
 #pragma GCC unroll 12
     for (int r = 0; r < 4 * U; ++r) {
-      const __m512 wv = _mm512_set1_ps(w[r]);
+      const typename LV::F wv = LV::set1(w[r]);
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(wv, b[v], acc[r][v]);
+      for (int v = 0; v < V; ++v) acc[r][v] = LV::fmadd(wv, b[v], acc[r][v]);
     }
   }
 }
 
 // One forward step for U units starting at j0 and V vectors of lanes starting at l0. Pointers are at column
-// t * Bp + l0 (acts, c, h) or tp * Bp + l0 (hp, cp; nullptr: zero state); ld = T * Bp.
-template <int U, int V>
+// t * Bp + l0 (acts, c, h) or tp * Bp + l0 (hp, cp; nullptr: zero state); ld = T * Bp. LV: 16- or 8-lane
+// products (lane_vectors.h; V = 1 with 8 lanes).
+template <int U, int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void fwd_tile(int64_t H, int64_t ld, const float* wp, const float* hp, const float* cp,
                                     float* acts, const float* bias, float* c, float* h, int64_t j0,
                                     const __mmask16* act, int64_t E, const float* wxp, const float* xc) {
-  __m512 acc[4 * U][V];
+  typename LV::F acc[4 * U][V];
 #pragma GCC unroll 12
   for (int r = 0; r < 4 * U; ++r)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  fma_panel<U, V>(acc, wxp, xc, E, ld);                 // input projection of this step: w_ih panel x x^T
-  if (hp != nullptr) fma_panel<U, V>(acc, wp, hp, H, ld);  // recurrent product: w_hh panel x h_{t-1}^T
+    for (int v = 0; v < V; ++v) acc[r][v] = LV::zero();
+  fma_panel<U, V, LV>(acc, wxp, xc, E, ld);                 // input projection of this step: w_ih panel x x^T
+  if (hp != nullptr) fma_panel<U, V, LV>(acc, wp, hp, H, ld);  // recurrent product: w_hh panel x h_{t-1}^T
 #pragma GCC unroll 3
   for (int u = 0; u < U; ++u) {
     const int64_t j = j0 + u;
@@ -63,7 +65,7 @@ MTLFAST_AVX512_TARGET void fwd_tile(int64_t H, int64_t ld, const float* wp, cons
       __m512 pre[4];
 #pragma GCC unroll 4
       for (int g = 0; g < 4; ++g)
-        pre[g] = _mm512_add_ps(acc[g * U + u][v], _mm512_set1_ps(bias[g * H + j]));
+        pre[g] = _mm512_add_ps(LV::wide(acc[g * U + u][v]), _mm512_set1_ps(bias[g * H + j]));
       const __m512 i = v_sigmoid(pre[0]), f = v_sigmoid(pre[1]), gg = v_tanh(pre[2]), o = v_sigmoid(pre[3]);
       const __m512 ig = _mm512_mul_ps(i, gg);
       const __m512 cn = cp != nullptr ? _mm512_fmadd_ps(f, _mm512_load_ps(cp + j * ld + o16), ig) : ig;
@@ -81,27 +83,27 @@ MTLFAST_AVX512_TARGET void fwd_tile(int64_t H, int64_t ld, const float* wp, cons
 // One backward step for U units from j0, V lane vectors from l0. dn: next step's gate gradients (column
 // tn * Bp + l0; nullptr at the last step); acts, c, dg, dyT at column t * Bp + l0; cp at tp * Bp + l0 (nullptr:
 // zero initial state); dc: running cell gradient [H][Bp] at column l0.
-template <int U, int V>
+template <int U, int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void bwd_tile(int64_t H, int64_t ld, const float* whh, const float* dn, const float* acts,
                                     const float* c, const float* cp, const float* dyT, float* dc, int64_t ldc,
                                     float* dg, int64_t j0, const __mmask16* act) {
-  __m512 acc[U][V];
+  typename LV::F acc[U][V];
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[u][v] = _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) acc[u][v] = LV::zero();
   if (dn != nullptr) {
     const int64_t G4 = 4 * H;
     for (int64_t k = 0; k < G4; ++k) {
-      __m512 db[V];
+      typename LV::F db[V];
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) db[v] = _mm512_load_ps(dn + k * ld + 16 * v);
+      for (int v = 0; v < V; ++v) db[v] = LV::load(dn + k * ld + 16 * v);
       const float* w = whh + k * H + j0;
 #pragma GCC unroll 12
       for (int u = 0; u < U; ++u) {
-        const __m512 wv = _mm512_set1_ps(w[u]);
+        const typename LV::F wv = LV::set1(w[u]);
 #pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) acc[u][v] = _mm512_fmadd_ps(wv, db[v], acc[u][v]);
+        for (int v = 0; v < V; ++v) acc[u][v] = LV::fmadd(wv, db[v], acc[u][v]);
       }
     }
   }
@@ -115,7 +117,7 @@ MTLFAST_AVX512_TARGET void bwd_tile(int64_t H, int64_t ld, const float* whh, con
       const __m512 i = _mm512_load_ps(acts + j * ld + o16), f = _mm512_load_ps(acts + (H + j) * ld + o16);
       const __m512 gg = _mm512_load_ps(acts + (2 * H + j) * ld + o16);
       const __m512 o = _mm512_load_ps(acts + (3 * H + j) * ld + o16);
-      const __m512 dh = _mm512_add_ps(acc[u][v], _mm512_load_ps(dyT + j * ld + o16));
+      const __m512 dh = _mm512_add_ps(LV::wide(acc[u][v]), _mm512_load_ps(dyT + j * ld + o16));
       const __m512 tc = v_tanh(_mm512_load_ps(c + j * ld + o16));
       const __m512 dct = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one),
                                          _mm512_load_ps(dc + j * ldc + o16));
@@ -134,7 +136,7 @@ MTLFAST_AVX512_TARGET void bwd_tile(int64_t H, int64_t ld, const float* whh, con
   }
 }
 
-template <int V>
+template <int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void fwd_units(int64_t H, int64_t ld, const float* wpk, const float* hp, const float* cp,
                                      float* acts, const float* bias, float* c, float* h, const __mmask16* act,
                                      int64_t E, const float* wxk, const float* xc) {
@@ -142,9 +144,9 @@ MTLFAST_AVX512_TARGET void fwd_units(int64_t H, int64_t ld, const float* wpk, co
     const float* wp = wpk + j0 * 4 * H;
     const float* wxp = wxk + j0 * 4 * E;
     switch (std::min<int64_t>(kFwdUnits, H - j0)) {
-      case 3: fwd_tile<3, V>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
-      case 2: fwd_tile<2, V>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
-      default: fwd_tile<1, V>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
+      case 3: fwd_tile<3, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
+      case 2: fwd_tile<2, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
+      default: fwd_tile<1, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
     }
   }
 }
@@ -163,8 +165,8 @@ void pack_gate_panels(const float* w, int64_t H, int64_t n, float* out) {
 }
 
 #define MTLFAST_BWD_CASE(U) \
-  case U: bwd_tile<U, V>(H, ld, whh, dn, acts, c, cp, dyT, dc, ldc, dg, j0, act); break;
-template <int V>
+  case U: bwd_tile<U, V, LV>(H, ld, whh, dn, acts, c, cp, dyT, dc, ldc, dg, j0, act); break;
+template <int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void bwd_units(int64_t H, int64_t ld, const float* whh, const float* dn, const float* acts,
                                      const float* c, const float* cp, const float* dyT, float* dc, int64_t ldc,
                                      float* dg, const __mmask16* act) {
@@ -172,7 +174,7 @@ MTLFAST_AVX512_TARGET void bwd_units(int64_t H, int64_t ld, const float* whh, co
     switch (std::min<int64_t>(kBwdUnits, H - j0)) {
       MTLFAST_BWD_CASE(12) MTLFAST_BWD_CASE(11) MTLFAST_BWD_CASE(10) MTLFAST_BWD_CASE(9) MTLFAST_BWD_CASE(8)
       MTLFAST_BWD_CASE(7) MTLFAST_BWD_CASE(6) MTLFAST_BWD_CASE(5) MTLFAST_BWD_CASE(4) MTLFAST_BWD_CASE(3)
-      MTLFAST_BWD_CASE(2) default: bwd_tile<1, V>(H, ld, whh, dn, acts, c, cp, dyT, dc, ldc, dg, j0, act); break;
+      MTLFAST_BWD_CASE(2) default: bwd_tile<1, V, LV>(H, ld, whh, dn, acts, c, cp, dyT, dc, ldc, dg, j0, act); break;
     }
   }
 }
@@ -180,34 +182,35 @@ MTLFAST_AVX512_TARGET void bwd_units(int64_t H, int64_t ld, const float* whh, co
 
 // dst[u][lanes] = sum_k w[k][u] src[k][lanes] for U rows u (w at column e0, row stride ldw; src, dst rows ld):
 // one step's slice of dx^T = w_ih^T dgates, computed right after the step's epilogue wrote dgates (hot in cache).
-template <int U, int V>
+// With 8 lanes (LV = Lanes8) the 16 lanes of dst are written, the upper 8 zero.
+template <int U, int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void wt_tile(int64_t G4, int64_t ld, const float* w, int64_t ldw, const float* src, float* dst) {
-  __m512 acc[U][V];
+  typename LV::F acc[U][V];
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[u][v] = _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) acc[u][v] = LV::zero();
   for (int64_t k = 0; k < G4; ++k) {
-    __m512 db[V];
+    typename LV::F db[V];
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) db[v] = _mm512_load_ps(src + k * ld + 16 * v);
+    for (int v = 0; v < V; ++v) db[v] = LV::load(src + k * ld + 16 * v);
     const float* wk = w + k * ldw;
 #pragma GCC unroll 12
     for (int u = 0; u < U; ++u) {
-      const __m512 wv = _mm512_set1_ps(wk[u]);
+      const typename LV::F wv = LV::set1(wk[u]);
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) acc[u][v] = _mm512_fmadd_ps(wv, db[v], acc[u][v]);
+      for (int v = 0; v < V; ++v) acc[u][v] = LV::fmadd(wv, db[v], acc[u][v]);
     }
   }
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) _mm512_store_ps(dst + u * ld + 16 * v, acc[u][v]);
+    for (int v = 0; v < V; ++v) _mm512_store_ps(dst + u * ld + 16 * v, LV::wide(acc[u][v]));
 }
 
 #define MTLFAST_WT_CASE(U) \
-  case U: wt_tile<U, V>(G4, ld, w + e0, E, src, dst + e0 * ld); break;
-template <int V>
+  case U: wt_tile<U, V, LV>(G4, ld, w + e0, E, src, dst + e0 * ld); break;
+template <int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void dx_units(int64_t E, int64_t G4, int64_t ld, const float* w, const float* src, float* dst) {
   // Row blocks of at most 12, spread evenly (E = 50: 10,10,10,10,10 rather than 12,12,12,12,2).
   const int64_t nblk = (E + kBwdUnits - 1) / kBwdUnits;
@@ -216,7 +219,7 @@ MTLFAST_AVX512_TARGET void dx_units(int64_t E, int64_t G4, int64_t ld, const flo
     switch (n) {
       MTLFAST_WT_CASE(12) MTLFAST_WT_CASE(11) MTLFAST_WT_CASE(10) MTLFAST_WT_CASE(9) MTLFAST_WT_CASE(8)
       MTLFAST_WT_CASE(7) MTLFAST_WT_CASE(6) MTLFAST_WT_CASE(5) MTLFAST_WT_CASE(4) MTLFAST_WT_CASE(3)
-      MTLFAST_WT_CASE(2) default: wt_tile<1, V>(G4, ld, w + e0, E, src, dst + e0 * ld); break;
+      MTLFAST_WT_CASE(2) default: wt_tile<1, V, LV>(G4, ld, w + e0, E, src, dst + e0 * ld); break;
     }
     e0 += n;
   }

@@ -17,6 +17,7 @@
 
 #include "cpu/bf16_gemm.h"
 #include "cpu/isa.h"
+#include "cpu/lane_vectors.h"
 #include "cpu/simd_math.h"
 
 #if MTLFAST_X86
@@ -83,38 +84,38 @@ inline void pack_gate_panels_bf16(const float* w, int64_t H, int64_t n, uint32_t
 }
 
 // acc[r][v] += sum_p panel[p][r] . src[p][16 v ..] over np k pairs (vdpbf16ps).
-template <int U, int V>
-MTLFAST_BF16_TARGET MTLFAST_AI void dp_panel(__m512 (&acc)[4 * U][V], const uint32_t* panel, const uint32_t* src,
-                                             int64_t np, int64_t ld) {
+template <int U, int V, class LV>
+MTLFAST_BF16_TARGET MTLFAST_AI void dp_panel(typename LV::F (&acc)[4 * U][V], const uint32_t* panel,
+                                             const uint32_t* src, int64_t np, int64_t ld) {
   for (int64_t p = 0; p < np; ++p) {
-    __m512bh b[V];
+    typename LV::BH b[V];
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) b[v] = (__m512bh)_mm512_load_si512(src + p * ld + 16 * v);
+    for (int v = 0; v < V; ++v) b[v] = LV::load_bh(src + p * ld + 16 * v);
     const uint32_t* w = panel + p * 4 * U;
 #pragma GCC unroll 8
     for (int r = 0; r < 4 * U; ++r) {
-      const __m512bh wv = (__m512bh)_mm512_set1_epi32(static_cast<int>(w[r]));
+      const typename LV::BH wv = LV::set1_bh(w[r]);
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], wv, b[v]);
+      for (int v = 0; v < V; ++v) acc[r][v] = LV::dp(acc[r][v], wv, b[v]);
     }
   }
 }
 
 // One forward step, U units from j0 (even), V lane vectors: as fwd_tile (lanes_tiles.h) with the products over
 // bf16 pairs: xb (x^T pairs, column t Bp + l0), hb (h_prev pairs, column tp Bp + l0; nullptr: zero state). Also
-// writes this step's h pairs to hbo (column t Bp + l0).
-template <int U, int V>
+// writes this step's h pairs to hbo (column t Bp + l0). LV: 16- or 8-lane products (lane_vectors.h).
+template <int U, int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void fwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wp, const uint32_t* hb,
                                        const float* cp, float* acts, const float* bias, float* c, float* h,
                                        uint32_t* hbo, int64_t j0, const __mmask16* act, int64_t Ep,
                                        const uint32_t* wxp, const uint32_t* xb) {
-  __m512 acc[4 * U][V];
+  typename LV::F acc[4 * U][V];
 #pragma GCC unroll 8
   for (int r = 0; r < 4 * U; ++r)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  dp_panel<U, V>(acc, wxp, xb, Ep, ld);
-  if (hb != nullptr) dp_panel<U, V>(acc, wp, hb, (H + 1) / 2, ld);
+    for (int v = 0; v < V; ++v) acc[r][v] = LV::zero();
+  dp_panel<U, V, LV>(acc, wxp, xb, Ep, ld);
+  if (hb != nullptr) dp_panel<U, V, LV>(acc, wp, hb, (H + 1) / 2, ld);
 #pragma GCC unroll 2
   for (int v = 0; v < V; ++v) {
     const int64_t o16 = 16 * v;
@@ -124,7 +125,7 @@ MTLFAST_BF16_TARGET void fwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wp
       const int64_t j = j0 + u;
       __m512 pre[4];
 #pragma GCC unroll 4
-      for (int g = 0; g < 4; ++g) pre[g] = _mm512_add_ps(acc[g * U + u][v], _mm512_set1_ps(bias[g * H + j]));
+      for (int g = 0; g < 4; ++g) pre[g] = _mm512_add_ps(LV::wide(acc[g * U + u][v]), _mm512_set1_ps(bias[g * H + j]));
       const __m512 i = v_sigmoid(pre[0]), f = v_sigmoid(pre[1]), gg = v_tanh(pre[2]), o = v_sigmoid(pre[3]);
       const __m512 ig = _mm512_mul_ps(i, gg);
       const __m512 cn = cp != nullptr ? _mm512_fmadd_ps(f, _mm512_load_ps(cp + j * ld + o16), ig) : ig;
@@ -142,7 +143,7 @@ MTLFAST_BF16_TARGET void fwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wp
   }
 }
 
-template <int V>
+template <int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void fwd_units_bf16(int64_t H, int64_t ld, const uint32_t* wpk, const uint32_t* hb,
                                         const float* cp, float* acts, const float* bias, float* c, float* h,
                                         uint32_t* hbo, const __mmask16* act, int64_t E, const uint32_t* wxk,
@@ -152,9 +153,9 @@ MTLFAST_BF16_TARGET void fwd_units_bf16(int64_t H, int64_t ld, const uint32_t* w
     const uint32_t* wp = wpk + j0 * 4 * Hh;
     const uint32_t* wxp = wxk + j0 * 4 * Ep;
     if (H - j0 >= 2) {
-      fwd_tile_bf16<2, V>(H, ld, wp, hb, cp, acts, bias, c, h, hbo, j0, act, Ep, wxp, xb);
+      fwd_tile_bf16<2, V, LV>(H, ld, wp, hb, cp, acts, bias, c, h, hbo, j0, act, Ep, wxp, xb);
     } else {
-      fwd_tile_bf16<1, V>(H, ld, wp, hb, cp, acts, bias, c, h, hbo, j0, act, Ep, wxp, xb);
+      fwd_tile_bf16<1, V, LV>(H, ld, wp, hb, cp, acts, bias, c, h, hbo, j0, act, Ep, wxp, xb);
     }
   }
 }
@@ -162,28 +163,28 @@ MTLFAST_BF16_TARGET void fwd_units_bf16(int64_t H, int64_t ld, const uint32_t* w
 // One backward step, U units from j0 (even), V vectors: as bwd_tile (lanes_tiles.h) with dh = W_hh^T dgates_next
 // over gate-row pairs (wT: pack_gate_row_pairs of w_hh, [4 Hh][H]; dnb: next step's dgates pairs at column
 // tn Bp + l0, nullptr at the last step). Writes dg (fp32) and its pairs dgb (rows g Hh + j / 2).
-template <int U, int V>
+template <int U, int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void bwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wT, const uint32_t* dnb,
                                        const float* acts, const float* c, const float* cp, const float* dyT,
                                        float* dc, int64_t ldc, float* dg, uint32_t* dgb, int64_t j0,
                                        const __mmask16* act) {
   const int64_t Hh = (H + 1) / 2;
-  __m512 acc[U][V];
+  typename LV::F acc[U][V];
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[u][v] = _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) acc[u][v] = LV::zero();
   if (dnb != nullptr) {
     for (int64_t p = 0; p < 4 * Hh; ++p) {
-      __m512bh db[V];
+      typename LV::BH db[V];
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) db[v] = (__m512bh)_mm512_load_si512(dnb + p * ld + 16 * v);
+      for (int v = 0; v < V; ++v) db[v] = LV::load_bh(dnb + p * ld + 16 * v);
       const uint32_t* w = wT + p * H + j0;
 #pragma GCC unroll 12
       for (int u = 0; u < U; ++u) {
-        const __m512bh wv = (__m512bh)_mm512_set1_epi32(static_cast<int>(w[u]));
+        const typename LV::BH wv = LV::set1_bh(w[u]);
 #pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) acc[u][v] = _mm512_dpbf16_ps(acc[u][v], wv, db[v]);
+        for (int v = 0; v < V; ++v) acc[u][v] = LV::dp(acc[u][v], wv, db[v]);
       }
     }
   }
@@ -206,7 +207,7 @@ MTLFAST_BF16_TARGET void bwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wT
         const __m512 i = _mm512_load_ps(acts + j * ld + o16), f = _mm512_load_ps(acts + (H + j) * ld + o16);
         const __m512 gg = _mm512_load_ps(acts + (2 * H + j) * ld + o16);
         const __m512 o = _mm512_load_ps(acts + (3 * H + j) * ld + o16);
-        const __m512 dh = _mm512_add_ps(acc[u][v], _mm512_load_ps(dyT + j * ld + o16));
+        const __m512 dh = _mm512_add_ps(LV::wide(acc[u][v]), _mm512_load_ps(dyT + j * ld + o16));
         const __m512 tc = v_tanh(_mm512_load_ps(c + j * ld + o16));
         const __m512 dct = _mm512_fmadd_ps(_mm512_mul_ps(dh, o), _mm512_fnmadd_ps(tc, tc, one),
                                            _mm512_load_ps(dc + j * ldc + o16));
@@ -228,8 +229,8 @@ MTLFAST_BF16_TARGET void bwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wT
 }
 
 #define MTLFAST_BWD_CASE_B(U) \
-  case U: bwd_tile_bf16<U, V>(H, ld, wT, dnb, acts, c, cp, dyT, dc, ldc, dg, dgb, j0, act); break;
-template <int V>
+  case U: bwd_tile_bf16<U, V, LV>(H, ld, wT, dnb, acts, c, cp, dyT, dc, ldc, dg, dgb, j0, act); break;
+template <int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void bwd_units_bf16(int64_t H, int64_t ld, const uint32_t* wT, const uint32_t* dnb,
                                         const float* acts, const float* c, const float* cp, const float* dyT,
                                         float* dc, int64_t ldc, float* dg, uint32_t* dgb, const __mmask16* act) {
@@ -238,43 +239,43 @@ MTLFAST_BF16_TARGET void bwd_units_bf16(int64_t H, int64_t ld, const uint32_t* w
       MTLFAST_BWD_CASE_B(12) MTLFAST_BWD_CASE_B(11) MTLFAST_BWD_CASE_B(10) MTLFAST_BWD_CASE_B(9)
       MTLFAST_BWD_CASE_B(8) MTLFAST_BWD_CASE_B(7) MTLFAST_BWD_CASE_B(6) MTLFAST_BWD_CASE_B(5)
       MTLFAST_BWD_CASE_B(4) MTLFAST_BWD_CASE_B(3) MTLFAST_BWD_CASE_B(2)
-      default: bwd_tile_bf16<1, V>(H, ld, wT, dnb, acts, c, cp, dyT, dc, ldc, dg, dgb, j0, act); break;
+      default: bwd_tile_bf16<1, V, LV>(H, ld, wT, dnb, acts, c, cp, dyT, dc, ldc, dg, dgb, j0, act); break;
     }
   }
 }
 #undef MTLFAST_BWD_CASE_B
 
 // dst[u][lanes] = sum_p w[p][u] . src[p][lanes] over P gate-row pairs (w at column e0, row stride ldw): one
-// step's slice of dx^T = W_ih^T dgates from the dgates pairs.
-template <int U, int V>
+// step's slice of dx^T = W_ih^T dgates from the dgates pairs (8 lanes: the upper 8 of dst's 16 written zero).
+template <int U, int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void wt_tile_bf16(int64_t P, int64_t ld, const uint32_t* w, int64_t ldw, const uint32_t* src,
                                       float* dst) {
-  __m512 acc[U][V];
+  typename LV::F acc[U][V];
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) acc[u][v] = _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) acc[u][v] = LV::zero();
   for (int64_t p = 0; p < P; ++p) {
-    __m512bh db[V];
+    typename LV::BH db[V];
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) db[v] = (__m512bh)_mm512_load_si512(src + p * ld + 16 * v);
+    for (int v = 0; v < V; ++v) db[v] = LV::load_bh(src + p * ld + 16 * v);
     const uint32_t* wk = w + p * ldw;
 #pragma GCC unroll 12
     for (int u = 0; u < U; ++u) {
-      const __m512bh wv = (__m512bh)_mm512_set1_epi32(static_cast<int>(wk[u]));
+      const typename LV::BH wv = LV::set1_bh(wk[u]);
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) acc[u][v] = _mm512_dpbf16_ps(acc[u][v], wv, db[v]);
+      for (int v = 0; v < V; ++v) acc[u][v] = LV::dp(acc[u][v], wv, db[v]);
     }
   }
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) _mm512_store_ps(dst + u * ld + 16 * v, acc[u][v]);
+    for (int v = 0; v < V; ++v) _mm512_store_ps(dst + u * ld + 16 * v, LV::wide(acc[u][v]));
 }
 
 #define MTLFAST_WT_CASE_B(U) \
-  case U: wt_tile_bf16<U, V>(P, ld, w + e0, E, src, dst + e0 * ld); break;
-template <int V>
+  case U: wt_tile_bf16<U, V, LV>(P, ld, w + e0, E, src, dst + e0 * ld); break;
+template <int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void dx_units_bf16(int64_t E, int64_t P, int64_t ld, const uint32_t* w, const uint32_t* src,
                                        float* dst) {
   const int64_t nblk = (E + kBwdUnitsB - 1) / kBwdUnitsB;  // row blocks of at most 12, spread evenly
@@ -283,7 +284,7 @@ MTLFAST_BF16_TARGET void dx_units_bf16(int64_t E, int64_t P, int64_t ld, const u
     switch (n) {
       MTLFAST_WT_CASE_B(12) MTLFAST_WT_CASE_B(11) MTLFAST_WT_CASE_B(10) MTLFAST_WT_CASE_B(9) MTLFAST_WT_CASE_B(8)
       MTLFAST_WT_CASE_B(7) MTLFAST_WT_CASE_B(6) MTLFAST_WT_CASE_B(5) MTLFAST_WT_CASE_B(4) MTLFAST_WT_CASE_B(3)
-      MTLFAST_WT_CASE_B(2) default: wt_tile_bf16<1, V>(P, ld, w + e0, E, src, dst + e0 * ld); break;
+      MTLFAST_WT_CASE_B(2) default: wt_tile_bf16<1, V, LV>(P, ld, w + e0, E, src, dst + e0 * ld); break;
     }
     e0 += n;
   }

@@ -1,0 +1,50 @@
+// Vectors of batch lanes for the lanes tiles (lanes_tiles.h, lanes_tiles_bf16.h): 16 fp32 lanes (zmm) or 8 (ymm).
+// A 32-lane block whose last live rows fit in 8 lanes runs them as an 8-lane tile: half the products of a 16-lane
+// one on CPUs whose 512-bit units are two 256-bit halves (Zen 4), where masked-off lanes cost as much as live ones.
+// Only the products run at 8 lanes; the tiles' epilogues stay 16 lanes wide (wide(): the upper 8 lanes zero), so
+// they write the same rows of 16 lanes as the 16-lane tiles, with zero states and gradients in the dead lanes.
+#pragma once
+#include <cstdint>
+
+#include "cpu/isa.h"
+#include "cpu/simd_math.h"
+
+#if MTLFAST_X86
+#include "cpu/bf16_gemm.h"
+
+namespace mtlfast {
+namespace cpu {
+namespace {
+
+struct Lanes16 {
+  using F = __m512;
+  using BH = __m512bh;
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F zero() { return _mm512_setzero_ps(); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F load(const float* p) { return _mm512_load_ps(p); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F set1(float x) { return _mm512_set1_ps(x); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static __m512 wide(F x) { return x; }
+  MTLFAST_BF16_TARGET MTLFAST_AI static BH load_bh(const uint32_t* p) { return (BH)_mm512_load_si512(p); }
+  MTLFAST_BF16_TARGET MTLFAST_AI static BH set1_bh(uint32_t w) { return (BH)_mm512_set1_epi32(static_cast<int>(w)); }
+  MTLFAST_BF16_TARGET MTLFAST_AI static F dp(F acc, BH a, BH b) { return _mm512_dpbf16_ps(acc, a, b); }
+};
+
+struct Lanes8 {
+  using F = __m256;
+  using BH = __m256bh;
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F zero() { return _mm256_setzero_ps(); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F load(const float* p) { return _mm256_load_ps(p); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F set1(float x) { return _mm256_set1_ps(x); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static __m512 wide(F x) { return _mm512_zextps256_ps512(x); }
+  MTLFAST_BF16_TARGET MTLFAST_AI static BH load_bh(const uint32_t* p) {
+    return (BH)_mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  MTLFAST_BF16_TARGET MTLFAST_AI static BH set1_bh(uint32_t w) { return (BH)_mm256_set1_epi32(static_cast<int>(w)); }
+  MTLFAST_BF16_TARGET MTLFAST_AI static F dp(F acc, BH a, BH b) { return _mm256_dpbf16_ps(acc, a, b); }
+};
+
+}  // namespace
+}  // namespace cpu
+}  // namespace mtlfast
+#endif  // MTLFAST_X86

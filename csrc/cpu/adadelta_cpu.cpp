@@ -520,7 +520,7 @@ void sparse_adadelta_occurrences_(at::Tensor table, at::Tensor sq, at::Tensor ac
   float* ap = acc.data_ptr<float>();
   const float* gp = g3.data_ptr<float>();
   const float flr = static_cast<float>(lr), frho = static_cast<float>(rho), feps = static_cast<float>(eps);
-  const Path path = cpu::active_path();
+  [[maybe_unused]] const Path path = cpu::active_path();  // unused in the portable build
   auto* row_update = tf_adadelta_row;
 #if MTLFAST_X86
   if (path == Path::kAvx512 || path == Path::kAvx512Bf16) row_update = tf_adadelta_row_avx512;

@@ -585,10 +585,10 @@ def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: floa
     table [K, V, E]; sq, acc [K, S, V, E] (per-task state; run k uses slot ``slots[k]``); slots int [K]; rows
     int64 [K, N] (-1: skip); grads [K, N, E], or batch-major [K, B, T, E] with ``N = T * B`` and the entries in
     time-major order (entry ``t * B + b`` is ``grads[k, b, t]``: the bi-LSTM's input gradient as it is). Entry i
-    of run k updates row ``rows[k, i]`` with its gradient, one entry after the other (a row that occurs twice is updated twice, each time from the state the previous
-    entry left). The compiled op runs all K runs in one call (contiguous CPU float32 tensors); elsewhere (a GPU)
-    :func:`batched_sparse_adadelta_occurrences_`; ``backend="reference"`` forces the per-run reference,
-    ``"batched"`` the batched one.
+    of run k updates row ``rows[k, i]`` with its gradient, one entry after the other (a row that occurs twice is
+    updated twice, each time from the state the previous entry left). The compiled op runs all K runs in one call
+    (contiguous CPU float32 tensors); elsewhere (a GPU) :func:`batched_sparse_adadelta_occurrences_`;
+    ``backend="reference"`` forces the per-run reference, ``"batched"`` the batched one.
     """
     if backend not in ("auto", "c", "batched", "reference"):
         raise ValueError("sparse_adadelta_occurrences_: backend must be 'auto', 'c', 'batched' or 'reference'; "
@@ -606,124 +606,6 @@ def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: floa
         batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr=lr, rho=rho, eps=eps)
         return
     slots_t = torch.as_tensor(slots.cpu() if isinstance(slots, torch.Tensor) else slots, dtype=torch.int64)
-    if backend == "c" and not ok:
-        if not have:
-            dispatch.require_c()
-            raise RuntimeError("adadelta_slots_: mtlfast._C lacks this op; rebuild it")
-        raise ValueError("adadelta_slots_: backend='c' needs contiguous CPU float32 tensors")
-    if backend == "reference" or not ok:
-        reference_adadelta_slots_(ps, gs, ss, as_, slots, lr=lr, rho=rho, eps=eps)
-        return
-    slots_t = torch.as_tensor(slots.cpu() if isinstance(slots, torch.Tensor) else slots, dtype=torch.int64)
-    _C.adadelta_slots_(ps, gs, ss, as_, slots_t.contiguous(), float(lr), float(rho), float(eps))
-
-
-def _occurrence_rank(keys: torch.Tensor) -> torch.Tensor:
-    """For each entry of ``keys`` [N], how many earlier entries hold the same key (0 for a key's first
-    occurrence, 1 for its second, ...), in entry order."""
-    order = torch.argsort(keys, stable=True)
-    ks = keys[order]
-    start = torch.ones_like(ks, dtype=torch.bool)
-    start[1:] = ks[1:] != ks[:-1]
-    idx = torch.arange(ks.numel(), device=ks.device)
-    first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), 0).values
-    rank = torch.empty_like(idx)
-    rank[order] = idx - first
-    return rank
-
-
-def _adadelta_round(table, sq, acc, rows, state_rows, g, lr, rho, eps) -> None:
-    """One round of the per-occurrence Adadelta: entry i moves ``table[rows[i]]`` with gradient ``g[i]`` and the
-    state rows ``sq[state_rows[i]]``, ``acc[state_rows[i]]`` (each row at most once per round), in place."""
-    a = sq[state_rows] * rho + g * g * (1 - rho)
-    u = (acc[state_rows] + eps).sqrt() / (a + eps).sqrt() * g
-    sq[state_rows] = a
-    acc[state_rows] = acc[state_rows] * rho + u * u * (1 - rho)
-    table[rows] = table[rows] - lr * u
-
-
-@torch.no_grad()
-def reference_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
-                                           rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS) -> None:
-    """Device-generic :func:`sparse_adadelta_occurrences_` (same arguments): per run, the same arithmetic in
-    rounds, the j-th occurrences of all rows at once."""
-    K = table.shape[0]
-    slot_list = slots.tolist() if isinstance(slots, torch.Tensor) else [int(s) for s in slots]
-    for k in range(K):
-        s = int(slot_list[k])
-        t, a2, u2 = table[k], sq[k, s], acc[k, s]
-        r = rows[k]
-        keep = r >= 0
-        r, g = r[keep], grads[k][keep]
-        if r.numel() == 0:
-            continue
-        rank = _occurrence_rank(r)
-        for j in range(int(rank.max()) + 1):
-            rr = r[rank == j]
-            _adadelta_round(t, a2, u2, rr, rr, g[rank == j], lr, rho, eps)
-
-
-@torch.no_grad()
-def batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
-                                         rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS) -> None:
-    """Device-generic :func:`sparse_adadelta_occurrences_` for all K runs at once (the path on a GPU).
-
-    The same arithmetic as :func:`reference_sparse_adadelta_occurrences_`, but the entries of every run are
-    ranked together by occurrence (the j-th occurrence of row r of run k has rank j) and each round updates the
-    rank-j entries of all runs with one gather and one scatter per tensor: a fixed number of device ops per
-    round, rounds = the largest occurrence count of any row in any run, and one host synchronisation per call
-    (the round sizes) instead of a Python loop over runs with one per run."""
-    K, V, E = table.shape
-    S = sq.shape[1]
-    slots_t = torch.as_tensor(slots, dtype=torch.int64).to(table.device)
-    rows = rows.to(table.device, torch.int64)
-    keep = rows >= 0
-    kk = torch.arange(K, device=table.device)[:, None].expand_as(rows)[keep]  # entry order: run, then position
-    r = rows[keep]
-    if r.numel() == 0:
-        return
-    g = grads[keep].to(table.dtype)
-    key = kk * V + r  # row of the flat [K * V, E] table
-    rank = _occurrence_rank(key)
-    # entries sorted by rank (stable: within a round any order works, each row occurs once per round)
-    by_rank = torch.argsort(rank, stable=True)
-    sizes = torch.bincount(rank).tolist()  # the one synchronisation
-    t_flat = table.view(K * V, E)
-    state = (kk * S + slots_t[kk]) * V + r  # row of the flat [K * S * V, E] state
-    a2, u2 = sq.view(K * S * V, E), acc.view(K * S * V, E)
-    for sel in torch.split(by_rank, sizes):
-        _adadelta_round(t_flat, a2, u2, key[sel], state[sel], g[sel], lr, rho, eps)
-
-
-def sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, *, lr: float = DEFAULT_LR,
-                                 rho: float = DEFAULT_RHO, eps: float = DEFAULT_EPS, backend: str = "auto") -> None:
-    """TensorFlow's ``SparseApplyAdadelta`` for each run of a model array, in place (the original protocol's
-    embedding update).
-
-    table [K, V, E]; sq, acc [K, S, V, E] (per-task state; run k uses slot ``slots[k]``); slots int [K]; rows
-    int64 [K, N] (-1: skip); grads [K, N, E], or batch-major [K, B, T, E] with ``N = T * B`` and the entries in
-    time-major order (entry ``t * B + b`` is ``grads[k, b, t]``: the bi-LSTM's input gradient as it is). Entry i
-    of run k updates row ``rows[k, i]`` with its gradient, one entry after the other (a row that occurs twice is updated twice, each time from the state the previous
-    entry left). The compiled op runs all K runs in one call (contiguous CPU float32 tensors); elsewhere (a GPU)
-    :func:`batched_sparse_adadelta_occurrences_`; ``backend="reference"`` forces the per-run reference,
-    ``"batched"`` the batched one.
-    """
-    if backend not in ("auto", "c", "batched", "reference"):
-        raise ValueError("sparse_adadelta_occurrences_: backend must be 'auto', 'c', 'batched' or 'reference'; "
-                         f"got {backend!r}")
-    have = _C is not None and hasattr(_C, "sparse_adadelta_occurrences_")
-    if grads.dim() == 4:
-        if grads.shape[1] * grads.shape[2] != rows.shape[1]:
-            raise ValueError("sparse_adadelta_occurrences_: batch-major grads [K, B, T, E] need rows [K, T * B]; got "
-                             f"grads {tuple(grads.shape)} and rows {tuple(rows.shape)}")
-        if not (have and backend in ("auto", "c") and grads.device.type == "cpu"):
-            grads = grads.transpose(1, 2).reshape(grads.shape[0], -1, grads.shape[3])  # time-major [K, N, E]
-    if backend == "batched":
-        batched_sparse_adadelta_occurrences_(table, sq, acc, slots, rows, grads, lr=lr, rho=rho, eps=eps)
-        return
-    slots_t = torch.as_tensor(slots.cpu() if isinstance(slots, torch.Tensor) else slots, dtype=torch.int64)
-    ok = (have and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (table, sq, acc, grads))
-          and table.is_contiguous() and sq.is_contiguous() and acc.is_contiguous() and rows.device.type == "cpu")
     if backend == "c" and not ok:
         if not have:
             dispatch.require_c()

@@ -36,7 +36,9 @@ struct Lanes8 {
   MTLFAST_AVX512_TARGET MTLFAST_AI static F load(const float* p) { return _mm256_load_ps(p); }
   MTLFAST_AVX512_TARGET MTLFAST_AI static F set1(float x) { return _mm256_set1_ps(x); }
   MTLFAST_AVX512_TARGET MTLFAST_AI static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
-  MTLFAST_AVX512_TARGET MTLFAST_AI static __m512 wide(F x) { return _mm512_zextps256_ps512(x); }
+  MTLFAST_AVX512_TARGET MTLFAST_AI static __m512 wide(F x) {  // upper 8 lanes zero (older GCCs lack zextps256)
+    return _mm512_insertf32x8(_mm512_setzero_ps(), x, 0);
+  }
   MTLFAST_BF16_TARGET MTLFAST_AI static BH load_bh(const uint32_t* p) {
     return (BH)_mm256_load_si256(reinterpret_cast<const __m256i*>(p));
   }

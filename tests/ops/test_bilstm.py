@@ -248,6 +248,10 @@ def ragged_lengths(case):
         row = torch.tensor([14] + [13] * 14 + [12] + [11] + [10] * 14 + [9] + [8] + [7] * 14 + [6])
         assert row.numel() == 48
         L = torch.stack([row, row.clamp(max=5), torch.full((48,), 14), torch.full((48,), 1)])
+    elif case == "eight-lane-tails":  # live rows 1-8 and 17-24 of a 32-lane block (8-lane tiles), B > 32
+        T = 40
+        L = torch.stack([torch.arange(1, 41), torch.tensor([12] * 20 + [3] * 20), torch.tensor([5] * 7 + [1] * 33),
+                         torch.full((40,), 40)])
     else:  # pragma: no cover
         raise ValueError(case)
     perm = torch.stack([torch.randperm(L.shape[1], generator=gen) for _ in range(L.shape[0])])
@@ -255,7 +259,7 @@ def ragged_lengths(case):
 
 
 RAGGED = ["runs-of-different-lengths", "run-all-length-1", "one-live-row", "single-row-batch", "T-much-longer",
-          "tile-boundaries"]
+          "tile-boundaries", "eight-lane-tails"]
 
 
 def ragged_problem(case, E=16, H=12, seed=41):
@@ -270,7 +274,7 @@ def ragged_problem(case, E=16, H=12, seed=41):
 @pytest.mark.parametrize("path", ["avx512", "auto"])
 def test_ragged_lanes_path(case, path):
     """Ragged arrays on the lanes path, which runs each (run, direction) only over its longest row's steps and
-    narrows 32-lane tiles to 16 lanes (or none) when few rows are live: exact against packed nn.LSTM and
+    narrows 32-lane tiles to 16 or 8 lanes (or none) when few rows are live: exact against packed nn.LSTM and
     reference_bilstm, forward and all gradients, zeros at every padded position (y and dx)."""
     if path != "auto" and path not in cpu_kernel_paths():
         pytest.skip("this CPU has no AVX-512")

@@ -1,7 +1,8 @@
 // Layout helpers of the lanes path, AVX-512: lane masks, 16 x 16 register-block transposes, row sums, the
-// ragged-run helpers (steps per run, live lane vectors), and the y / dy / dx layout passes both lanes drivers share. Private to bilstm_lanes.cpp and bilstm_lanes_bf16.cpp
-// (the only files that include it): internal linkage on purpose, so that the
-// compiler sees every caller, exactly as when this code and its callers shared one file.
+// ragged-run helpers (steps per run, the tiles of a lane block, the task order, the live columns of the weight
+// gradients), and the y / dy / dx layout passes both lanes drivers share. Private to bilstm_lanes.cpp and
+// bilstm_lanes_bf16.cpp (the only files that include it): internal linkage on purpose, so that the compiler sees
+// every caller, exactly as when this code and its callers shared one file.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -97,7 +98,7 @@ MTLFAST_AVX512_TARGET void add_inplace(float* a, const float* b, int64_t n) {
   }
 }
 
-// Ragged runs (rows sorted longest first within each run): how many steps and which lane vectors hold live rows.
+// Ragged runs (rows sorted longest first within each run): how many steps and which lanes hold live rows.
 // Number of rows (sorted longest first) still running at each t < L: active[t] = #{b : len[b] > t}.
 inline void active_counts(const int64_t* lk, int64_t B, int64_t L, int64_t* active) {
   for (int64_t t = 0; t < L; ++t) {
@@ -110,11 +111,20 @@ inline void active_counts(const int64_t* lk, int64_t B, int64_t L, int64_t* acti
 // Steps a run needs: its longest row (rows come sorted longest first).
 inline int64_t run_steps(const int64_t* lk) { return lk[0]; }
 
-// Vectors of 16 lanes of the 32-lane block at l0 that hold a live row when `active` rows (a prefix) run: 2, 1
-// (the block runs as a 16-lane tile) or 0 (nothing to compute); never more than the block has (Bp - l0 lanes).
-inline int64_t live_vectors(int64_t active, int64_t l0, int64_t Bp) {
-  const int64_t live = std::max<int64_t>(0, active - l0);
-  return std::min<int64_t>(std::min<int64_t>(2, (Bp - l0) / 16), (live + 15) / 16);
+// How the 32-lane block at l0 runs when `active` rows (a prefix) do: `full` 16-lane vectors, then, when the
+// last live rows fit in 8 lanes, one 8-lane vector (`half`, lane_vectors.h); the block's other vectors hold no
+// live row (zero states and gradients, no arithmetic). 1-8 live rows: one 8-lane tile; 9-16: one 16-lane tile;
+// 17-24: a 16-lane and an 8-lane tile; 25-32: two 16-lane vectors.
+struct LanePlan {
+  int64_t full;
+  bool half;
+  int64_t vectors() const { return full + (half ? 1 : 0); }
+};
+inline LanePlan lane_plan(int64_t active, int64_t l0, int64_t Bp) {
+  const int64_t live = std::min<int64_t>(std::max<int64_t>(0, active - l0), std::min<int64_t>(32, Bp - l0));
+  const int64_t full = live / 16, rest = live - 16 * full;
+  if (rest > 8) return {full + 1, false};
+  return {full, rest > 0};
 }
 
 // Tasks 0 .. n-1 on the ATen threads, costliest first, each handed to the next free thread (fn(i)). The drivers'
@@ -133,8 +143,8 @@ void costliest_first(const std::vector<int64_t>& cost, F&& fn) {
   });
 }
 
-// Cost of each (model, direction) task kd = 2 k + dir of a lanes call: the 16-lane vectors it computes, summed over
-// its steps (both directions of a run cost the same).
+// Cost of each (model, direction) task kd = 2 k + dir of a lanes call: the lanes it computes (lane_plan, in units of
+// 8), summed over its steps (both directions of a run cost the same).
 inline std::vector<int64_t> run_direction_costs(const int64_t* len, int64_t K, int64_t B, int64_t T_) {
   const int64_t Bp = (B + 15) / 16 * 16;
   std::vector<int64_t> cost(2 * K), active(T_);
@@ -143,26 +153,13 @@ inline std::vector<int64_t> run_direction_costs(const int64_t* len, int64_t K, i
     active_counts(len + k * B, B, L, active.data());
     int64_t c = 1;
     for (int64_t t = 0; t < L; ++t)
-      for (int64_t l0 = 0; l0 < Bp; l0 += 32) c += live_vectors(active[t], l0, Bp);
+      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
+        const LanePlan lp = lane_plan(active[t], l0, Bp);
+        c += 2 * lp.full + (lp.half ? 1 : 0);
+      }
     cost[2 * k] = cost[2 * k + 1] = c;
   }
   return cost;
-}
-
-// How the 32-lane block at l0 runs when `active` rows (a prefix) do: `full` 16-lane vectors, then, when the
-// last live rows fit in 8 lanes, one 8-lane vector (`half`, lane_vectors.h); the block's other vectors hold no
-// live row (zero states and gradients, no arithmetic). 1-8 live rows: one 8-lane tile; 9-16: one 16-lane tile;
-// 17-24: a 16-lane and an 8-lane tile; 25-32: two 16-lane vectors.
-struct LanePlan {
-  int64_t full;
-  bool half;
-  int64_t vectors() const { return full + (half ? 1 : 0); }
-};
-inline LanePlan lane_plan(int64_t active, int64_t l0, int64_t Bp) {
-  const int64_t live = std::min<int64_t>(std::max<int64_t>(0, active - l0), std::min<int64_t>(32, Bp - l0));
-  const int64_t full = live / 16, rest = live - 16 * full;
-  if (rest > 8) return {full + 1, false};
-  return {full, rest > 0};
 }
 
 // Live columns for the weight-gradient products. At step t < L only the first w[t] = 8 ceil(active[t] / 8)

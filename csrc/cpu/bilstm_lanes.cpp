@@ -65,26 +65,19 @@ void forward_lanes(const Dims& d, const float* x, const int64_t* len, const int6
       const int64_t tp = dir == 0 ? t - 1 : t + 1;
       for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
         const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
-        const LanePlan lp = lane_plan(active[t], l0, Bp);
         const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
         const float* hp = s > 0 ? Hs + pcol : nullptr;
         const float* cp = s > 0 ? C + pcol : nullptr;
-        const float* xc = xT + col;
-        if (lp.full == 2) {
-          fwd_units<2>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, act, E, wxp, xc);
-        } else if (lp.full == 1) {  // narrow tile: the live rows of this block fit in one vector (or one and a half)
-          fwd_units<1>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, act, E, wxp, xc);
-        }
-        if (lp.half) {  // the last live rows in 8 lanes, after the full vectors
-          const int64_t o = 16 * lp.full;
-          fwd_units<1, Lanes8>(H, ld, wp, hp != nullptr ? hp + o : nullptr, cp != nullptr ? cp + o : nullptr,
-                               A + col + o, bk, C + col + o, Hs + col + o, act + lp.full, E, wxp, xc + o);
-        }
         // Vectors without a live row: zero states (read by the next step of dir 1, by y and by the GEMMs of
         // the backward), no arithmetic.
-        for (int64_t v = lp.vectors(); v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-          zero_lanes(C + col + 16 * v, 2 * H, ld);
-        }
+        for_lane_tiles(
+            active[t], l0, Bp,
+            [&](auto V, auto lanes, int64_t o) {
+              fwd_units<decltype(V)::value, decltype(lanes)>(H, ld, wp, offset_or_null(hp, o), offset_or_null(cp, o),
+                                                             A + col + o, bk, C + col + o, Hs + col + o, act + o / 16,
+                                                             E, wxp, xT + col + o);
+            },
+            [&](int64_t v) { zero_lanes(C + col + 16 * v, 2 * H, ld); });
       }
     }
     // y[k, b, t, dir H + j] = h[j][t Bp + b] (zero past each sequence's end).
@@ -122,30 +115,24 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
       const int64_t tn = dir == 0 ? t + 1 : t - 1;  // next step
       for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
         const int64_t col = t * Bp + l0;
-        const LanePlan lp = lane_plan(active[t], l0, Bp);
         const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
         const float* dn = s < L - 1 ? D + tn * Bp + l0 : nullptr;
         const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
-        if (lp.full == 2) {
-          bwd_units<2>(H, ld, whh, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, act);
-          dx_units<2>(E, G4, ld, wih, D + col, dxk + col);
-        } else if (lp.full == 1) {  // narrow tile
-          bwd_units<1>(H, ld, whh, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, act);
-          dx_units<1>(E, G4, ld, wih, D + col, dxk + col);
-        }
-        if (lp.half) {  // the last live rows in 8 lanes
-          const int64_t o = 16 * lp.full;
-          bwd_units<1, Lanes8>(H, ld, whh, dn != nullptr ? dn + o : nullptr, A + col + o, C + col + o,
-                               cp != nullptr ? cp + o : nullptr, dyT + col + o, dc + l0 + o, Bp, D + col + o,
-                               act + lp.full);
-          dx_units<1, Lanes8>(E, G4, ld, wih, D + col + o, dxk + col + o);
-        }
         // Vectors without a live row: zero gate gradients (read by the next step of dir 0 and the GEMMs) and
         // zero dx.
-        for (int64_t v = lp.vectors(); v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-          zero_lanes(D + col + 16 * v, G4, ld);
-          zero_lanes(dxk + col + 16 * v, E, ld);
-        }
+        for_lane_tiles(
+            active[t], l0, Bp,
+            [&](auto V, auto lanes, int64_t o) {
+              constexpr int kV = decltype(V)::value;
+              using LV = decltype(lanes);
+              bwd_units<kV, LV>(H, ld, whh, offset_or_null(dn, o), A + col + o, C + col + o, offset_or_null(cp, o),
+                                dyT + col + o, dc + l0 + o, Bp, D + col + o, act + o / 16);
+              dx_units<kV, LV>(E, G4, ld, wih, D + col + o, dxk + col + o);
+            },
+            [&](int64_t v) {
+              zero_lanes(D + col + 16 * v, G4, ld);
+              zero_lanes(dxk + col + 16 * v, E, ld);
+            });
       }
     }
     row_sums(D, G4, L * Bp, ld, dbias + kd * G4);

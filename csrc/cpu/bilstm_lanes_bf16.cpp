@@ -62,25 +62,20 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
       const int64_t tp = dir == 0 ? t - 1 : t + 1;
       for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
         const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
-        const LanePlan lp = lane_plan(active[t], l0, Bp);
         const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
         const uint32_t* hp = s > 0 ? hb + pcol : nullptr;
         const float* cp = s > 0 ? C + pcol : nullptr;
-        if (lp.full == 2) {
-          fwd_units_bf16<2>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, hb + col, act, E, wxp, xb + col);
-        } else if (lp.full == 1) {
-          fwd_units_bf16<1>(H, ld, wp, hp, cp, A + col, bk, C + col, Hs + col, hb + col, act, E, wxp, xb + col);
-        }
-        if (lp.half) {  // the last live rows in 8 lanes (lane_vectors.h)
-          const int64_t o = 16 * lp.full;
-          fwd_units_bf16<1, Lanes8>(H, ld, wp, hp != nullptr ? hp + o : nullptr, cp != nullptr ? cp + o : nullptr,
-                                    A + col + o, bk, C + col + o, Hs + col + o, hb + col + o, act + lp.full, E, wxp,
-                                    xb + col + o);
-        }
-        for (int64_t v = lp.vectors(); v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-          zero_lanes(C + col + 16 * v, 2 * H, ld);
-          zero_lanes(reinterpret_cast<float*>(hb + col + 16 * v), Hh, ld);
-        }
+        for_lane_tiles(
+            active[t], l0, Bp,
+            [&](auto V, auto lanes, int64_t o) {
+              fwd_units_bf16<decltype(V)::value, decltype(lanes)>(
+                  H, ld, wp, offset_or_null(hp, o), offset_or_null(cp, o), A + col + o, bk, C + col + o,
+                  Hs + col + o, hb + col + o, act + o / 16, E, wxp, xb + col + o);
+            },
+            [&](int64_t v) {
+              zero_lanes(C + col + 16 * v, 2 * H, ld);
+              zero_lanes(reinterpret_cast<float*>(hb + col + 16 * v), Hh, ld);
+            });
       }
     }
     write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
@@ -119,29 +114,24 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       const int64_t tn = dir == 0 ? t + 1 : t - 1;
       for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
         const int64_t col = t * Bp + l0;
-        const LanePlan lp = lane_plan(active[t], l0, Bp);
         const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
         const uint32_t* dn = s < L - 1 ? db + tn * Bp + l0 : nullptr;
         const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
-        if (lp.full == 2) {
-          bwd_units_bf16<2>(H, ld, whhT, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, db + col, act);
-          dx_units_bf16<2>(E, P, ld, wihT, db + col, dxk + col);
-        } else if (lp.full == 1) {
-          bwd_units_bf16<1>(H, ld, whhT, dn, A + col, C + col, cp, dyT + col, dc + l0, Bp, D + col, db + col, act);
-          dx_units_bf16<1>(E, P, ld, wihT, db + col, dxk + col);
-        }
-        if (lp.half) {  // the last live rows in 8 lanes
-          const int64_t o = 16 * lp.full;
-          bwd_units_bf16<1, Lanes8>(H, ld, whhT, dn != nullptr ? dn + o : nullptr, A + col + o, C + col + o,
-                                    cp != nullptr ? cp + o : nullptr, dyT + col + o, dc + l0 + o, Bp, D + col + o,
-                                    db + col + o, act + lp.full);
-          dx_units_bf16<1, Lanes8>(E, P, ld, wihT, db + col + o, dxk + col + o);
-        }
-        for (int64_t v = lp.vectors(); v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) {
-          zero_lanes(D + col + 16 * v, G4, ld);
-          zero_lanes(reinterpret_cast<float*>(db + col + 16 * v), P, ld);
-          zero_lanes(dxk + col + 16 * v, E, ld);
-        }
+        for_lane_tiles(
+            active[t], l0, Bp,
+            [&](auto V, auto lanes, int64_t o) {
+              constexpr int kV = decltype(V)::value;
+              using LV = decltype(lanes);
+              bwd_units_bf16<kV, LV>(H, ld, whhT, offset_or_null(dn, o), A + col + o, C + col + o,
+                                     offset_or_null(cp, o), dyT + col + o, dc + l0 + o, Bp, D + col + o,
+                                     db + col + o, act + o / 16);
+              dx_units_bf16<kV, LV>(E, P, ld, wihT, db + col + o, dxk + col + o);
+            },
+            [&](int64_t v) {
+              zero_lanes(D + col + 16 * v, G4, ld);
+              zero_lanes(reinterpret_cast<float*>(db + col + 16 * v), P, ld);
+              zero_lanes(dxk + col + 16 * v, E, ld);
+            });
       }
     }
     row_sums(D, G4, L * Bp, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path

@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 #include <cstring>
 #include <vector>
 
 #include "cpu/isa.h"
+#include "cpu/lane_vectors.h"
 #include "cpu/simd_math.h"
 
 #if MTLFAST_X86
@@ -125,6 +127,28 @@ inline LanePlan lane_plan(int64_t active, int64_t l0, int64_t Bp) {
   const int64_t full = live / 16, rest = live - 16 * full;
   if (rest > 8) return {full + 1, false};
   return {full, rest > 0};
+}
+
+// Runs the tiles of lane_plan for the 32-lane block at l0: tile(V, lanes, o) with V (std::integral_constant) 16-lane
+// vectors or one 8-lane one (lanes: Lanes16 or Lanes8, lane_vectors.h) starting o lanes into the block, then
+// zero(v) for each 16-lane vector v of the block that holds no live row. The one place where the plan becomes tile
+// shapes, for the four drivers of both precisions.
+template <typename Tile, typename Zero>
+inline void for_lane_tiles(int64_t active, int64_t l0, int64_t Bp, Tile&& tile, Zero&& zero) {
+  const LanePlan lp = lane_plan(active, l0, Bp);
+  if (lp.full == 2) {
+    tile(std::integral_constant<int, 2>{}, Lanes16{}, int64_t{0});
+  } else if (lp.full == 1) {
+    tile(std::integral_constant<int, 1>{}, Lanes16{}, int64_t{0});
+  }
+  if (lp.half) tile(std::integral_constant<int, 1>{}, Lanes8{}, 16 * lp.full);
+  for (int64_t v = lp.vectors(); v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) zero(v);
+}
+
+// p + o, or nullptr for a missing operand (no previous state / step).
+template <typename T>
+inline T* offset_or_null(T* p, int64_t o) {
+  return p != nullptr ? p + o : nullptr;
 }
 
 // Tasks 0 .. n-1 on the ATen threads, costliest first, each handed to the next free thread (fn(i)). The drivers'

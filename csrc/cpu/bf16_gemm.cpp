@@ -2,6 +2,7 @@
 #include "cpu/bf16_gemm.h"
 
 #include <algorithm>
+#include <cstring>
 
 #if MTLFAST_X86
 #include <immintrin.h>
@@ -37,22 +38,28 @@ MTLFAST_BF16_TARGET void interleave_rows_bf16(const float* r0, const float* r1, 
 
 }  // namespace
 
-// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], the last block zero-padded.
-MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out) {
+// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], the last block zero-padded. Every word is
+// written here (no zero fill first): the padding columns and an odd K's last half explicitly.
+MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out,
+                                  const int64_t* rows) {
   out.N = N;
   out.kp = (K + 1) / 2;
   const int64_t kp = out.kp;
   out.nblk = (N + 15) / 16;
-  out.data.assign(out.nblk * kp * 32, 0);
+  out.data.resize(out.nblk * kp * 32);
   uint32_t* o = reinterpret_cast<uint32_t*>(out.data.data());
+  const int64_t pad = out.nblk * 16 - N;  // padding columns of the last block
   if (!tb) {  // rows k, k+1 of B are contiguous in n: interleave them, then 16 pairs at a time into the blocks
+    const auto row = [&](int64_t k) { return B + (rows != nullptr ? rows[k] : k) * ldb; };
     std::vector<uint32_t> tmp(N);
     for (int64_t p = 0; p < kp; ++p) {
-      interleave_rows_bf16(B + 2 * p * ldb, 2 * p + 1 < K ? B + (2 * p + 1) * ldb : nullptr, N, tmp.data());
+      interleave_rows_bf16(row(2 * p), 2 * p + 1 < K ? row(2 * p + 1) : nullptr, N, tmp.data());
       for (int64_t n0 = 0; n0 < N; n0 += 16)
         std::memcpy(o + ((n0 / 16) * kp + p) * 16, tmp.data() + n0, std::min<int64_t>(16, N - n0) * 4);
+      if (pad > 0) std::memset(o + ((out.nblk - 1) * kp + p) * 16 + (16 - pad), 0, pad * 4);
     }
   } else {  // column n of op(B) is row n of B: its k pairs are adjacent already
+    TORCH_CHECK(rows == nullptr, "pack_b16: a row list needs tb = false");
     std::vector<uint32_t> tmp(kp, 0u);
     for (int64_t n = 0; n < N; ++n) {
       tmp.back() = 0u;
@@ -60,21 +67,43 @@ MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B,
       uint32_t* blk = o + (n / 16) * kp * 16 + (n % 16);
       for (int64_t p = 0; p < kp; ++p) blk[p * 16] = tmp[p];
     }
+    for (int64_t n = N; n < N + pad; ++n) {
+      uint32_t* blk = o + (n / 16) * kp * 16 + (n % 16);
+      for (int64_t p = 0; p < kp; ++p) blk[p * 16] = 0u;
+    }
   }
 }
 
-// op(A) [M, K] -> [M][kp] k pairs.
+// op(A) [M, K] -> [M][kp] k pairs (an odd K's last high half zero); every word written here.
 MTLFAST_BF16_TARGET void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda,
-                                  std::vector<uint32_t>& out) {
+                                  std::vector<uint32_t>& out, const int64_t* rows) {
   const int64_t kp = (K + 1) / 2;
-  out.assign(M * kp, 0u);
+  out.resize(M * kp);
   if (!ta) {
-    for (int64_t m = 0; m < M; ++m) cvt_row_bf16(A + m * lda, K, reinterpret_cast<uint16_t*>(out.data() + m * kp));
-  } else {  // rows k, k+1 of the stored A hold the pair for every m
-    std::vector<uint32_t> tmp(M);
-    for (int64_t p = 0; p < kp; ++p) {
-      interleave_rows_bf16(A + 2 * p * lda, 2 * p + 1 < K ? A + (2 * p + 1) * lda : nullptr, M, tmp.data());
-      for (int64_t m = 0; m < M; ++m) out[m * kp + p] = tmp[m];
+    for (int64_t m = 0; m < M; ++m) {
+      uint16_t* dst = reinterpret_cast<uint16_t*>(out.data() + m * kp);
+      cvt_row_bf16(A + (rows != nullptr ? rows[m] : m) * lda, K, dst);
+      if (K % 2 != 0) dst[K] = 0;
+    }
+  } else {  // rows k, k+1 of the stored A hold the pair for every m: 16 x 16 blocks of pairs, transposed in L1
+    TORCH_CHECK(rows == nullptr, "pack_a16: a row list needs ta = false");
+    alignas(64) uint32_t blk[16 * 16];
+    const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(16));
+    for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+      const int64_t np = std::min<int64_t>(16, kp - p0);
+      const __mmask16 pm = np >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << np) - 1u);
+      for (int64_t m0 = 0; m0 < M; m0 += 16) {
+        const int64_t nm = std::min<int64_t>(16, M - m0);
+        for (int64_t q = 0; q < np; ++q) {  // blk[q][m] = pair (k = 2 (p0 + q), m0 + m)
+          const int64_t k0 = 2 * (p0 + q);
+          interleave_rows_bf16(A + k0 * lda + m0, k0 + 1 < K ? A + (k0 + 1) * lda + m0 : nullptr, nm, blk + q * 16);
+        }
+        for (int64_t m = 0; m < nm; ++m)  // column m of blk (its first np rows) -> out row m0 + m, pairs p0..
+          _mm512_mask_storeu_epi32(out.data() + (m0 + m) * kp + p0, pm,
+                                   _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), pm,
+                                                               _mm512_add_epi32(col, _mm512_set1_epi32(m)), blk, 4));
+      }
     }
   }
 }

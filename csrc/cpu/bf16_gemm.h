@@ -46,14 +46,16 @@ struct PackedB16 {
 
 #define MTLFAST_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
-// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], the last block zero-padded.
-MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out);
-// op(A) [M, K] -> [M][kp] k pairs.
+// op(B) [K, N] -> 16-column blocks [nblk][kp][16 columns][2 k], the last block zero-padded. rows (tb = false
+// only): row k of the stored B is B + rows[k] * ldb (gathered while packing; nullptr: row k).
+MTLFAST_BF16_TARGET void pack_b16(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, PackedB16& out,
+                                  const int64_t* rows = nullptr);
+// op(A) [M, K] -> [M][kp] k pairs. rows (ta = false only): row m of A is A + rows[m] * lda (nullptr: row m).
 MTLFAST_BF16_TARGET void pack_a16(bool ta, int64_t M, int64_t K, const float* A, int64_t lda,
-                                  std::vector<uint32_t>& out);
+                                  std::vector<uint32_t>& out, const int64_t* rows = nullptr);
 
-// C[M, N] = A @ B (+ beta C) from packed operands: register tiles of R rows x NB blocks of 16 columns (NB = 4
-// but for the last blocks of a row, so that no whole block of padding is computed) over K two at a time.
+// C[M, N] = A @ B (+ beta C) from packed operands: register tiles of R rows x NB blocks of 16 columns (NB = 4,
+// or 1-3 where the blocks of a row do not split into fours: bf16_gemm_packed) over K two at a time.
 // Inline here (not in bf16_gemm.cpp) so that the compiler specialises it for its callers' constant beta.
 template <int R, int NB = kTileBlocks>
 MTLFAST_BF16_TARGET void bf16_tile(int64_t kp, const uint32_t* A, const uint16_t* Bt, int64_t bstride, float* C,
@@ -109,12 +111,16 @@ MTLFAST_BF16_TARGET inline void bf16_rows(int64_t M, const uint32_t* A, int64_t 
 MTLFAST_BF16_TARGET inline void bf16_gemm_packed(int64_t M, const uint32_t* A, const PackedB16& Bp, float beta,
                                                  float* C, int64_t ldc) {
   const int64_t bstride = Bp.kp * 32;
-  for (int64_t t0 = 0; t0 < Bp.nblk; t0 += kTileBlocks) {
-    const int64_t nvalid = std::min<int64_t>(16 * kTileBlocks, Bp.N - t0 * 16);
-    if (nvalid <= 0) break;
+  // Column tiles of 4 blocks where they divide evenly, else the blocks spread over ceil(nblk / 4) tiles (13 -> 4,
+  // 3, 3, 3 rather than 4, 4, 4, 1): a one-block tile has 4 accumulators, too few to hide vdpbf16ps's latency.
+  const int64_t tiles = (Bp.nblk + kTileBlocks - 1) / kTileBlocks;
+  for (int64_t ti = 0, t0 = 0; ti < tiles; ++ti) {
+    const int64_t nb = (Bp.nblk - t0) / (tiles - ti) + ((Bp.nblk - t0) % (tiles - ti) != 0);
+    const int64_t nvalid = std::min<int64_t>(16 * nb, Bp.N - t0 * 16);
     const uint16_t* Bt = Bp.data.data() + t0 * bstride;
     float* Ct = C + t0 * 16;
-    switch (std::min<int64_t>(kTileBlocks, Bp.nblk - t0)) {
+    t0 += nb;
+    switch (nb) {
       case 4: bf16_rows<4>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;
       case 3: bf16_rows<3>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;
       case 2: bf16_rows<2>(M, A, Bp.kp, Bt, bstride, Ct, ldc, nvalid, beta); break;

@@ -13,9 +13,10 @@
 //       P = positions - N beyond the real tokens have y = 0 and target 0: loss = (sum of the N losses -
 //       P log softmax(b)[0]) / positions, and those positions add P (softmax(b) - onehot(0)) / positions to db.
 //       A run with no real token and positions = 0 has loss 0 and its head does not move. Parallel over runs
-//       (costliest first); per run, no ATen op: its real rows gathered, the products through the BLAS
-//       (cpu/blas.h), softmax, loss, dlogits and the bias gradient in one fused pass per row (its own AVX-512 /
-//       AVX2 / portable build), dy written in place (zero at padding). precision "bf16" on a CPU with
+//       (costliest first); per run, no ATen op: its real rows gathered (fp32: into scratch for the BLAS, cpu/
+//       blas.h; bf16: by the operand packing), the products without the bias, then bias, softmax, loss, dlogits
+//       and the bias gradient in one fused pass per row (its own AVX-512 / AVX2 / portable build), dy written in
+//       place (zero at padding). precision "bf16" on a CPU with
 //       AVX512-BF16 (and the avx512_bf16 build active): the three products (logits, dW, dy) take bf16 operands
 //       (y, W and dlogits rounded to nearest even) with fp32 accumulation; softmax, loss, bias gradient and
 //       Adadelta stay fp32 on fp32 master weights. Elsewhere "bf16" runs the fp32 products.
@@ -78,10 +79,18 @@ struct RunScratch {
 // (tb: B stored [N, Kd]); row-major, dense. bf16: operands rounded to bfloat16 (nearest even) as they are packed,
 // fp32 accumulation (vdpbf16ps, bf16_gemm.h); fp32: the BLAS (cpu/blas.h).
 #if MTLFAST_X86
+// arows / brows (nullptr: dense): A's rows (ta = false) or B's rows (tb = false) gathered while packing, row i
+// at A + arows[i] * Kd (B + brows[i] * N).
 MTLFAST_BF16_TARGET void prod_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A,
-                                   const float* B, bool accumulate, float* C, RunScratch& s) {
-  cpu::pack_a16(ta, M, Kd, A, ta ? M : Kd, s.a);
-  cpu::pack_b16(tb, Kd, N, B, tb ? Kd : N, s.b);
+                                   const float* B, bool accumulate, float* C, RunScratch& s,
+                                   const int64_t* arows = nullptr, const int64_t* brows = nullptr) {
+  if (M == 0 || N == 0) return;
+  if (Kd == 0) {
+    if (!accumulate) std::fill(C, C + M * N, 0.0f);
+    return;
+  }
+  cpu::pack_a16(ta, M, Kd, A, ta ? M : Kd, s.a, arows);
+  cpu::pack_b16(tb, Kd, N, B, tb ? Kd : N, s.b, brows);
   cpu::bf16_gemm_packed(M, s.a.data(), s.b, accumulate ? 1.0f : 0.0f, C, N);
 }
 #endif
@@ -100,15 +109,18 @@ void prod(bool bf16, bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const f
   cpu::gemm<float>(ta, tb, M, N, Kd, 1.0f, A, ta ? M : Kd, B, tb ? Kd : N, accumulate ? 1.0f : 0.0f, C, N);
 }
 
-// Cross-entropy of N rows of n logits (in place: the logits become dlogits) with targets tag[i]:
-//   p = softmax(x); loss += log-sum-exp(x) - x[tag]; d = (p - onehot(tag)) * inv_denom; db += column sums of d.
-// Two passes over a row (max; exp, sum) and one over the stored exponentials (scale, target, bias gradient), the
-// row staying in L1. Returns the summed loss (double). One build per ISA (the caller picks by cpu::Path).
-MTLFAST_AI double softmax_xent_rows(float* __restrict L, int64_t N, int64_t n, const int64_t* __restrict tag,
-                                   float inv_denom, float* __restrict db) {
+// Cross-entropy of N rows of n products y W^T (in place: they become dlogits) with bias b and targets tag[i]:
+//   x = row + b; p = softmax(x); loss += log-sum-exp(x) - x[tag]; d = (p - onehot(tag)) * inv_denom;
+//   db += column sums of d.
+// Two passes over a row (bias and max; exp, sum) and one over the stored exponentials (scale, target, bias
+// gradient), the row staying in L1. Returns the summed loss (double). One build per ISA (the caller picks by
+// cpu::Path).
+MTLFAST_AI double softmax_xent_rows(float* __restrict L, int64_t N, int64_t n, const float* __restrict b,
+                                   const int64_t* __restrict tag, float inv_denom, float* __restrict db) {
   double loss = 0.0;
   for (int64_t i = 0; i < N; ++i) {
     float* x = L + i * n;
+    for (int64_t j = 0; j < n; ++j) x[j] += b[j];
     float m = x[0];
     for (int64_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
     const float xt = x[tag[i]];
@@ -127,22 +139,28 @@ MTLFAST_AI double softmax_xent_rows(float* __restrict L, int64_t N, int64_t n, c
   return loss;
 }
 
-double softmax_xent_portable(float* L, int64_t N, int64_t n, const int64_t* tag, float inv_denom, float* db) {
-  return softmax_xent_rows(L, N, n, tag, inv_denom, db);
+double softmax_xent_portable(float* L, int64_t N, int64_t n, const float* b, const int64_t* tag, float inv_denom,
+                             float* db) {
+  return softmax_xent_rows(L, N, n, b, tag, inv_denom, db);
 }
 #if MTLFAST_X86
-__attribute__((target("avx2,fma"))) double softmax_xent_avx2(float* L, int64_t N, int64_t n, const int64_t* tag,
-                                                             float inv_denom, float* db) {
-  return softmax_xent_rows(L, N, n, tag, inv_denom, db);
+__attribute__((target("avx2,fma"))) double softmax_xent_avx2(float* L, int64_t N, int64_t n, const float* b,
+                                                             const int64_t* tag, float inv_denom, float* db) {
+  return softmax_xent_rows(L, N, n, b, tag, inv_denom, db);
 }
 
-MTLFAST_AVX512_TARGET double softmax_xent_avx512(float* L, int64_t N, int64_t n, const int64_t* tag, float inv_denom,
-                                                 float* db) {
+MTLFAST_AVX512_TARGET double softmax_xent_avx512(float* L, int64_t N, int64_t n, const float* b, const int64_t* tag,
+                                                 float inv_denom, float* db) {
   double loss = 0.0;
   for (int64_t i = 0; i < N; ++i) {
     float* x = L + i * n;
     __m512 vm = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < n; j += 16) vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(vm, cpu::tail_mask(n - j), x + j));
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 k = cpu::tail_mask(n - j);
+      const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, x + j), _mm512_maskz_loadu_ps(k, b + j));
+      _mm512_mask_storeu_ps(x + j, k, v);
+      vm = _mm512_mask_max_ps(vm, k, vm, v);
+    }
     const float m = _mm512_reduce_max_ps(vm);
     const float xt = x[tag[i]];
     const __m512 mv = _mm512_set1_ps(m);
@@ -172,7 +190,7 @@ MTLFAST_AVX512_TARGET double softmax_xent_avx512(float* L, int64_t N, int64_t n,
 }
 #endif
 
-using SoftmaxFn = double (*)(float*, int64_t, int64_t, const int64_t*, float, float*);
+using SoftmaxFn = double (*)(float*, int64_t, int64_t, const float*, const int64_t*, float, float*);
 
 SoftmaxFn softmax_for(cpu::Path path) {
   switch (path) {
@@ -282,22 +300,27 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
       const float* w = hw + wo;  // [n, D]
       const float* b = hb + bo;  // [n]
       const int64_t* tk = tp + k * BT;
-      sc.y.resize(N * D);
+      const float* yk = yp + k * BT * D;  // run k's y: real row i is yk + r[i] * D
       sc.logits.resize(N * n);
       sc.tag.resize(N);
       sc.gw.resize(n * D);
       sc.dy.resize(N * D);
       sc.db.assign(n, 0.0f);
-      for (int64_t i = 0; i < N; ++i) {
-        std::memcpy(sc.y.data() + i * D, yp + (k * BT + r[i]) * D, D * sizeof(float));
-        std::memcpy(sc.logits.data() + i * n, b, n * sizeof(float));
-        sc.tag[i] = tk[r[i]];
+      for (int64_t i = 0; i < N; ++i) sc.tag[i] = tk[r[i]];
+      if (!bf16) {  // the BLAS needs the real rows dense; the bf16 packs gather them as they convert
+        sc.y.resize(N * D);
+        for (int64_t i = 0; i < N; ++i) std::memcpy(sc.y.data() + i * D, yk + r[i] * D, D * sizeof(float));
       }
-      // logits = b + y W^T; then dlogits in place, the loss and the bias gradient
-      prod(bf16, false, true, N, n, D, sc.y.data(), w, true, sc.logits.data(), sc);
+      // y W^T; then the bias, dlogits in place, the loss and the bias gradient in one pass per row
+#if MTLFAST_X86
+      if (bf16) {
+        prod_bf16(false, true, N, n, D, yk, w, false, sc.logits.data(), sc, r.data());
+      } else
+#endif
+        prod(false, false, true, N, n, D, sc.y.data(), w, false, sc.logits.data(), sc);
       const double denom = positions ? static_cast<double>(positions) : static_cast<double>(N);
       const float inv_denom = static_cast<float>(1.0 / denom);
-      double loss = softmax(sc.logits.data(), N, n, sc.tag.data(), inv_denom, sc.db.data());
+      double loss = softmax(sc.logits.data(), N, n, b, sc.tag.data(), inv_denom, sc.db.data());
       if (positions) {  // P positions with y = 0 and target 0: logits = b
         const int64_t P = positions - N;
         float m = b[0];
@@ -312,7 +335,12 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
       }
       lp[k] = static_cast<float>(loss / denom);
       // dW = d^T y, dy = d W
-      prod(bf16, true, false, n, D, N, sc.logits.data(), sc.y.data(), false, sc.gw.data(), sc);
+#if MTLFAST_X86
+      if (bf16) {
+        prod_bf16(true, false, n, D, N, sc.logits.data(), yk, false, sc.gw.data(), sc, nullptr, r.data());
+      } else
+#endif
+        prod(false, true, false, n, D, N, sc.logits.data(), sc.y.data(), false, sc.gw.data(), sc);
       prod(bf16, false, false, N, D, n, sc.logits.data(), w, false, sc.dy.data(), sc);
       int64_t pos = 0;
       for (int64_t i = 0; i < N; ++i) {  // real rows in place, zero between them

@@ -275,7 +275,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
 
     def __init__(self, tau_main=(3.0, 10.0), tau_aux=(0.0, 0.5), tau_feat=(0.0, 0.3, 1.0, 3.0), soft="auto",
                  main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, feature_se=True,
-                 simple_rule="ties", cv_rows="matched", row_shrink=2.0, tie_rule="majority", tie_pairs=6,
+                 simple_rule="ties", cv_rows="matched", cv_repeats=3, row_majority=True,
+                 row_shrink=2.0, tie_rule="majority", tie_pairs=6,
                  majority_pairs=6, shrink=1.0, random_state=0):
         self.tau_main = tau_main
         self.tau_aux = tau_aux
@@ -289,6 +290,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.feature_se = feature_se
         self.simple_rule = simple_rule
         self.cv_rows = cv_rows
+        self.cv_repeats = cv_repeats
+        self.row_majority = row_majority
         self.row_shrink = row_shrink
         self.tie_rule = tie_rule
         self.tie_pairs = tie_pairs
@@ -367,6 +370,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
                                                     and self.majority_pairs >= 1):
             raise ValueError(f"GainModel: majority_pairs must be a positive integer or None, got "
                              f"{self.majority_pairs!r}")
+        if not (isinstance(self.cv_repeats, (int, np.integer)) and self.cv_repeats >= 1):
+            raise ValueError(f"GainModel: cv_repeats must be a positive integer, got {self.cv_repeats!r}")
         if self.cv_rows not in ("matched", "all"):
             raise ValueError(f"GainModel: cv_rows must be 'matched' or 'all', got {self.cv_rows!r}")
         if self.row_shrink is not None and not self.row_shrink > 0:
@@ -432,13 +437,16 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.cv_scores_new_ = {}
         best = combos[0]
         best_new = None
-        folds = self._folds(pairs, n)
+        reps = self._fold_repeats(pairs, n)
         self.cv_rows_seen_ = 0
-        if len(combos) > 1 and folds is not None:
-            K = folds.max() + 1
-            T_ = np.stack([targets(c[3]) for c in combos for _k in range(K)])
-            W = np.stack([(folds != k).astype(float) for _c in combos for k in range(K)])
-            Pn = np.stack([self._penalty(*c[:3], p) for c in combos for _k in range(K)])
+        if len(combos) > 1 and reps:
+            # every repetition's K folds: fit j = (repetition r, fold k) leaves out fold k of repetition r
+            K = reps[0].max() + 1
+            fits = [(folds, k) for folds in reps for k in range(K)]
+            J = len(fits)
+            T_ = np.stack([targets(c[3]) for c in combos for _j in range(J)])
+            W = np.stack([(folds != k).astype(float) for _c in combos for folds, k in fits])
+            Pn = np.stack([self._penalty(*c[:3], p) for c in combos for _j in range(J)])
             w, H, _ = fit_logistic_batch(A, T_, W, Pn)
             cov = np.linalg.inv(H)
             mu = w @ A.T  # [B, n]
@@ -447,22 +455,24 @@ class GainModel(ClassifierMixin, BaseEstimator):
             loss = _log_loss(prob, y[None, :])
             err = ((prob > 0.5) != y[None, :]).astype(float)
             simple = [c for c in range(len(combos)) if combos[c][1] == 0 and combos[c][2] == 0 and not combos[c][3]]
+            held = np.stack([folds == k for folds, k in fits])  # [J, n]: the rows fit j holds out
             if self.cv_rows == "matched" and self._use_main:
                 # a held-out row whose main task keeps a measured row in the training fold stands for a hidden
                 # pair of a measured main task; one whose main task has none left stands for a new task's pair
                 mains = [q[0] for q in pairs]
-                seen = np.array([any(mains[j] == mains[i] and folds[j] != folds[i] for j in range(n))
-                                 for i in range(n)])
-                self.cv_rows_seen_ = int(seen.sum())
+                seen = np.stack([[any(mains[j] == mains[i] and folds[j] != folds[i] for j in range(n))
+                                  for i in range(n)] for folds in reps])  # [R, n]
+                seen_j = np.repeat(seen, K, axis=0)
+                self.cv_rows_seen_ = int(seen[0].sum())
                 if seen.any():
-                    best, self.cv_scores_ = self._choose(combos, simple, K, folds, err, loss, seen)
+                    best, self.cv_scores_ = self._choose(combos, simple, J, err, loss, held & seen_j, len(reps))
                 else:  # nothing held out in the situation of a measured main task: the main-effect model
                     best = combos[simple[0]] if simple else combos[0]
                     self.cv_scores_ = {}
-                best_new, self.cv_scores_new_ = self._choose(combos, simple, K, folds, err, loss,
-                                                             ~seen if (~seen).any() else np.ones(n, bool))
+                best_new, self.cv_scores_new_ = self._choose(combos, simple, J, err, loss,
+                                                             held & ~seen_j if (~seen).any() else held, len(reps))
             else:
-                best, self.cv_scores_ = self._choose(combos, simple, K, folds, err, loss, np.ones(n, bool))
+                best, self.cv_scores_ = self._choose(combos, simple, J, err, loss, held, len(reps))
         settings = [best] + ([best_new] if best_new is not None and best_new != best else [])
         W1 = np.ones((len(settings), n))
         T1 = np.stack([targets(c[3]) for c in settings])
@@ -494,21 +504,21 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.coef_ = self._w[off:].copy()
         return self
 
-    def _choose(self, combos, simple, K, folds, err, loss, rows):
-        """The setting the cross-validation picks, scored on the held-out rows in ``rows`` only (mask [n]);
-        returns ``(setting, {setting: {"error", "log_loss"}})``."""
-        n = len(folds)
-        held_k = [(folds == k) & rows for k in range(K)]
-        nh = max(1, int(rows.sum()))
+    def _choose(self, combos, simple, J, err, loss, held, R=1):
+        """The setting the cross-validation picks, scored on the held-out rows ``held[j]`` (mask [J, n]) of every
+        fit ``j`` only; returns ``(setting, {setting: {"error", "log_loss"}})``."""
+        nh = max(1, int(held.sum()))
         scores, ses, out = [], [], {}
         for c, combo in enumerate(combos):
-            e = float(sum(err[c * K + k][held_k[k]].sum() for k in range(K)) / nh)
-            ll = float(sum(loss[c * K + k][held_k[k]].sum() for k in range(K)) / nh)
+            e = float(sum(err[c * J + j][held[j]].sum() for j in range(J)) / nh)
+            ll = float(sum(loss[c * J + j][held[j]].sum() for j in range(J)) / nh)
             crit = err if self.criterion == "error" else loss
-            per = np.array([crit[c * K + k][held_k[k]].mean() for k in range(K) if held_k[k].any()])
+            per = np.array([crit[c * J + j][held[j]].mean() for j in range(J) if held[j].any()])
             out[combo] = {"error": e, "log_loss": ll}
             scores.append(ll if self.criterion == "log_loss" else e + 1e-3 * ll)
-            ses.append(float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0)
+            # the folds of the repetitions are not independent samples: the standard error counts the folds of
+            # one repetition (``J / cv_repeats``), not every fit
+            ses.append(float(per.std(ddof=1) / np.sqrt(max(1.0, len(per) / R))) if len(per) > 1 else 0.0)
         b = int(np.argmin(scores))
         if self.one_se:  # the simplest setting within one standard error of the best (Breiman's rule)
             ok = [c for c in range(len(combos)) if scores[c] <= scores[b] + ses[b]]
@@ -523,8 +533,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
             # with the base rate for its ties) unless the richer setting makes fewer held-out errors
             # ("ties"), or fewer by more than the standard error of the paired per-row difference ("se")
             b0 = min(simple, key=lambda c: scores[c])
-            idx = np.nonzero(rows)[0]
-            d = err[b * K + folds[idx], idx] - err[b0 * K + folds[idx], idx]
+            jj, idx = np.nonzero(held)
+            d = err[b * J + jj, idx] - err[b0 * J + jj, idx]
             margin = float(d.std(ddof=1) / np.sqrt(len(d))) if self.simple_rule == "se" and len(d) > 1 else 0.0
             if d.mean() > -margin - 1e-12:
                 b = b0
@@ -540,7 +550,19 @@ class GainModel(ClassifierMixin, BaseEstimator):
             out.append(0 if n == 0 or 2 * g == n else (1 if 2 * g > n else -1))
         return np.array(out, dtype=int)
 
-    def _folds(self, pairs, n):
+    def _fold_repeats(self, pairs, n):
+        """The folds of the ``cv_repeats`` repetitions of the cross-validation (each :meth:`_folds` with its own
+        seed); ``[]`` when there is no search."""
+        out = []
+        for r in range(int(self.cv_repeats)):
+            f = self._folds(pairs, n, None if self.random_state is None else [int(self.random_state), r] if r else
+                            self.random_state)
+            if f is None:
+                return []
+            out.append(f)
+        return out
+
+    def _folds(self, pairs, n, seed=None):
         """Fold of every row: unordered pairs (both directions together) spread over the folds."""
         keys = [tuple(sorted(q)) for q in pairs] if pairs is not None else [(i,) for i in range(n)]
         uniq = sorted(set(keys))
@@ -549,7 +571,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
         K = min(int(self.cv_folds), len(uniq))
         if K < 2:
             return None
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self.random_state if seed is None else seed)
         order = rng.permutation(len(uniq))
         fold_of = {uniq[i]: k % K for k, i in enumerate(order)}
         return np.array([fold_of[k] for k in keys])
@@ -576,6 +598,14 @@ class GainModel(ClassifierMixin, BaseEstimator):
         new = np.array([m not in self.main_counts_ for m, _a in pairs], dtype=bool) if self._use_main \
             else np.zeros(n, dtype=bool)
         mu = np.where(new, A @ self._w_new, A @ self._w)
+        if self.row_majority and self._use_main:
+            # a main task's own level (intercept + main effect) takes its measured majority's side (at most to
+            # 0): only the pair's own terms (auxiliary effect, features) can overturn a strict majority
+            T = len(self.tasks_)
+            row = A[:, :1 + T] @ self._w[:1 + T]
+            side = self.majority_side(pairs)
+            row_c = np.where(side > 0, np.maximum(row, 0.0), np.where(side < 0, np.minimum(row, 0.0), row))
+            mu = np.where(new, mu, mu - row + row_c)
         var = np.where(new, np.einsum("nq,qr,nr->n", A, self._cov_new, A), np.einsum("nq,qr,nr->n", A, self.cov_, A))
         tau_m = np.where(new, self.new_task_params_["tau_main"], self.params_["tau_main"])
         tau_a = np.where(new, self.new_task_params_["tau_aux"], self.params_["tau_aux"])
@@ -647,7 +677,8 @@ are those it picked before the last three rules were added to the labelling mode
     27-32 pairs, and the labels at 15 pairs were 0.765-0.777 instead of 0.785. Neither job sees an untrained
     pair.
     """
-    return GainModel(simple_rule="none", cv_rows="all", row_shrink=None, tie_rule="model", majority_pairs=None)
+    return GainModel(simple_rule="none", cv_rows="all", cv_repeats=1, row_shrink=None, tie_rule="model",
+                     majority_pairs=None, row_majority=False)
 
 
 def all_pairs(tasks):

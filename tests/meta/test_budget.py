@@ -349,6 +349,64 @@ def test_a_well_measured_main_task_keeps_its_majority():
         B.GainModel(majority_pairs=0).fit(X, y, pairs=pairs)
 
 
+def test_row_majority_lets_only_the_pair_terms_overturn_a_strict_majority():
+    """row_majority=True: a main task's own level (intercept + main effect) is moved to its measured majority's
+    side (at most to 0), so the soft labels (three large gains against four tiny losses) no longer overturn a's
+    3-of-7 majority of losses by themselves; the pair's own terms (here the auxiliary effect, weighted
+    kappa / (kappa + n_m)) still can, and rows whose level agrees with their majority are untouched."""
+    aux = list("bcdefgh")
+    pairs = [("a", x) for x in aux] + [(x, "a") for x in aux]
+    g = np.array([5.0, 4.0, 6.0, -0.01, -0.02, -0.01, -0.02] + [0.5, -0.5] * 3 + [0.5])
+    y = (g > 0).astype(int)
+    X = np.zeros((len(pairs), 0))
+    kw = dict(tau_main=3.0, tau_aux=0.5, tau_feat=0.0, soft=True, simple_rule="none", majority_pairs=None)
+    hid = [("a", "i"), ("a", "b"), ("a", "g"), ("b", "c")]
+    X4 = np.zeros((len(hid), 0))
+    free = B.GainModel(**kw).fit(X, y, pairs=pairs, gain=g)
+    m = B.GainModel(row_majority=True, **kw).fit(X, y, pairs=pairs, gain=g)
+    assert m.params_ == free.params_ and m.aux_effect_ == free.aux_effect_  # the fit is the same
+    level_a = free.intercept_ + free.main_effect_["a"]
+    assert level_a > 0 and free.predict(X4, pairs=hid)[0] == 1  # the soft labels overturn a's majority
+    mu_f, sd_f = free.predict_logit(X4, pairs=hid)
+    mu, sd = m.predict_logit(X4, pairs=hid)
+    lam = 2.0 / (2.0 + 7)
+    want = [lam * free.aux_effect_.get(x, 0.0) for _a, x in hid[:3]]  # level clamped to 0: the pair terms alone
+    np.testing.assert_allclose(mu[:3], want, atol=1e-12)
+    assert mu[3] == pytest.approx(mu_f[3], abs=1e-12)  # b: one measured gain as main task, its level agrees
+    np.testing.assert_allclose(sd, sd_f, rtol=1e-12)
+    pred = m.predict(X4, pairs=hid)
+    assert pred[0] == 0 == _majority(pairs, y, hid)[0]  # no pair term: the majority's label
+    assert free.aux_effect_["b"] > 0 and pred[1] == 1  # a gained 5.0 with b: b's own term overturns
+    assert free.aux_effect_["g"] < 0 and pred[2] == 0
+
+
+def test_repeated_cross_validation_pools_the_repetitions():
+    """cv_repeats=R: every setting is scored on R repetitions of the K-fold split (repetition r > 0 seeded with
+    [random_state, r]); with every row held out once per repetition (cv_rows='all') a setting's held-out error is
+    the mean of its errors over the single repetitions; cv_repeats=1 is the plain K-fold search."""
+    gm, pairs, y, g, _ = _pairs_data(0, n_tasks=6)
+    X = gm.X(pairs)
+
+    class SecondSplit(B.GainModel):
+        def _folds(self, pairs, n, seed=None):
+            return super()._folds(pairs, n, seed=[0, 1])
+
+    kw = dict(cv_rows="all", random_state=0)
+    one = B.GainModel(**kw).fit(X, y, pairs=pairs, gain=g)
+    other = SecondSplit(**kw).fit(X, y, pairs=pairs, gain=g)
+    two = B.GainModel(cv_repeats=2, **kw).fit(X, y, pairs=pairs, gain=g)
+    assert set(two.cv_scores_) == set(one.cv_scores_)
+    differ = 0
+    for c, v in two.cv_scores_.items():
+        for key in ("error", "log_loss"):
+            assert v[key] == pytest.approx((one.cv_scores_[c][key] + other.cv_scores_[c][key]) / 2, abs=1e-12)
+        differ += int(one.cv_scores_[c]["error"] != other.cv_scores_[c]["error"])
+    assert differ > 0  # the two splits are different splits
+    assert B.GainModel(cv_repeats=1, **kw).fit(X, y, pairs=pairs, gain=g).cv_scores_ == one.cv_scores_
+    with pytest.raises(ValueError, match="cv_repeats"):
+        B.GainModel(cv_repeats=0).fit(X, y, pairs=pairs)
+
+
 def test_never_worse_than_the_main_task_majority_on_pure_main_task_effects():
     """Gains from main-task effects + noise only (no auxiliary effect; the task features carry the main effect or
     nothing): the main-task majority is the right rule once a few pairs per task are measured, and the model

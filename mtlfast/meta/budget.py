@@ -26,14 +26,17 @@ scaled units), which moves the prediction towards the base rate.
 Hyperparameters (``tau_main``, ``tau_aux``, ``tau_feat`` and whether the targets are the 0/1 labels or "soft" labels
 ``sigmoid(gain / scale_m)`` that weigh a +8 % gain more than a +0.01 % one, ``scale_m`` the median |gain| of main
 task ``m``'s measured pairs) are chosen by K-fold cross-validation over the *measured* pairs only (both
-directions of a pair in the same fold; error rate of the held-out labels, ties broken by log-loss). Ties go to
+directions of a pair in the same fold; error rate of the held-out labels, ties broken by log-loss), repeated on
+three random splits (``cv_repeats``) so that the choice rests less on one split of a few dozen rows. Ties go to
 the simpler model: the auxiliary effects, the features and the soft labels are used only when they make fewer
 held-out errors than the main-effect model (``simple_rule``). The auxiliary and feature terms of a pair are
 weighted by ``kappa / (kappa + n_m)``, ``n_m`` the measured directed pairs of its main task (``row_shrink``,
 ``kappa = 2``): where many of a main task's pairs are measured its own majority decides, as it should, and the
 other terms speak where little is known. A main task whose measured pairs split exactly evenly gets the
 majority's call (loss) unless the tie is broken by evidence, the richer terms with fewer than 6 measured pairs
-(``tie_rule``); from 6 measured pairs a strict majority is not overturned either (``majority_pairs``).
+(``tie_rule``); from 6 measured pairs a strict majority is not overturned either (``majority_pairs``). Below
+that, a strict majority can be overturned only by the pair's own terms (auxiliary effect, features), not by the
+main task's level when the soft labels or the prior move it across 0.5 (``row_majority``).
 
 The cross-validation folds hold out whole pairs, so a held-out row's main task may have no measured row left in
 the training fold (always so when every main task has one measured pair, as after the balanced first round):
@@ -235,6 +238,21 @@ class GainModel(ClassifierMixin, BaseEstimator):
         held-out rows when there are none of them). ``"all"``: every held-out row scores one setting for
         every prediction (the whole-pair folds then score the feature-only situation wherever a main task has a
         single measured pair, which never arises when its hidden pairs are predicted).
+    cv_repeats : int
+        Repetitions of the K-fold search, each on its own random split of the measured pairs (repetition 0 seeded
+        with ``random_state``, repetition ``r`` with ``[random_state, r]``); a setting's held-out error and
+        log-loss are pooled over every repetition, and the standard errors that ``feature_se`` (and ``one_se``,
+        ``simple_rule="se"``) use are taken over the folds of one repetition (the repetitions reuse the same
+        rows). Each repetition is another draw of the same noisy comparison, so the setting chosen depends
+        less on which pairs one split happens to put together (``1``: the plain K-fold search).
+    row_majority : bool
+        A main task whose measured directed pairs have a strict majority of gains (losses) gets its own level,
+        ``b + u_m``, moved to that side of 0 where it lies on the other side (to 0 exactly), so that only the pair's
+        own terms (its auxiliary effect, its features) can overturn the majority. The level can cross to the
+        other side without any evidence about the pair: through the soft labels (a few large gains against more
+        small losses) or through the prior, which shrinks a task towards the base rate; neither says why *this*
+        pair should differ from the main task's measured pairs. A prediction-time rule: fit and cross-validation
+        are unchanged. Rows of a main task with no measured pair, or an even split, are left alone.
     row_shrink : float or None
         ``kappa``: the auxiliary-effect and feature terms of a pair whose main task has ``n_m`` measured directed
         pairs are multiplied by ``kappa / (kappa + n_m)`` (in fitting and in prediction), so that as a main task's

@@ -77,18 +77,13 @@ struct RunScratch {
 
 // C[M, N] = op(A) @ op(B) (+ C if accumulate): op(A) [M, Kd] of A (ta: A stored [Kd, M]), op(B) [Kd, N] of B
 // (tb: B stored [N, Kd]); row-major, dense. bf16: operands rounded to bfloat16 (nearest even) as they are packed,
-// fp32 accumulation (vdpbf16ps, bf16_gemm.h); fp32: the BLAS (cpu/blas.h).
+// fp32 accumulation (vdpbf16ps, bf16_gemm.h); fp32: the BLAS (cpu/blas.h). arows / brows (bf16 only; nullptr:
+// dense): A's rows (ta = false) or B's rows (tb = false) gathered while packing, row i at A + arows[i] * Kd
+// (B + brows[i] * N).
 #if MTLFAST_X86
-// arows / brows (nullptr: dense): A's rows (ta = false) or B's rows (tb = false) gathered while packing, row i
-// at A + arows[i] * Kd (B + brows[i] * N).
 MTLFAST_BF16_TARGET void prod_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A,
-                                   const float* B, bool accumulate, float* C, RunScratch& s,
-                                   const int64_t* arows = nullptr, const int64_t* brows = nullptr) {
-  if (M == 0 || N == 0) return;
-  if (Kd == 0) {
-    if (!accumulate) std::fill(C, C + M * N, 0.0f);
-    return;
-  }
+                                   const float* B, bool accumulate, float* C, RunScratch& s, const int64_t* arows,
+                                   const int64_t* brows) {
   cpu::pack_a16(ta, M, Kd, A, ta ? M : Kd, s.a, arows);
   cpu::pack_b16(tb, Kd, N, B, tb ? Kd : N, s.b, brows);
   cpu::bf16_gemm_packed(M, s.a.data(), s.b, accumulate ? 1.0f : 0.0f, C, N);
@@ -96,15 +91,17 @@ MTLFAST_BF16_TARGET void prod_bf16(bool ta, bool tb, int64_t M, int64_t N, int64
 #endif
 
 void prod(bool bf16, bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, const float* A, const float* B,
-          bool accumulate, float* C, RunScratch& s) {
+          bool accumulate, float* C, RunScratch& s, const int64_t* arows = nullptr,
+          const int64_t* brows = nullptr) {
   if (M == 0 || N == 0) return;
   if (Kd == 0) {
     if (!accumulate) std::fill(C, C + M * N, 0.0f);
     return;
   }
 #if MTLFAST_X86
-  if (bf16) return prod_bf16(ta, tb, M, N, Kd, A, B, accumulate, C, s);
+  if (bf16) return prod_bf16(ta, tb, M, N, Kd, A, B, accumulate, C, s, arows, brows);
 #endif
+  TORCH_CHECK(arows == nullptr && brows == nullptr, "heads_step_: row lists need the bf16 products");
   (void)bf16;
   cpu::gemm<float>(ta, tb, M, N, Kd, 1.0f, A, ta ? M : Kd, B, tb ? Kd : N, accumulate ? 1.0f : 0.0f, C, N);
 }
@@ -307,17 +304,17 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
       sc.dy.resize(N * D);
       sc.db.assign(n, 0.0f);
       for (int64_t i = 0; i < N; ++i) sc.tag[i] = tk[r[i]];
-      if (!bf16) {  // the BLAS needs the real rows dense; the bf16 packs gather them as they convert
+      // y's real rows: dense for the BLAS (gathered here), through r for the bf16 packs (gathered as they convert)
+      const float* ya = yk;
+      const int64_t* yr = r.data();
+      if (!bf16) {
         sc.y.resize(N * D);
         for (int64_t i = 0; i < N; ++i) std::memcpy(sc.y.data() + i * D, yk + r[i] * D, D * sizeof(float));
+        ya = sc.y.data();
+        yr = nullptr;
       }
       // y W^T; then the bias, dlogits in place, the loss and the bias gradient in one pass per row
-#if MTLFAST_X86
-      if (bf16) {
-        prod_bf16(false, true, N, n, D, yk, w, false, sc.logits.data(), sc, r.data());
-      } else
-#endif
-        prod(false, false, true, N, n, D, sc.y.data(), w, false, sc.logits.data(), sc);
+      prod(bf16, false, true, N, n, D, ya, w, false, sc.logits.data(), sc, yr);
       const double denom = positions ? static_cast<double>(positions) : static_cast<double>(N);
       const float inv_denom = static_cast<float>(1.0 / denom);
       double loss = softmax(sc.logits.data(), N, n, b, sc.tag.data(), inv_denom, sc.db.data());
@@ -335,12 +332,7 @@ std::tuple<at::Tensor, at::Tensor> heads_step_(at::Tensor y, at::Tensor head_w, 
       }
       lp[k] = static_cast<float>(loss / denom);
       // dW = d^T y, dy = d W
-#if MTLFAST_X86
-      if (bf16) {
-        prod_bf16(true, false, n, D, N, sc.logits.data(), yk, false, sc.gw.data(), sc, nullptr, r.data());
-      } else
-#endif
-        prod(false, true, false, n, D, N, sc.logits.data(), sc.y.data(), false, sc.gw.data(), sc);
+      prod(bf16, true, false, n, D, N, sc.logits.data(), ya, false, sc.gw.data(), sc, nullptr, yr);
       prod(bf16, false, false, N, D, n, sc.logits.data(), w, false, sc.dy.data(), sc);
       int64_t pos = 0;
       for (int64_t i = 0; i < N; ++i) {  // real rows in place, zero between them

@@ -514,9 +514,11 @@ def test_model_beats_every_baseline_on_a_known_gain_structure():
     trained the model must beat main-task majority, random pairs, the feature-only classifier and always-loss.
 
     Margins: 0.01 over main-task majority, random pairs and always-loss (measured 0.034, 0.042, 0.185 over these 48
-    replays); 0.005 over the feature-only classifier, whose features carry the effects by construction: the
-    model's lead over it is 0.0097 here (0.0108 before the tie rule, paired s.e. 0.011) and 0.0069 over 96
-    replays (0.0076 before, s.e. 0.0075), so 0.01 was not a margin the model had even before."""
+    replays before cv_repeats / row_majority; 0.031, 0.037, 0.182 with them); 0.005 over the feature-only
+    classifier, whose features carry the effects by construction: the model's lead over it is 0.0066 here with
+    cv_repeats / row_majority (0.0097 before them, 0.0108 before the tie rule, paired s.e. 0.011) and 0.0069
+    over 96 replays before them (0.0076 before the tie rule, s.e. 0.0075), so 0.01 was not a margin the model
+    had even before."""
     acc = {}
     for seed in range(6):
         rows, feats, _ = B.synthetic_gains(10, seed)

@@ -324,15 +324,20 @@ def test_cv_rows_matched_scores_settings_in_the_situation_they_predict():
         B.GainModel(cv_rows="some").fit(X(mp), y, pairs=mp)
 
 
+def _three_large_gains_four_small_losses():
+    """Main task a with 7 measured pairs as main: three large gains, four tiny losses (a 3-of-7 majority of
+    losses that soft labels overturn), and the 7 reverse pairs; no features."""
+    aux = list("bcdefgh")
+    pairs = [("a", x) for x in aux] + [(x, "a") for x in aux]
+    g = np.array([5.0, 4.0, 6.0, -0.01, -0.02, -0.01, -0.02] + [0.5, -0.5] * 3 + [0.5])
+    return pairs, g, (g > 0).astype(int), np.zeros((len(pairs), 0))
+
+
 def test_a_well_measured_main_task_keeps_its_majority():
     """majority_pairs=6: a main task with >= 6 measured directed pairs and a strict majority gets the majority's
     label whatever the setting (P(gain) moved to the majority's side of 0.5); below 6 pairs, or with
     majority_pairs=None, soft labels may overturn it (three large gains against four tiny losses)."""
-    aux = list("bcdefgh")
-    pairs = [("a", x) for x in aux] + [(x, "a") for x in aux]
-    g = np.array([5.0, 4.0, 6.0, -0.01, -0.02, -0.01, -0.02] + [0.5, -0.5] * 3 + [0.5])
-    y = (g > 0).astype(int)
-    X = np.zeros((len(pairs), 0))
+    pairs, g, y, X = _three_large_gains_four_small_losses()
     # row_majority=False: this test is about majority_pairs alone (row_majority, tested below, acts here too)
     kw = dict(tau_main=3.0, tau_aux=0.5, tau_feat=0.0, soft=True, simple_rule="none", row_majority=False)
     hid = [("a", "i"), ("b", "c")]
@@ -355,11 +360,7 @@ def test_row_majority_lets_only_the_pair_terms_overturn_a_strict_majority():
     side (at most to 0), so the soft labels (three large gains against four tiny losses) no longer overturn a's
     3-of-7 majority of losses by themselves; the pair's own terms (here the auxiliary effect, weighted
     kappa / (kappa + n_m)) still can, and rows whose level agrees with their majority are untouched."""
-    aux = list("bcdefgh")
-    pairs = [("a", x) for x in aux] + [(x, "a") for x in aux]
-    g = np.array([5.0, 4.0, 6.0, -0.01, -0.02, -0.01, -0.02] + [0.5, -0.5] * 3 + [0.5])
-    y = (g > 0).astype(int)
-    X = np.zeros((len(pairs), 0))
+    pairs, g, y, X = _three_large_gains_four_small_losses()
     kw = dict(tau_main=3.0, tau_aux=0.5, tau_feat=0.0, soft=True, simple_rule="none", majority_pairs=None)
     hid = [("a", "i"), ("a", "b"), ("a", "g"), ("b", "c")]
     X4 = np.zeros((len(hid), 0))

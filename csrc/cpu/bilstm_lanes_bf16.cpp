@@ -57,27 +57,22 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
     uint32_t* wp = scratch_u32(1, G4 * Hh);
     pack_gate_panels_bf16(w_hh + kd * G4 * H, H, H, wp);
     uint32_t* hb = scratch_u32(7, Hh * ld);
-    for (int64_t s = 0; s < L; ++s) {
-      const int64_t t = dir == 0 ? s : L - 1 - s;
-      const int64_t tp = dir == 0 ? t - 1 : t + 1;
-      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
-        const int64_t col = t * Bp + l0, pcol = tp * Bp + l0;
-        const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
-        const uint32_t* hp = s > 0 ? hb + pcol : nullptr;
-        const float* cp = s > 0 ? C + pcol : nullptr;
-        for_lane_tiles(
-            active[t], l0, Bp,
-            [&](auto V, auto lanes, int64_t o) {
-              fwd_units_bf16<decltype(V)::value, decltype(lanes)>(
-                  H, ld, wp, offset_or_null(hp, o), offset_or_null(cp, o), A + col + o, bk, C + col + o,
-                  Hs + col + o, hb + col + o, act + o / 16, E, wxp, xb + col + o);
-            },
-            [&](int64_t v) {
-              zero_lanes(C + col + 16 * v, 2 * H, ld);
-              zero_lanes(reinterpret_cast<float*>(hb + col + 16 * v), Hh, ld);
-            });
-      }
-    }
+    for_lane_steps(L, dir, Bp, active.data(), false, [&](const LaneStep& st) {
+      const int64_t col = st.col;
+      const uint32_t* hp = at_column(static_cast<const uint32_t*>(hb), st.prev);
+      const float* cp = at_column(static_cast<const float*>(C), st.prev);
+      for_lane_tiles(
+          st.active, st.l0, Bp,
+          [&](auto V, auto lanes, int64_t o) {
+            fwd_units_bf16<decltype(V)::value, decltype(lanes)>(
+                H, ld, wp, offset_or_null(hp, o), offset_or_null(cp, o), A + col + o, bk, C + col + o,
+                Hs + col + o, hb + col + o, st.act + o / 16, E, wxp, xb + col + o);
+          },
+          [&](int64_t v) {
+            zero_lanes(C + col + 16 * v, 2 * H, ld);
+            zero_lanes(reinterpret_cast<float*>(hb + col + 16 * v), Hh, ld);
+          });
+    });
     write_y(Hs, ld, rows.data() + k * B, B, T_, H, L, Bp, y + dir * H);
   });
 }
@@ -108,32 +103,26 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
     transpose_dy(dy + dir * H, rows.data() + k * B, B, T_, H, L, Bp, ld, dyT);
     std::memset(dc, 0, H * Bp * sizeof(float));
     float* dxk = dxd + kd * E * ld;
-    for (int64_t s = L - 1; s >= 0; --s) {
-      const int64_t t = dir == 0 ? s : L - 1 - s;
-      const int64_t tp = dir == 0 ? t - 1 : t + 1;
-      const int64_t tn = dir == 0 ? t + 1 : t - 1;
-      for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
-        const int64_t col = t * Bp + l0;
-        const __mmask16 act[2] = {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)};
-        const uint32_t* dn = s < L - 1 ? db + tn * Bp + l0 : nullptr;
-        const float* cp = s > 0 ? C + tp * Bp + l0 : nullptr;
-        for_lane_tiles(
-            active[t], l0, Bp,
-            [&](auto V, auto lanes, int64_t o) {
-              constexpr int kV = decltype(V)::value;
-              using LV = decltype(lanes);
-              bwd_units_bf16<kV, LV>(H, ld, whhT, offset_or_null(dn, o), A + col + o, C + col + o,
-                                     offset_or_null(cp, o), dyT + col + o, dc + l0 + o, Bp, D + col + o,
-                                     db + col + o, act + o / 16);
-              dx_units_bf16<kV, LV>(E, P, ld, wihT, db + col + o, dxk + col + o);
-            },
-            [&](int64_t v) {
-              zero_lanes(D + col + 16 * v, G4, ld);
-              zero_lanes(reinterpret_cast<float*>(db + col + 16 * v), P, ld);
-              zero_lanes(dxk + col + 16 * v, E, ld);
-            });
-      }
-    }
+    for_lane_steps(L, dir, Bp, active.data(), true, [&](const LaneStep& st) {
+      const int64_t col = st.col, l0 = st.l0;
+      const uint32_t* dn = at_column(static_cast<const uint32_t*>(db), st.next);  // next step's dgates pairs
+      const float* cp = at_column(C, st.prev);                                    // previous step's cells
+      for_lane_tiles(
+          st.active, l0, Bp,
+          [&](auto V, auto lanes, int64_t o) {
+            constexpr int kV = decltype(V)::value;
+            using LV = decltype(lanes);
+            bwd_units_bf16<kV, LV>(H, ld, whhT, offset_or_null(dn, o), A + col + o, C + col + o,
+                                   offset_or_null(cp, o), dyT + col + o, dc + l0 + o, Bp, D + col + o,
+                                   db + col + o, st.act + o / 16);
+            dx_units_bf16<kV, LV>(E, P, ld, wihT, db + col + o, dxk + col + o);
+          },
+          [&](int64_t v) {
+            zero_lanes(D + col + 16 * v, G4, ld);
+            zero_lanes(reinterpret_cast<float*>(db + col + 16 * v), P, ld);
+            zero_lanes(dxk + col + 16 * v, E, ld);
+          });
+    });
     row_sums(D, G4, L * Bp, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
     // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation, over the live
     // columns only (packed in place, live_columns).

@@ -145,6 +145,37 @@ inline void for_lane_tiles(int64_t active, int64_t l0, int64_t Bp, Tile&& tile, 
   for (int64_t v = lp.vectors(); v < std::min<int64_t>(2, (Bp - l0) / 16); ++v) zero(v);
 }
 
+// One 32-lane block of one step of a direction's time loop, as the four drivers' tiles take it.
+struct LaneStep {
+  int64_t active;     // live rows (a prefix) at this step
+  int64_t l0, col;    // the block's first lane, and its column t Bp + l0
+  int64_t prev, next; // the block's column at the previous / next step in the direction's order; -1: none
+  __mmask16 act[2];   // live lanes of its two 16-lane vectors
+};
+
+// Visits every 32-lane block of every step of direction dir over a run's L steps (dir 0: t = 0 .. L-1, dir 1:
+// t = L-1 .. 0): in the direction's order for the forward pass (reverse = false), against it for the backward
+// pass (reverse = true). fn(const LaneStep&).
+template <typename F>
+inline void for_lane_steps(int64_t L, int64_t dir, int64_t Bp, const int64_t* active, bool reverse, F&& fn) {
+  for (int64_t i = 0; i < L; ++i) {
+    const int64_t s = reverse ? L - 1 - i : i;  // position in the direction's order
+    const int64_t t = dir == 0 ? s : L - 1 - s;
+    const int64_t tp = dir == 0 ? t - 1 : t + 1, tn = dir == 0 ? t + 1 : t - 1;
+    for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
+      const LaneStep st{active[t], l0, t * Bp + l0, s > 0 ? tp * Bp + l0 : -1, s < L - 1 ? tn * Bp + l0 : -1,
+                        {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)}};
+      fn(st);
+    }
+  }
+}
+
+// base + column, or nullptr for a missing step (column -1).
+template <typename T>
+inline T* at_column(T* base, int64_t column) {
+  return column >= 0 ? base + column : nullptr;
+}
+
 // p + o, or nullptr for a missing operand (no previous state / step).
 template <typename T>
 inline T* offset_or_null(T* p, int64_t o) {

@@ -46,6 +46,25 @@ struct Lanes8 {
   MTLFAST_BF16_TARGET MTLFAST_AI static F dp(F acc, BH a, BH b) { return _mm256_dpbf16_ps(acc, a, b); }
 };
 
+// Software prefetch of the lines a tile touches at another column (the next step's, which the drivers pass as a
+// column delta): n consecutive rows of row stride ld from p, V 16-lane vectors each; write: with ownership (the
+// tile will store the whole line; prefetchw), else into L2 (prefetcht1). The saved activations of a model array
+// are far larger than the caches, and each step's columns are a few lines per row at a stride of T Bp: without
+// this the epilogues stall on their loads and on the read-for-ownership of their stores.
+template <int V, typename T>
+MTLFAST_AI void prefetch_rows(const T* p, int64_t ld, int64_t n, bool write) {
+  static_assert(sizeof(T) == 4, "rows of 4-byte words");
+  for (int64_t r = 0; r < n; ++r)
+    for (int v = 0; v < V; ++v) {
+      const T* q = p + r * ld + 16 * v;
+      if (write) {
+        __builtin_prefetch(q, 1, 3);
+      } else {
+        __builtin_prefetch(q, 0, 2);
+      }
+    }
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace mtlfast

@@ -69,10 +69,11 @@ MTLFAST_AVX512_TARGET void fwd_tile(int64_t H, int64_t ld, const float* wp, cons
       const __m512 i = v_sigmoid(pre[0]), f = v_sigmoid(pre[1]), gg = v_tanh(pre[2]), o = v_sigmoid(pre[3]);
       const __m512 ig = _mm512_mul_ps(i, gg);
       const __m512 cn = cp != nullptr ? _mm512_fmadd_ps(f, _mm512_load_ps(cp + j * ld + o16), ig) : ig;
-      _mm512_store_ps(a[0] + o16, i);
-      _mm512_store_ps(a[1] + o16, f);
-      _mm512_store_ps(a[2] + o16, gg);
-      _mm512_store_ps(a[3] + o16, o);
+      // the gate activations are read only by the backward, after the whole array's forward: streaming stores
+      _mm512_stream_ps(a[0] + o16, i);
+      _mm512_stream_ps(a[1] + o16, f);
+      _mm512_stream_ps(a[2] + o16, gg);
+      _mm512_stream_ps(a[3] + o16, o);
       // Lanes past their sequence's end (and padding lanes) hold zero states.
       _mm512_store_ps(c + j * ld + o16, _mm512_maskz_mov_ps(act[v], cn));
       _mm512_store_ps(h + j * ld + o16, _mm512_maskz_mov_ps(act[v], _mm512_mul_ps(o, v_tanh(cn))));
@@ -139,10 +140,15 @@ MTLFAST_AVX512_TARGET void bwd_tile(int64_t H, int64_t ld, const float* whh, con
 template <int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void fwd_units(int64_t H, int64_t ld, const float* wpk, const float* hp, const float* cp,
                                      float* acts, const float* bias, float* c, float* h, const __mmask16* act,
-                                     int64_t E, const float* wxk, const float* xc) {
+                                     int64_t E, const float* wxk, const float* xc, int64_t pf) {
   for (int64_t j0 = 0; j0 < H; j0 += kFwdUnits) {
     const float* wp = wpk + j0 * 4 * H;
     const float* wxp = wxk + j0 * 4 * E;
+    if (pf != 0) {  // the next step's c and h lines of these units (pf: its column - this one's; 0: none)
+      const int64_t n = std::min<int64_t>(kFwdUnits, H - j0);
+      prefetch_rows<V>(c + j0 * ld + pf, ld, n, true);
+      prefetch_rows<V>(h + j0 * ld + pf, ld, n, true);
+    }
     switch (std::min<int64_t>(kFwdUnits, H - j0)) {
       case 3: fwd_tile<3, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
       case 2: fwd_tile<2, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
@@ -169,8 +175,17 @@ void pack_gate_panels(const float* w, int64_t H, int64_t n, float* out) {
 template <int V, class LV = Lanes16>
 MTLFAST_AVX512_TARGET void bwd_units(int64_t H, int64_t ld, const float* whh, const float* dn, const float* acts,
                                      const float* c, const float* cp, const float* dyT, float* dc, int64_t ldc,
-                                     float* dg, const __mmask16* act) {
+                                     float* dg, const __mmask16* act, int64_t pf, bool pf_cp) {
   for (int64_t j0 = 0; j0 < H; j0 += kBwdUnits) {
+    if (pf != 0) {  // the next step's lines of these units (pf: its column - this one's; pf_cp: it has a cp)
+      const int64_t n = std::min<int64_t>(kBwdUnits, H - j0);
+      for (int64_t g = 0; g < 4; ++g) {
+        prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
+        prefetch_rows<V>(dg + (g * H + j0) * ld + pf, ld, n, true);
+      }
+      prefetch_rows<V>(dyT + j0 * ld + pf, ld, n, false);
+      if (pf_cp) prefetch_rows<V>(cp + j0 * ld + 2 * pf, ld, n, false);
+    }
     switch (std::min<int64_t>(kBwdUnits, H - j0)) {
       MTLFAST_BWD_CASE(12) MTLFAST_BWD_CASE(11) MTLFAST_BWD_CASE(10) MTLFAST_BWD_CASE(9) MTLFAST_BWD_CASE(8)
       MTLFAST_BWD_CASE(7) MTLFAST_BWD_CASE(6) MTLFAST_BWD_CASE(5) MTLFAST_BWD_CASE(4) MTLFAST_BWD_CASE(3)

@@ -129,10 +129,10 @@ MTLFAST_BF16_TARGET void fwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wp
       const __m512 i = v_sigmoid(pre[0]), f = v_sigmoid(pre[1]), gg = v_tanh(pre[2]), o = v_sigmoid(pre[3]);
       const __m512 ig = _mm512_mul_ps(i, gg);
       const __m512 cn = cp != nullptr ? _mm512_fmadd_ps(f, _mm512_load_ps(cp + j * ld + o16), ig) : ig;
-      _mm512_store_ps(acts + j * ld + o16, i);
-      _mm512_store_ps(acts + (H + j) * ld + o16, f);
-      _mm512_store_ps(acts + (2 * H + j) * ld + o16, gg);
-      _mm512_store_ps(acts + (3 * H + j) * ld + o16, o);
+      _mm512_stream_ps(acts + j * ld + o16, i);
+      _mm512_stream_ps(acts + (H + j) * ld + o16, f);
+      _mm512_stream_ps(acts + (2 * H + j) * ld + o16, gg);
+      _mm512_stream_ps(acts + (3 * H + j) * ld + o16, o);
       _mm512_store_ps(c + j * ld + o16, _mm512_maskz_mov_ps(act[v], cn));
       hv[u] = _mm512_maskz_mov_ps(act[v], _mm512_mul_ps(o, v_tanh(cn)));
       _mm512_store_ps(h + j * ld + o16, hv[u]);
@@ -147,11 +147,17 @@ template <int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void fwd_units_bf16(int64_t H, int64_t ld, const uint32_t* wpk, const uint32_t* hb,
                                         const float* cp, float* acts, const float* bias, float* c, float* h,
                                         uint32_t* hbo, const __mmask16* act, int64_t E, const uint32_t* wxk,
-                                        const uint32_t* xb) {
+                                        const uint32_t* xb, int64_t pf) {
   const int64_t Hh = (H + 1) / 2, Ep = (E + 1) / 2;
   for (int64_t j0 = 0; j0 < H; j0 += kFwdUnitsB) {
     const uint32_t* wp = wpk + j0 * 4 * Hh;
     const uint32_t* wxp = wxk + j0 * 4 * Ep;
+    if (pf != 0) {  // the next step's c, h and h-pair lines of these units (pf: its column - this one's; 0: none)
+      const int64_t n = std::min<int64_t>(kFwdUnitsB, H - j0);
+      prefetch_rows<V>(c + j0 * ld + pf, ld, n, true);
+      prefetch_rows<V>(h + j0 * ld + pf, ld, n, true);
+      prefetch_rows<V>(hbo + (j0 / 2) * ld + pf, ld, 1, true);
+    }
     if (H - j0 >= 2) {
       fwd_tile_bf16<2, V, LV>(H, ld, wp, hb, cp, acts, bias, c, h, hbo, j0, act, Ep, wxp, xb);
     } else {
@@ -233,8 +239,20 @@ MTLFAST_BF16_TARGET void bwd_tile_bf16(int64_t H, int64_t ld, const uint32_t* wT
 template <int V, class LV = Lanes16>
 MTLFAST_BF16_TARGET void bwd_units_bf16(int64_t H, int64_t ld, const uint32_t* wT, const uint32_t* dnb,
                                         const float* acts, const float* c, const float* cp, const float* dyT,
-                                        float* dc, int64_t ldc, float* dg, uint32_t* dgb, const __mmask16* act) {
+                                        float* dc, int64_t ldc, float* dg, uint32_t* dgb, const __mmask16* act,
+                                        int64_t pf, bool pf_cp) {
+  const int64_t Hh = (H + 1) / 2;
   for (int64_t j0 = 0; j0 < H; j0 += kBwdUnitsB) {
+    if (pf != 0) {  // the next step's lines of these units (pf: its column - this one's; pf_cp: it has a cp)
+      const int64_t n = std::min<int64_t>(kBwdUnitsB, H - j0);
+      for (int64_t g = 0; g < 4; ++g) {
+        prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
+        prefetch_rows<V>(dg + (g * H + j0) * ld + pf, ld, n, true);
+        prefetch_rows<V>(dgb + (g * Hh + j0 / 2) * ld + pf, ld, (n + 1) / 2, true);
+      }
+      prefetch_rows<V>(dyT + j0 * ld + pf, ld, n, false);
+      if (pf_cp) prefetch_rows<V>(cp + j0 * ld + 2 * pf, ld, n, false);
+    }
     switch (std::min<int64_t>(kBwdUnitsB, H - j0)) {
       MTLFAST_BWD_CASE_B(12) MTLFAST_BWD_CASE_B(11) MTLFAST_BWD_CASE_B(10) MTLFAST_BWD_CASE_B(9)
       MTLFAST_BWD_CASE_B(8) MTLFAST_BWD_CASE_B(7) MTLFAST_BWD_CASE_B(6) MTLFAST_BWD_CASE_B(5)

@@ -127,6 +127,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
             zero_lanes(dxk + col + 16 * v, E, ld);
           });
     });
+    _mm_sfence();  // dx_units_bf16's streaming stores, before gather_dx reads them on any thread
     row_sums(D, G4, L * Bp, ld, dbias + kd * G4);  // unrounded gate gradients, as the general path
     // Weight gradients: bf16 products (D, x, h_prev rounded while packing), fp32 accumulation, over the live
     // columns only (packed in place, live_columns).

@@ -241,15 +241,11 @@ MTLFAST_BF16_TARGET void bwd_units_bf16(int64_t H, int64_t ld, const uint32_t* w
                                         const float* acts, const float* c, const float* cp, const float* dyT,
                                         float* dc, int64_t ldc, float* dg, uint32_t* dgb, const __mmask16* act,
                                         int64_t pf, bool pf_cp) {
-  const int64_t Hh = (H + 1) / 2;
   for (int64_t j0 = 0; j0 < H; j0 += kBwdUnitsB) {
-    if (pf != 0) {  // the next step's lines of these units (pf: its column - this one's; pf_cp: it has a cp)
+    // the next step's loads of these units, as bwd_units (lanes_tiles.h)
+    if (pf != 0) {
       const int64_t n = std::min<int64_t>(kBwdUnitsB, H - j0);
-      for (int64_t g = 0; g < 4; ++g) {
-        prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
-        prefetch_rows<V>(dg + (g * H + j0) * ld + pf, ld, n, true);
-        prefetch_rows<V>(dgb + (g * Hh + j0 / 2) * ld + pf, ld, (n + 1) / 2, true);
-      }
+      for (int64_t g = 0; g < 4; ++g) prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
       prefetch_rows<V>(dyT + j0 * ld + pf, ld, n, false);
       if (pf_cp) prefetch_rows<V>(cp + j0 * ld + 2 * pf, ld, n, false);
     }
@@ -288,7 +284,7 @@ MTLFAST_BF16_TARGET void wt_tile_bf16(int64_t P, int64_t ld, const uint32_t* w, 
 #pragma GCC unroll 12
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) _mm512_store_ps(dst + u * ld + 16 * v, LV::wide(acc[u][v]));
+    for (int v = 0; v < V; ++v) _mm512_stream_ps(dst + u * ld + 16 * v, LV::wide(acc[u][v]));  // read after the array
 }
 
 #define MTLFAST_WT_CASE_B(U) \

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu/bf16_gemm.h"
 #include "cpu/isa.h"
@@ -28,16 +29,6 @@ namespace {
 constexpr int kFwdUnitsB = 2;   // forward tile: 4 gates x 2 units (one h pair row) x V vectors of 16 lanes
 constexpr int kBwdUnitsB = 12;  // backward tile: 12 units (6 pairs) x V vectors
 
-// bf16 bits of x, round to nearest even (as round_bf16_inplace and vcvtneps2bf16 for finite x).
-inline uint32_t bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
-  return u >> 16;
-}
-
-inline uint32_t pair_bits(float lo, float hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
-
 // Two fp32 vectors -> one word per lane: bf16(lo) | bf16(hi) << 16.
 MTLFAST_BF16_TARGET MTLFAST_AI __m512i pair_bf16(__m512 lo, __m512 hi) {
   const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
@@ -45,40 +36,50 @@ MTLFAST_BF16_TARGET MTLFAST_AI __m512i pair_bf16(__m512 lo, __m512 hi) {
   return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
 }
 
-// dst[i] = pair(r0[i], r1[i]) for i < n (n a multiple of 16; r1 == nullptr: zero high halves).
+// dst[i] = pair(r0[i], r1[i]) for i < n (r1 == nullptr: zero high halves); the last n % 16 through masks.
 MTLFAST_BF16_TARGET inline void pair_rows(const float* r0, const float* r1, int64_t n, uint32_t* dst) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __m512 a = _mm512_loadu_ps(r0 + i);
-    const __m512 b = r1 != nullptr ? _mm512_loadu_ps(r1 + i) : _mm512_setzero_ps();
-    _mm512_storeu_si512(dst + i, pair_bf16(a, b));
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(m, r0 + i);
+    const __m512 b = r1 != nullptr ? _mm512_maskz_loadu_ps(m, r1 + i) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(dst + i, m, pair_bf16(a, b));
+  }
+}
+
+// dst[p] = pair(src[2p], src[2p + 1]) for p < ceil(n / 2) (a missing src[n] is zero): the row rounded to bf16 in
+// place order, read as 32-bit words.
+MTLFAST_BF16_TARGET inline void row_words(const float* src, int64_t n, uint32_t* dst) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t left = std::min<int64_t>(16, n - i), words = (left + 1) / 2;
+    const __mmask16 m = static_cast<__mmask16>((1u << left) - 1u);
+    const __m256i w = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+    _mm256_mask_storeu_epi32(dst + i / 2, static_cast<__mmask8>((1u << words) - 1u), w);
   }
 }
 
 // Gate-row pairs of a [4H][n] weight, transposed for the backward products: out[(g Hh + q) n + c] =
 // pair(w[g H + 2q][c], w[g H + 2q + 1][c]) with Hh = ceil(H / 2) (a missing odd row is zero).
-inline void pack_gate_row_pairs(const float* w, int64_t H, int64_t n, uint32_t* out) {
+MTLFAST_BF16_TARGET inline void pack_gate_row_pairs(const float* w, int64_t H, int64_t n, uint32_t* out) {
   const int64_t Hh = (H + 1) / 2;
   for (int64_t g = 0; g < 4; ++g)
     for (int64_t q = 0; q < Hh; ++q) {
       const float* r0 = w + (g * H + 2 * q) * n;
-      const float* r1 = 2 * q + 1 < H ? r0 + n : nullptr;
-      uint32_t* o = out + (g * Hh + q) * n;
-      for (int64_t c = 0; c < n; ++c) o[c] = pair_bits(r0[c], r1 != nullptr ? r1[c] : 0.0f);
+      pair_rows(r0, 2 * q + 1 < H ? r0 + n : nullptr, n, out + (g * Hh + q) * n);
     }
 }
 
 // Forward panels: [unit block j0][k pair p][gate g, unit u] = pair(w[g H + j0 + u][2p], w[..][2p + 1]) of a
 // [4H][n] weight, blocks of kFwdUnitsB units; a block starts at word j0 * 4 * ceil(n / 2).
-inline void pack_gate_panels_bf16(const float* w, int64_t H, int64_t n, uint32_t* out) {
+MTLFAST_BF16_TARGET inline void pack_gate_panels_bf16(const float* w, int64_t H, int64_t n, uint32_t* out) {
   const int64_t np = (n + 1) / 2;
+  std::vector<uint32_t> words(np);
   for (int64_t j0 = 0; j0 < H; j0 += kFwdUnitsB) {
     const int64_t U = std::min<int64_t>(kFwdUnitsB, H - j0);
     uint32_t* panel = out + j0 * 4 * np;
     for (int64_t g = 0; g < 4; ++g)
       for (int64_t u = 0; u < U; ++u) {
-        const float* src = w + (g * H + j0 + u) * n;
-        for (int64_t p = 0; p < np; ++p)
-          panel[p * 4 * U + g * U + u] = pair_bits(src[2 * p], 2 * p + 1 < n ? src[2 * p + 1] : 0.0f);
+        row_words(w + (g * H + j0 + u) * n, n, words.data());
+        for (int64_t p = 0; p < np; ++p) panel[p * 4 * U + g * U + u] = words[p];
       }
   }
 }

@@ -71,8 +71,7 @@ void forward_lanes(const Dims& d, const float* x, const int64_t* len, const int6
           [&](auto V, auto lanes, int64_t o) {
             fwd_units<decltype(V)::value, decltype(lanes)>(H, ld, wp, offset_or_null(hp, o), offset_or_null(cp, o),
                                                            A + col + o, bk, C + col + o, Hs + col + o,
-                                                           st.act + o / 16, E, wxp, xT + col + o,
-                                                           st.next >= 0 ? st.next - col : 0);
+                                                           st.act + o / 16, E, wxp, xT + col + o, st.ahead);
           },
           [&](int64_t v) { zero_lanes(C + col + 16 * v, 2 * H, ld); });
     });
@@ -110,9 +109,6 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
       const int64_t col = st.col, l0 = st.l0;
       const float* dn = at_column(static_cast<const float*>(D), st.next);  // next step's gate gradients
       const float* cp = at_column(C, st.prev);                             // previous step's cells
-      // The step processed next (the previous one in the direction's order) and whether it has a previous step.
-      const int64_t pf = st.prev >= 0 ? st.prev - col : 0;
-      const bool pf_cp = pf != 0 && st.prev + pf >= 0 && st.prev + pf < L * Bp;
       // Vectors without a live row: zero gate gradients (read by the next step of dir 0 and the GEMMs) and
       // zero dx.
       for_lane_tiles(
@@ -121,7 +117,7 @@ void backward_lanes(const Dims& d, const float* dy, const float* x, const int64_
             constexpr int kV = decltype(V)::value;
             using LV = decltype(lanes);
             bwd_units<kV, LV>(H, ld, whh, offset_or_null(dn, o), A + col + o, C + col + o, offset_or_null(cp, o),
-                              dyT + col + o, dc + l0 + o, Bp, D + col + o, st.act + o / 16, pf, pf_cp);
+                              dyT + col + o, dc + l0 + o, Bp, D + col + o, st.act + o / 16, st.ahead, st.ahead2);
             dx_units<kV, LV>(E, G4, ld, wih, D + col + o, dxk + col + o);
           },
           [&](int64_t v) {

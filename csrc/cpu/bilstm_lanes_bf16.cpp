@@ -66,8 +66,7 @@ void forward_lanes_bf16(const Dims& d, const float* x, const int64_t* len, const
           [&](auto V, auto lanes, int64_t o) {
             fwd_units_bf16<decltype(V)::value, decltype(lanes)>(
                 H, ld, wp, offset_or_null(hp, o), offset_or_null(cp, o), A + col + o, bk, C + col + o,
-                Hs + col + o, hb + col + o, st.act + o / 16, E, wxp, xb + col + o,
-                st.next >= 0 ? st.next - col : 0);
+                Hs + col + o, hb + col + o, st.act + o / 16, E, wxp, xb + col + o, st.ahead);
           },
           [&](int64_t v) {
             zero_lanes(C + col + 16 * v, 2 * H, ld);
@@ -109,8 +108,6 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
       const int64_t col = st.col, l0 = st.l0;
       const uint32_t* dn = at_column(static_cast<const uint32_t*>(db), st.next);  // next step's dgates pairs
       const float* cp = at_column(C, st.prev);                                    // previous step's cells
-      const int64_t pf = st.prev >= 0 ? st.prev - col : 0;  // the step processed next, as bilstm_lanes.cpp
-      const bool pf_cp = pf != 0 && st.prev + pf >= 0 && st.prev + pf < L * Bp;
       for_lane_tiles(
           st.active, l0, Bp,
           [&](auto V, auto lanes, int64_t o) {
@@ -118,7 +115,7 @@ void backward_lanes_bf16(const Dims& d, const float* dy, const float* x, const i
             using LV = decltype(lanes);
             bwd_units_bf16<kV, LV>(H, ld, whhT, offset_or_null(dn, o), A + col + o, C + col + o,
                                    offset_or_null(cp, o), dyT + col + o, dc + l0 + o, Bp, D + col + o,
-                                   db + col + o, st.act + o / 16, pf, pf_cp);
+                                   db + col + o, st.act + o / 16, st.ahead, st.ahead2);
             dx_units_bf16<kV, LV>(E, P, ld, wihT, db + col + o, dxk + col + o);
           },
           [&](int64_t v) {

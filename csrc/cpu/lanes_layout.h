@@ -151,6 +151,8 @@ struct LaneStep {
   int64_t l0, col;    // the block's first lane, and its column t Bp + l0
   int64_t prev, next; // the block's column at the previous / next step in the direction's order; -1: none
   __mmask16 act[2];   // live lanes of its two 16-lane vectors
+  int64_t ahead;      // column of the step the walk visits next minus this one's (for prefetching); 0: last
+  bool ahead2;        // the walk visits a step after that one too
 };
 
 // Visits every 32-lane block of every step of direction dir over a run's L steps (dir 0: t = 0 .. L-1, dir 1:
@@ -162,9 +164,10 @@ inline void for_lane_steps(int64_t L, int64_t dir, int64_t Bp, const int64_t* ac
     const int64_t s = reverse ? L - 1 - i : i;  // position in the direction's order
     const int64_t t = dir == 0 ? s : L - 1 - s;
     const int64_t tp = dir == 0 ? t - 1 : t + 1, tn = dir == 0 ? t + 1 : t - 1;
+    const int64_t ahead = i + 1 < L ? ((dir == 0) != reverse ? Bp : -Bp) : 0;
     for (int64_t l0 = 0; l0 < Bp; l0 += 32) {
       const LaneStep st{active[t], l0, t * Bp + l0, s > 0 ? tp * Bp + l0 : -1, s < L - 1 ? tn * Bp + l0 : -1,
-                        {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)}};
+                        {lane_mask(active[t], l0), lane_mask(active[t], l0 + 16)}, ahead, i + 2 < L};
       fn(st);
     }
   }

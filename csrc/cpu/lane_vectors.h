@@ -47,8 +47,9 @@ struct Lanes8 {
 };
 
 // Software prefetch of the lines a tile touches at another column (the next step's, which the drivers pass as a
-// column delta): n consecutive rows of row stride ld from p, V 16-lane vectors each; write: with ownership (the
-// tile will store the whole line; prefetchw), else into L2 (prefetcht1). The saved activations of a model array
+// column delta): n consecutive rows of row stride ld from p, V 16-lane vectors each; write (lines the tile will
+// store): into L1 (prefetcht0 as these targets compile it; prefetchw measured the same), else into L2
+// (prefetcht1). The saved activations of a model array
 // are far larger than the caches, and each step's columns are a few lines per row at a stride of T Bp: without
 // this the epilogues stall on their loads and on the read-for-ownership of their stores.
 template <int V, typename T>

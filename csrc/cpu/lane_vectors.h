@@ -66,6 +66,27 @@ MTLFAST_AI void prefetch_rows(const T* p, int64_t ld, int64_t n, bool write) {
     }
 }
 
+// The forward's prefetch for units [j0, j0 + n) (both precisions): the lines of c and h the step the walk visits
+// next (column delta pf; 0: none) will store.
+template <int V>
+MTLFAST_AI void prefetch_forward_states(const float* c, const float* h, int64_t j0, int64_t n, int64_t ld, int64_t pf) {
+  if (pf == 0) return;
+  prefetch_rows<V>(c + j0 * ld + pf, ld, n, true);
+  prefetch_rows<V>(h + j0 * ld + pf, ld, n, true);
+}
+
+// The backward's prefetch for units [j0, j0 + n) (both precisions): the lines the step the walk visits next (column
+// delta pf; 0: none) will load: its four gates' activations, its dy and, where it has one (pf_cp), its previous
+// step's cells. Not its stores: prefetching those too cost 4 % of the backward (bench/RESULTS.md, session 7).
+template <int V>
+MTLFAST_AI void prefetch_backward_loads(const float* acts, const float* dyT, const float* cp, int64_t H, int64_t j0,
+                                        int64_t n, int64_t ld, int64_t pf, bool pf_cp) {
+  if (pf == 0) return;
+  for (int64_t g = 0; g < 4; ++g) prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
+  prefetch_rows<V>(dyT + j0 * ld + pf, ld, n, false);
+  if (pf_cp) prefetch_rows<V>(cp + j0 * ld + 2 * pf, ld, n, false);
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace mtlfast

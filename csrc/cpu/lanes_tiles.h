@@ -144,11 +144,7 @@ MTLFAST_AVX512_TARGET void fwd_units(int64_t H, int64_t ld, const float* wpk, co
   for (int64_t j0 = 0; j0 < H; j0 += kFwdUnits) {
     const float* wp = wpk + j0 * 4 * H;
     const float* wxp = wxk + j0 * 4 * E;
-    if (pf != 0) {  // the next step's c and h lines of these units (pf: its column - this one's; 0: none)
-      const int64_t n = std::min<int64_t>(kFwdUnits, H - j0);
-      prefetch_rows<V>(c + j0 * ld + pf, ld, n, true);
-      prefetch_rows<V>(h + j0 * ld + pf, ld, n, true);
-    }
+    prefetch_forward_states<V>(c, h, j0, std::min<int64_t>(kFwdUnits, H - j0), ld, pf);
     switch (std::min<int64_t>(kFwdUnits, H - j0)) {
       case 3: fwd_tile<3, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
       case 2: fwd_tile<2, V, LV>(H, ld, wp, hp, cp, acts, bias, c, h, j0, act, E, wxp, xc); break;
@@ -177,14 +173,7 @@ MTLFAST_AVX512_TARGET void bwd_units(int64_t H, int64_t ld, const float* whh, co
                                      const float* c, const float* cp, const float* dyT, float* dc, int64_t ldc,
                                      float* dg, const __mmask16* act, int64_t pf, bool pf_cp) {
   for (int64_t j0 = 0; j0 < H; j0 += kBwdUnits) {
-    // the next step's loads of these units (pf: its column - this one's; pf_cp: it has a cp); its stores are
-    // not prefetched (with ownership they cost 4 % of the backward: measured)
-    if (pf != 0) {
-      const int64_t n = std::min<int64_t>(kBwdUnits, H - j0);
-      for (int64_t g = 0; g < 4; ++g) prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
-      prefetch_rows<V>(dyT + j0 * ld + pf, ld, n, false);
-      if (pf_cp) prefetch_rows<V>(cp + j0 * ld + 2 * pf, ld, n, false);
-    }
+    prefetch_backward_loads<V>(acts, dyT, cp, H, j0, std::min<int64_t>(kBwdUnits, H - j0), ld, pf, pf_cp);
     switch (std::min<int64_t>(kBwdUnits, H - j0)) {
       MTLFAST_BWD_CASE(12) MTLFAST_BWD_CASE(11) MTLFAST_BWD_CASE(10) MTLFAST_BWD_CASE(9) MTLFAST_BWD_CASE(8)
       MTLFAST_BWD_CASE(7) MTLFAST_BWD_CASE(6) MTLFAST_BWD_CASE(5) MTLFAST_BWD_CASE(4) MTLFAST_BWD_CASE(3)

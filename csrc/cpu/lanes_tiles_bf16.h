@@ -153,12 +153,8 @@ MTLFAST_BF16_TARGET void fwd_units_bf16(int64_t H, int64_t ld, const uint32_t* w
   for (int64_t j0 = 0; j0 < H; j0 += kFwdUnitsB) {
     const uint32_t* wp = wpk + j0 * 4 * Hh;
     const uint32_t* wxp = wxk + j0 * 4 * Ep;
-    if (pf != 0) {  // the next step's c, h and h-pair lines of these units (pf: its column - this one's; 0: none)
-      const int64_t n = std::min<int64_t>(kFwdUnitsB, H - j0);
-      prefetch_rows<V>(c + j0 * ld + pf, ld, n, true);
-      prefetch_rows<V>(h + j0 * ld + pf, ld, n, true);
-      prefetch_rows<V>(hbo + (j0 / 2) * ld + pf, ld, 1, true);
-    }
+    prefetch_forward_states<V>(c, h, j0, std::min<int64_t>(kFwdUnitsB, H - j0), ld, pf);
+    if (pf != 0) prefetch_rows<V>(hbo + (j0 / 2) * ld + pf, ld, 1, true);  // and the h-pair row
     if (H - j0 >= 2) {
       fwd_tile_bf16<2, V, LV>(H, ld, wp, hb, cp, acts, bias, c, h, hbo, j0, act, Ep, wxp, xb);
     } else {
@@ -243,13 +239,7 @@ MTLFAST_BF16_TARGET void bwd_units_bf16(int64_t H, int64_t ld, const uint32_t* w
                                         float* dc, int64_t ldc, float* dg, uint32_t* dgb, const __mmask16* act,
                                         int64_t pf, bool pf_cp) {
   for (int64_t j0 = 0; j0 < H; j0 += kBwdUnitsB) {
-    // the next step's loads of these units, as bwd_units (lanes_tiles.h)
-    if (pf != 0) {
-      const int64_t n = std::min<int64_t>(kBwdUnitsB, H - j0);
-      for (int64_t g = 0; g < 4; ++g) prefetch_rows<V>(acts + (g * H + j0) * ld + pf, ld, n, false);
-      prefetch_rows<V>(dyT + j0 * ld + pf, ld, n, false);
-      if (pf_cp) prefetch_rows<V>(cp + j0 * ld + 2 * pf, ld, n, false);
-    }
+    prefetch_backward_loads<V>(acts, dyT, cp, H, j0, std::min<int64_t>(kBwdUnitsB, H - j0), ld, pf, pf_cp);
     switch (std::min<int64_t>(kBwdUnitsB, H - j0)) {
       MTLFAST_BWD_CASE_B(12) MTLFAST_BWD_CASE_B(11) MTLFAST_BWD_CASE_B(10) MTLFAST_BWD_CASE_B(9)
       MTLFAST_BWD_CASE_B(8) MTLFAST_BWD_CASE_B(7) MTLFAST_BWD_CASE_B(6) MTLFAST_BWD_CASE_B(5)

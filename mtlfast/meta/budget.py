@@ -36,7 +36,11 @@ other terms speak where little is known. A main task whose measured pairs split 
 majority's call (loss) unless the tie is broken by evidence, the richer terms with fewer than 6 measured pairs
 (``tie_rule``); from 6 measured pairs a strict majority is not overturned either (``majority_pairs``). Below
 that, a strict majority can be overturned only by the pair's own terms (auxiliary effect, features), not by the
-main task's level when the soft labels or the prior move it across 0.5 (``row_majority``).
+main task's level when the soft labels or the prior move it across 0.5 (``row_majority``). And the chosen
+setting, picked by its held-out errors on a few dozen rows, is not trusted outright: for pairs of measured main
+tasks its probability is averaged with the main-effect models', each weighted by its held-out likelihood
+(pseudo-Bayesian model averaging, ``hedge``), so richer terms overturn a main task's own majority only as far as
+their held-out probabilities earned it.
 
 The cross-validation folds hold out whole pairs, so a held-out row's main task may have no measured row left in
 the training fold (always so when every main task has one measured pair, as after the balanced first round):
@@ -277,6 +281,19 @@ class GainModel(ClassifierMixin, BaseEstimator):
         ``kappa / (kappa + n_m)`` <= 1/4, and what overturns such a majority is mostly the soft labels (a few large
         gains against more small losses), which the replays do not bear out at that count. ``None``: no such
         rule. A prediction-time rule, like ``tie_rule``.
+    hedge : bool
+        The setting chosen for pairs of measured main tasks is chosen by its held-out *errors* on a few dozen
+        rows, and then trusted entirely. With ``hedge`` its probability is averaged with those of the
+        main-effect models (the best main-effect setting with 0/1 labels and, where the grid has soft labels,
+        the best with soft labels), each weighted by its pseudo-Bayesian-model-averaging weight
+        ``exp(-n * held-out log-loss)`` (``n`` the held-out rows of one repetition, so the weight is the
+        held-out likelihood of the measured pairs). A richer setting is then trusted in proportion to how much
+        better its held-out *probabilities* were: where the main-effect models' were about as good, a pair term
+        of a few hundredths no longer overturns a main task's confident measured majority; where the richer
+        setting's were clearly better (features that carry the gains), the average is the richer setting.
+        Each component keeps ``row_majority``; the tie and majority rules apply to the average. No averaging
+        when the chosen setting is the 0/1-label main-effect model, or for pairs of an unmeasured main task.
+        ``hedge_weights_`` says what was averaged.
     shrink : float
         Strength of the move towards the base rate for features outside the training range.
     random_state : int or None
@@ -288,6 +305,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
     cov_ (posterior covariance), params_ (chosen hyperparameters), new_task_params_ (those for pairs whose main task
     has no measured pair), cv_scores_ (grid -> held-out error and log-loss on the rows that chose ``params_``),
     cv_scores_new_ (on those that chose ``new_task_params_``; empty with ``cv_rows="all"``), cv_rows_seen_,
+    hedge_weights_ (setting -> weight in the average of ``hedge``; ``{params_: 1.0}`` when nothing is averaged),
     feature_min_, feature_range_, base_rate_
     """
 
@@ -295,7 +313,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
                  main_effects=True, aux_effects=True, cv_folds=5, criterion="error", one_se=False, feature_se=True,
                  simple_rule="ties", cv_rows="matched", cv_repeats=3, row_majority=True,
                  row_shrink=2.0, tie_rule="majority", tie_pairs=6,
-                 majority_pairs=6, shrink=1.0, random_state=0):
+                 majority_pairs=6, hedge=True, shrink=1.0, random_state=0):
         self.tau_main = tau_main
         self.tau_aux = tau_aux
         self.tau_feat = tau_feat
@@ -314,6 +332,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.tie_rule = tie_rule
         self.tie_pairs = tie_pairs
         self.majority_pairs = majority_pairs
+        self.hedge = hedge
         self.shrink = shrink
         self.random_state = random_state
 
@@ -492,6 +511,12 @@ class GainModel(ClassifierMixin, BaseEstimator):
             else:
                 best, self.cv_scores_ = self._choose(combos, simple, J, err, loss, held, len(reps))
         settings = [best] + ([best_new] if best_new is not None and best_new != best else [])
+        # held-out rows per repetition behind cv_scores_ (each row is held out once per repetition)
+        self._cv_n = self.cv_rows_seen_ if self.cv_rows == "matched" and self._use_main else n
+        hedge = self._hedge_components(best, combos) if self.hedge and self._use_main else [best]
+        hedge_w = self._hedge_weights(hedge)
+        k_new = len(settings) - 1  # the setting for pairs of unmeasured main tasks
+        settings += [c for c in hedge if c not in settings]
         W1 = np.ones((len(settings), n))
         T1 = np.stack([targets(c[3]) for c in settings])
         P1 = np.stack([self._penalty(*c[:3], p) for c in settings])
@@ -503,10 +528,13 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.cov_ = np.linalg.inv(H[0])
         # the setting (and fit) for pairs whose main task has no measured pair (the same as params_ unless
         # cv_rows="matched" chose another for that situation)
-        k = len(settings) - 1
+        k = k_new
         self.new_task_params_ = dict(zip(("tau_main", "tau_aux", "tau_feat", "soft"), settings[k]))
         self._w_new = w[k]
         self._cov_new = np.linalg.inv(H[k])
+        self.hedge_weights_ = {c: float(v) for c, v in zip(hedge, hedge_w)}
+        idx = [settings.index(c) for c in hedge]
+        self._hedge = (hedge_w, w[idx], np.linalg.inv(H[idx])) if len(hedge) > 1 else None
         T = len(self.tasks_)
         off = 1
         self.intercept_ = float(self._w[0])
@@ -558,6 +586,32 @@ class GainModel(ClassifierMixin, BaseEstimator):
                 b = b0
         return combos[b], out
 
+    def _hedge_components(self, best, combos):
+        """What ``hedge`` averages: the chosen setting and the best main-effect settings (0/1 labels; soft labels
+        where the grid has them), by the same cross-validation score; just ``[best]`` when the chosen setting is
+        the 0/1-label main-effect model or nothing was cross-validated."""
+        sc = self.cv_scores_
+        if not sc or best not in sc or (best[1] == 0 and best[2] == 0 and not best[3]):
+            return [best]
+
+        def score(c):
+            return sc[c]["log_loss"] if self.criterion == "log_loss" else sc[c]["error"] + 1e-3 * sc[c]["log_loss"]
+
+        out = [best]
+        for so in (False, True):
+            cand = [c for c in combos if c[1] == 0 and c[2] == 0 and c[3] == so and c in sc]
+            if cand:
+                out.append(min(cand, key=score))
+        return list(dict.fromkeys(out))
+
+    def _hedge_weights(self, hedge):
+        """Pseudo-BMA weights ``exp(-n * held-out log-loss)`` of the settings in ``hedge``, normalised."""
+        if len(hedge) == 1:
+            return np.ones(1)
+        lw = -float(self._cv_n) * np.array([self.cv_scores_[c]["log_loss"] for c in hedge])
+        w = np.exp(lw - lw.max())
+        return w / w.sum()
+
     def majority_side(self, pairs):
         """Per pair: +1 / -1 where its main task's measured directed pairs have a strict majority of gains /
         losses, 0 where they split evenly or none is measured."""
@@ -595,8 +649,9 @@ class GainModel(ClassifierMixin, BaseEstimator):
         return np.array([fold_of[k] for k in keys])
 
     # -- predict -------------------------------------------------------------------------------------------
-    def predict_logit(self, X, pairs=None):
-        """Posterior mean and sd of the logit of a gain, per row: ``(mu, sd)``."""
+    def _predict_design(self, X, pairs):
+        """Validated prediction inputs: the design (feature terms shrunk outside the training range), the pairs,
+        and which rows belong to a main task with no measured pair."""
         check_is_fitted(self, "cov_")
         X = validate_data(self, X, reset=False, ensure_min_features=0, dtype=np.float64)
         n = X.shape[0]
@@ -609,21 +664,29 @@ class GainModel(ClassifierMixin, BaseEstimator):
             raise ValueError(f"GainModel: {len(pairs)} pairs for {n} rows")
         Xs, excess = self._scale(X)
         A = self._design(Xs, pairs)
-        f = self._feat_off
-        factor = 1.0 / (1.0 + self.shrink * excess)
-        A[:, f:] *= factor[:, None]
-        # pairs whose main task has no measured pair use the setting chosen for that situation
+        A[:, self._feat_off:] *= (1.0 / (1.0 + self.shrink * excess))[:, None]
         new = np.array([m not in self.main_counts_ for m, _a in pairs], dtype=bool) if self._use_main \
             else np.zeros(n, dtype=bool)
+        return A, pairs, new
+
+    def _row_level(self, A, w, pairs):
+        """``row_majority``: the change to ``A @ w`` that moves each row's main-task level (intercept + main
+        effect) to its measured strict majority's side, at most to 0."""
+        T = len(self.tasks_)
+        row = A[:, :1 + T] @ w[:1 + T]
+        side = self.majority_side(pairs)
+        row_c = np.where(side > 0, np.maximum(row, 0.0), np.where(side < 0, np.minimum(row, 0.0), row))
+        return row_c - row
+
+    def predict_logit(self, X, pairs=None):
+        """Posterior mean and sd of the logit of a gain under the chosen setting, per row: ``(mu, sd)``."""
+        A, pairs, new = self._predict_design(X, pairs)
+        # pairs whose main task has no measured pair use the setting chosen for that situation
         mu = np.where(new, A @ self._w_new, A @ self._w)
         if self.row_majority and self._use_main:
             # a main task's own level (intercept + main effect) takes its measured majority's side (at most to
             # 0): only the pair's own terms (auxiliary effect, features) can overturn a strict majority
-            T = len(self.tasks_)
-            row = A[:, :1 + T] @ self._w[:1 + T]
-            side = self.majority_side(pairs)
-            row_c = np.where(side > 0, np.maximum(row, 0.0), np.where(side < 0, np.minimum(row, 0.0), row))
-            mu = np.where(new, mu, mu - row + row_c)
+            mu = np.where(new, mu, mu + self._row_level(A, self._w, pairs))
         var = np.where(new, np.einsum("nq,qr,nr->n", A, self._cov_new, A), np.einsum("nq,qr,nr->n", A, self.cov_, A))
         tau_m = np.where(new, self.new_task_params_["tau_main"], self.params_["tau_main"])
         tau_a = np.where(new, self.new_task_params_["tau_aux"], self.params_["tau_aux"])
@@ -634,6 +697,23 @@ class GainModel(ClassifierMixin, BaseEstimator):
             var += (tau_a * self._row_weight(pairs)) ** 2 * np.array(
                 [a not in self._task_index for _m, a in pairs])
         return mu, np.sqrt(np.maximum(var, 0.0))
+
+    def _hedged_logit(self, X, pairs):
+        """``hedge``: the logit of the weighted average of the averaged settings' moderated probabilities (each
+        with ``row_majority``), per row; NaN for the rows not averaged (main task unmeasured)."""
+        A, pairs, new = self._predict_design(X, pairs)
+        wts, W, C = self._hedge
+        mu = W @ A.T  # [settings, n]
+        if self.row_majority:
+            mu = mu + np.stack([self._row_level(A, w, pairs) for w in W])
+        var = np.einsum("nq,bqr,nr->bn", A, C, A)
+        # a task never seen in fitting (only an auxiliary can be, for a measured main task): its prior variance
+        tau_a = np.array([c[1] for c in self.hedge_weights_])[:, None]
+        var += (tau_a * self._row_weight(pairs)[None, :]) ** 2 * np.array(
+            [a not in self._task_index for _m, a in pairs])[None, :]
+        p = wts @ _sigmoid(mu / np.sqrt(1.0 + np.pi * var / 8.0))
+        p = np.clip(p, 1e-15, 1.0 - 1e-15)
+        return np.where(new, np.nan, np.log(p) - np.log1p(-p))
 
     def tie_capped(self, pairs):
         """Per pair: True where ``tie_rule="majority"`` caps ``P(gain)`` at 0.5 (its main task's measured pairs
@@ -655,11 +735,15 @@ class GainModel(ClassifierMixin, BaseEstimator):
         return np.column_stack([1.0 - p1, p1])
 
     def decision_function(self, X, pairs=None):
-        """The moderated logit ``mu / sqrt(1 + pi sd^2 / 8)``, at most 0 where the tie rule applies."""
+        """The moderated logit ``mu / sqrt(1 + pi sd^2 / 8)`` (with ``hedge``: the logit of the averaged
+        probability for pairs of measured main tasks), at most 0 where the tie rule applies."""
         mu, sd = self.predict_logit(X, pairs)
         z = mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
         if pairs is not None:
             pairs = [tuple(q) for q in pairs]
+            if self._hedge is not None:
+                zh = self._hedged_logit(X, pairs)
+                z = np.where(np.isnan(zh), z, zh)
             z = np.where(self.tie_capped(pairs), np.minimum(z, 0.0), z)
             if self.majority_pairs is not None and self._use_main:
                 side = self.majority_side(pairs)
@@ -696,7 +780,7 @@ are those it picked before the last three rules were added to the labelling mode
     pair.
     """
     return GainModel(simple_rule="none", cv_rows="all", cv_repeats=1, row_shrink=None, tie_rule="model",
-                     majority_pairs=None, row_majority=False)
+                     majority_pairs=None, row_majority=False, hedge=False)
 
 
 def all_pairs(tasks):

@@ -528,10 +528,9 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self.cov_ = np.linalg.inv(H[0])
         # the setting (and fit) for pairs whose main task has no measured pair (the same as params_ unless
         # cv_rows="matched" chose another for that situation)
-        k = k_new
-        self.new_task_params_ = dict(zip(("tau_main", "tau_aux", "tau_feat", "soft"), settings[k]))
-        self._w_new = w[k]
-        self._cov_new = np.linalg.inv(H[k])
+        self.new_task_params_ = dict(zip(("tau_main", "tau_aux", "tau_feat", "soft"), settings[k_new]))
+        self._w_new = w[k_new]
+        self._cov_new = np.linalg.inv(H[k_new])
         self.hedge_weights_ = {c: float(v) for c, v in zip(hedge, hedge_w)}
         idx = [settings.index(c) for c in hedge]
         self._hedge = (hedge_w, w[idx], np.linalg.inv(H[idx])) if len(hedge) > 1 else None
@@ -561,7 +560,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
             crit = err if self.criterion == "error" else loss
             per = np.array([crit[c * J + j][held[j]].mean() for j in range(J) if held[j].any()])
             out[combo] = {"error": e, "log_loss": ll}
-            scores.append(ll if self.criterion == "log_loss" else e + 1e-3 * ll)
+            scores.append(self._cv_score(out[combo]))
             # the folds of the repetitions are not independent samples: the standard error counts the folds of
             # one repetition (``J / cv_repeats``), not every fit
             ses.append(float(per.std(ddof=1) / np.sqrt(max(1.0, len(per) / R))) if len(per) > 1 else 0.0)
@@ -586,6 +585,11 @@ class GainModel(ClassifierMixin, BaseEstimator):
                 b = b0
         return combos[b], out
 
+    def _cv_score(self, entry):
+        """What the search minimises for a setting's held-out ``{"error", "log_loss"}``: the error with ties broken
+        by log-loss, or the log-loss (``criterion``)."""
+        return entry["log_loss"] if self.criterion == "log_loss" else entry["error"] + 1e-3 * entry["log_loss"]
+
     def _hedge_components(self, best, combos):
         """What ``hedge`` averages: the chosen setting and the best main-effect settings (0/1 labels; soft labels
         where the grid has them), by the same cross-validation score; just ``[best]`` when the chosen setting is
@@ -593,15 +597,11 @@ class GainModel(ClassifierMixin, BaseEstimator):
         sc = self.cv_scores_
         if not sc or best not in sc or (best[1] == 0 and best[2] == 0 and not best[3]):
             return [best]
-
-        def score(c):
-            return sc[c]["log_loss"] if self.criterion == "log_loss" else sc[c]["error"] + 1e-3 * sc[c]["log_loss"]
-
         out = [best]
         for so in (False, True):
             cand = [c for c in combos if c[1] == 0 and c[2] == 0 and c[3] == so and c in sc]
             if cand:
-                out.append(min(cand, key=score))
+                out.append(min(cand, key=lambda c: self._cv_score(sc[c])))
         return list(dict.fromkeys(out))
 
     def _hedge_weights(self, hedge):
@@ -678,9 +678,22 @@ class GainModel(ClassifierMixin, BaseEstimator):
         row_c = np.where(side > 0, np.maximum(row, 0.0), np.where(side < 0, np.minimum(row, 0.0), row))
         return row_c - row
 
+    def _unseen_var(self, tau_main, tau_aux, pairs):
+        """The prior variance a task never seen in fitting adds to a row (its effect is its prior, mean 0):
+        ``tau_main^2`` for an unseen main task, ``(tau_aux * kappa / (kappa + n_m))^2`` for an unseen auxiliary."""
+        out = np.zeros(len(pairs))
+        if self._use_main:
+            out = out + tau_main ** 2 * np.array([m not in self._task_index for m, _a in pairs])
+        if self._use_aux:
+            out = out + (tau_aux * self._row_weight(pairs)) ** 2 * np.array(
+                [a not in self._task_index for _m, a in pairs])
+        return out
+
     def predict_logit(self, X, pairs=None):
         """Posterior mean and sd of the logit of a gain under the chosen setting, per row: ``(mu, sd)``."""
-        A, pairs, new = self._predict_design(X, pairs)
+        return self._logit(*self._predict_design(X, pairs))
+
+    def _logit(self, A, pairs, new):
         # pairs whose main task has no measured pair use the setting chosen for that situation
         mu = np.where(new, A @ self._w_new, A @ self._w)
         if self.row_majority and self._use_main:
@@ -690,27 +703,18 @@ class GainModel(ClassifierMixin, BaseEstimator):
         var = np.where(new, np.einsum("nq,qr,nr->n", A, self._cov_new, A), np.einsum("nq,qr,nr->n", A, self.cov_, A))
         tau_m = np.where(new, self.new_task_params_["tau_main"], self.params_["tau_main"])
         tau_a = np.where(new, self.new_task_params_["tau_aux"], self.params_["tau_aux"])
-        # a task the model never saw: its effect is its prior, mean 0 and the full prior variance
-        if self._use_main:
-            var += tau_m ** 2 * np.array([m not in self._task_index for m, _a in pairs])
-        if self._use_aux:
-            var += (tau_a * self._row_weight(pairs)) ** 2 * np.array(
-                [a not in self._task_index for _m, a in pairs])
+        var += self._unseen_var(tau_m, tau_a, pairs)
         return mu, np.sqrt(np.maximum(var, 0.0))
 
-    def _hedged_logit(self, X, pairs):
+    def _hedged_logit(self, A, pairs, new):
         """``hedge``: the logit of the weighted average of the averaged settings' moderated probabilities (each
         with ``row_majority``), per row; NaN for the rows not averaged (main task unmeasured)."""
-        A, pairs, new = self._predict_design(X, pairs)
         wts, W, C = self._hedge
         mu = W @ A.T  # [settings, n]
         if self.row_majority:
             mu = mu + np.stack([self._row_level(A, w, pairs) for w in W])
         var = np.einsum("nq,bqr,nr->bn", A, C, A)
-        # a task never seen in fitting (only an auxiliary can be, for a measured main task): its prior variance
-        tau_a = np.array([c[1] for c in self.hedge_weights_])[:, None]
-        var += (tau_a * self._row_weight(pairs)[None, :]) ** 2 * np.array(
-            [a not in self._task_index for _m, a in pairs])[None, :]
+        var += np.stack([self._unseen_var(c[0], c[1], pairs) for c in self.hedge_weights_])
         p = wts @ _sigmoid(mu / np.sqrt(1.0 + np.pi * var / 8.0))
         p = np.clip(p, 1e-15, 1.0 - 1e-15)
         return np.where(new, np.nan, np.log(p) - np.log1p(-p))
@@ -737,12 +741,13 @@ class GainModel(ClassifierMixin, BaseEstimator):
     def decision_function(self, X, pairs=None):
         """The moderated logit ``mu / sqrt(1 + pi sd^2 / 8)`` (with ``hedge``: the logit of the averaged
         probability for pairs of measured main tasks), at most 0 where the tie rule applies."""
-        mu, sd = self.predict_logit(X, pairs)
+        A, pairs_, new = self._predict_design(X, pairs)
+        mu, sd = self._logit(A, pairs_, new)
         z = mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
         if pairs is not None:
-            pairs = [tuple(q) for q in pairs]
+            pairs = pairs_
             if self._hedge is not None:
-                zh = self._hedged_logit(X, pairs)
+                zh = self._hedged_logit(A, pairs, new)
                 z = np.where(np.isnan(zh), z, zh)
             z = np.where(self.tie_capped(pairs), np.minimum(z, 0.0), z)
             if self.majority_pairs is not None and self._use_main:

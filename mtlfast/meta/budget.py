@@ -533,7 +533,7 @@ class GainModel(ClassifierMixin, BaseEstimator):
         self._cov_new = np.linalg.inv(H[k_new])
         self.hedge_weights_ = {c: float(v) for c, v in zip(hedge, hedge_w)}
         idx = [settings.index(c) for c in hedge]
-        self._hedge = (hedge_w, w[idx], np.linalg.inv(H[idx])) if len(hedge) > 1 else None
+        self._hedge = (w[idx], np.linalg.inv(H[idx])) if len(hedge) > 1 else None
         T = len(self.tasks_)
         off = 1
         self.intercept_ = float(self._w[0])
@@ -706,18 +706,18 @@ class GainModel(ClassifierMixin, BaseEstimator):
         var += self._unseen_var(tau_m, tau_a, pairs)
         return mu, np.sqrt(np.maximum(var, 0.0))
 
-    def _hedged_logit(self, A, pairs, new):
+    def _hedged_logit(self, A, pairs):
         """``hedge``: the logit of the weighted average of the averaged settings' moderated probabilities (each
-        with ``row_majority``), per row; NaN for the rows not averaged (main task unmeasured)."""
-        wts, W, C = self._hedge
+        with ``row_majority``), per row."""
+        W, C = self._hedge
         mu = W @ A.T  # [settings, n]
         if self.row_majority:
             mu = mu + np.stack([self._row_level(A, w, pairs) for w in W])
         var = np.einsum("nq,bqr,nr->bn", A, C, A)
         var += np.stack([self._unseen_var(c[0], c[1], pairs) for c in self.hedge_weights_])
-        p = wts @ _sigmoid(mu / np.sqrt(1.0 + np.pi * var / 8.0))
+        p = np.array(list(self.hedge_weights_.values())) @ _moderated(mu, var)
         p = np.clip(p, 1e-15, 1.0 - 1e-15)
-        return np.where(new, np.nan, np.log(p) - np.log1p(-p))
+        return np.log(p) - np.log1p(-p)
 
     def tie_capped(self, pairs):
         """Per pair: True where ``tie_rule="majority"`` caps ``P(gain)`` at 0.5 (its main task's measured pairs
@@ -746,9 +746,8 @@ class GainModel(ClassifierMixin, BaseEstimator):
         z = mu / np.sqrt(1.0 + np.pi * sd**2 / 8.0)
         if pairs is not None:
             pairs = pairs_
-            if self._hedge is not None:
-                zh = self._hedged_logit(A, pairs, new)
-                z = np.where(np.isnan(zh), z, zh)
+            if self._hedge is not None:  # pairs of a main task with no measured pair are not averaged
+                z = np.where(new, z, self._hedged_logit(A, pairs))
             z = np.where(self.tie_capped(pairs), np.minimum(z, 0.0), z)
             if self.majority_pairs is not None and self._use_main:
                 side = self.majority_side(pairs)
